@@ -1,0 +1,122 @@
+"""Training throughput on the tiny default (CPU): BC samples/s, PPO env-steps/s and where PPO's time goes.
+
+    python benchmarks/train_throughput.py [--task grasp_lift_can] [--updates 3] [--num-steps 32]
+
+Everything runs in one process, side by side, under the same render settings (the policy's two 64x64
+cameras, fast render): raw vectorised env stepping with random actions, then PPO updates with the
+tiny-default architecture (configs/policy/tiny_scratch.yaml). It prints the share of PPO wall time
+spent in the simulator vs the policy vs the learner, and PPO env-steps/s relative to the raw env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+import envs
+from vla_razor.config import config_dir
+from vla_razor.data.normalization import ActionNormStats
+from vla_razor.policies import build_policy
+from vla_razor.trainers.bc import bc_batch_loss
+from vla_razor.trainers.ppo import PPOSettings, train_ppo
+
+
+def tiny_default_policy(words: list[str]) -> object:
+    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "policy" / "tiny_scratch.yaml"))
+    assert isinstance(cfg, dict)
+    return build_policy({**cfg, "extra_words": words})
+
+
+def env_kwargs(policy: object) -> dict:
+    keys = [k for k in policy.settings.image_keys if k.endswith("_image")]  # type: ignore[attr-defined]
+    return {"cameras": tuple(k[:-6] for k in keys), "image_size": policy.settings.image_size}  # type: ignore[attr-defined]
+
+
+def bench_bc(policy: object, batch: int, steps: int) -> float:
+    rng = np.random.default_rng(0)
+    size = policy.settings.image_size  # type: ignore[attr-defined]
+    obs = {
+        k: rng.integers(0, 255, (batch, size, size, 3), dtype=np.uint8) for k in policy.settings.image_keys
+    }  # type: ignore[attr-defined]
+    obs["proprio"] = rng.normal(size=(batch, 9)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (batch, 7)).astype(np.float32)
+    params = [p for p in policy.parameters() if p.requires_grad]  # type: ignore[attr-defined]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    instr = ["grasp and lift the can"] * batch
+    for i in range(steps + 2):
+        if i == 2:
+            start = time.perf_counter()
+        loss, _ = bc_batch_loss(policy, obs, instr, actions, shift_pad=4, rng=rng)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def bench_raw_env(task: str, kwargs: dict, num_envs: int, steps: int) -> float:
+    venv = envs.make_vector_env(task, num_envs, **kwargs)
+    venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        venv.step(rng.uniform(-1, 1, (num_envs, 7)).astype(np.float32))
+    rate = num_envs * steps / (time.perf_counter() - start)
+    venv.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", default="grasp_lift_can")
+    parser.add_argument("--num-envs", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--num-steps", type=int, default=32)
+    parser.add_argument("--bc-batch", type=int, default=64)
+    parser.add_argument("--bc-steps", type=int, default=10)
+    args = parser.parse_args()
+
+    words = sorted({w for spec in envs.TASKS.values() for w in spec.instruction.split()})
+    policy = tiny_default_policy(words)
+    print(f"tiny default: {policy.num_parameters():,} parameters, torch threads {torch.get_num_threads()}")
+    bc_rate = bench_bc(policy, args.bc_batch, args.bc_steps)
+    print(f"BC: {bc_rate:.0f} samples/s (batch {args.bc_batch}, random-shift augmentation)")
+
+    kwargs = env_kwargs(policy)
+    raw = bench_raw_env(args.task, kwargs, args.num_envs, args.num_steps * args.updates)
+    policy.norm_stats = ActionNormStats.identity()
+    from gymnasium.vector import AutoresetMode
+
+    venv = envs.make_vector_env(
+        args.task, args.num_envs, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs
+    )
+    settings = PPOSettings(
+        total_updates=args.updates, num_steps=args.num_steps, minibatch_size=32, save_every=0
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train_ppo(policy, venv, settings, Path(tmp), {}, progress=False)
+        wall = time.perf_counter() - start
+    venv.close()
+    ppo_rate = args.updates * args.num_steps * args.num_envs / wall
+    print(
+        f"\n{args.task}, {args.num_envs} envs, cameras {kwargs['cameras']} {kwargs['image_size']}px, fast render"
+    )
+    print("| measure | value |\n|---|---|")
+    print(f"| raw vector env steps/s (random actions) | {raw:.1f} |")
+    print(f"| PPO env-steps/s (rollout + update) | {ppo_rate:.1f} |")
+    print(f"| PPO / raw env | {ppo_rate / raw:.2f} (target >= 0.8) |")
+    for key in ("env", "policy", "update"):
+        print(f"| PPO time share: {key} | {result[f'total_time_share_{key}']:.0%} |")
+    print("target: >= 60% of PPO time in the simulator")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Scripted experts on privileged state: proportional waypoint controllers.
+
+Each expert walks through phases (above object, grasp, lift, carry, lower, release, retract), each a
+Cartesian target for the end effector plus a gripper command. The action is the target error scaled to
+OSC_POSE units and clipped to [-1, 1]; orientation is held pointing down, with the yaw turned so the
+fingers close across the object's narrow side. Experts are deterministic given the observations and
+keep only their phase and a step counter (plain attributes, so they pickle).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+# OSC_POSE maps an action of 1 to 5 cm and 0.5 rad per policy step.
+POS_SCALE_M = 0.05
+ROT_SCALE_RAD = 0.5
+OPEN, CLOSE = -1.0, 1.0
+# The Panda's home end-effector orientation: pointing straight down, site x axis along world +y.
+# Expert yaws are relative to it.
+R_DOWN = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+# Height of the bin floors and table tops (robosuite places all of these at z = 0.8).
+TABLE_Z = 0.8
+
+
+def quat_xyzw_to_mat(q: np.ndarray) -> np.ndarray:
+    x, y, z, w = (float(v) for v in q)
+    n = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def rotvec(r: np.ndarray) -> np.ndarray:
+    """Axis-angle vector of a rotation matrix."""
+    cos = np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)
+    angle = math.acos(cos)
+    if angle < 1e-6:
+        return np.zeros(3)
+    axis = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    norm = np.linalg.norm(axis)
+    if norm < 1e-6:  # angle close to pi: take the axis from the symmetric part
+        axis = np.sqrt(np.clip((np.diag(r) + 1.0) / 2.0, 0.0, None))
+        norm = np.linalg.norm(axis)
+    return axis / norm * angle
+
+
+def yaw_of(q_xyzw: np.ndarray) -> float:
+    r = quat_xyzw_to_mat(q_xyzw)
+    return math.atan2(r[1, 0], r[0, 0])
+
+
+def wrap_to_period(angle: float, period: float) -> float:
+    """The equivalent of ``angle`` (under a ``period``-fold symmetry) closest to zero."""
+    return (angle + period / 2.0) % period - period / 2.0
+
+
+def _rz(yaw: float) -> np.ndarray:
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+class Expert:
+    """Base class: phase bookkeeping and the proportional move-to-target action."""
+
+    pos_gain = 1.5
+    rot_gain = 1.0
+
+    def __init__(self) -> None:
+        self.phase = 0
+        self.counter = 0
+        self.finger_motion = 0.0
+        self.memory: dict[str, np.ndarray] = {}
+
+    def reset(self) -> None:
+        self.phase = 0
+        self.counter = 0
+        self.finger_motion = 0.0
+        self.memory = {}
+
+    def grasp_settled(self, min_steps: int = 2, max_steps: int = 12) -> bool:
+        """The fingers have closed on something (stopped moving) or the time budget is spent."""
+        return self.counter >= max_steps or (self.counter >= min_steps and self.finger_motion < 0.0015)
+
+    def _next(self) -> None:
+        self.phase += 1
+        self.counter = 0
+
+    def move(
+        self, eef: np.ndarray, quat: np.ndarray, target: np.ndarray, gripper: float, yaw: float = 0.0
+    ) -> np.ndarray:
+        action = np.zeros(7)
+        action[:3] = np.clip(self.pos_gain * (target - eef) / POS_SCALE_M, -1.0, 1.0)
+        err = rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T)
+        action[3:6] = np.clip(self.rot_gain * err / ROT_SCALE_RAD, -1.0, 1.0)
+        action[6] = gripper
+        return action.astype(np.float32)
+
+    def act(self, obs: dict) -> np.ndarray:
+        proprio = np.asarray(obs["proprio"], dtype=np.float64)
+        # Finger opening and how much it changed since the last step: a grasp is done when it stalls.
+        opening = float(proprio[7] - proprio[8])
+        self.finger_motion = abs(opening - self.memory.get("opening", np.array(opening)).item())
+        self.memory["opening"] = np.array(opening)
+        action = self._act(proprio[:3], proprio[3:7], np.asarray(obs["object_state"], dtype=np.float64))
+        self.counter += 1
+        return action
+
+    def _act(self, eef: np.ndarray, quat: np.ndarray, state: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class PickPlaceExpert(Expert):
+    """Pick an object and (unless ``lift_only``) place it at a target position, then retract.
+
+    ``object_state`` layout: [pos (3), quat xyzw (4), target (3) ...]. Subclasses override the target.
+    """
+
+    def __init__(
+        self,
+        *,
+        lift_only: bool = False,
+        yaw_period: float | None = math.pi,
+        yaw_offset: float = 0.0,
+        lift_height: float = 0.15,
+        release_height: float = 0.03,
+        min_grasp_height: float = 0.02,
+        grasp_z_offset: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.lift_only = lift_only
+        self.yaw_period = yaw_period
+        self.yaw_offset = yaw_offset
+        self.lift_height = lift_height
+        self.release_height = release_height
+        self.min_grasp_height = min_grasp_height
+        self.grasp_z_offset = grasp_z_offset
+
+    def _grasp_yaw(self, obj_quat: np.ndarray) -> float:
+        if self.yaw_period is None:
+            return 0.0
+        return wrap_to_period(yaw_of(obj_quat) + self.yaw_offset, self.yaw_period)
+
+    def _grasp_point(self, state: np.ndarray) -> np.ndarray:
+        pos = state[:3].copy()
+        pos[2] = max(pos[2] + self.grasp_z_offset, TABLE_Z + self.min_grasp_height)
+        return pos
+
+    def _place_point(self, state: np.ndarray, grasp_z: float) -> np.ndarray:
+        """Where the end effector releases: above the target, with the object just clear of the floor."""
+        target = state[7:10].copy()
+        target[2] = grasp_z + self.release_height
+        return target
+
+    def _act(self, eef: np.ndarray, quat: np.ndarray, state: np.ndarray) -> np.ndarray:
+        if self.phase == 0:  # above the object, open, aligned
+            grasp = self._grasp_point(state)
+            yaw = self._grasp_yaw(state[3:7])
+            self.memory["yaw"] = np.array(yaw)
+            hover = grasp + np.array([0.0, 0.0, 0.08])
+            xy_err = np.linalg.norm(hover[:2] - eef[:2])
+            yaw_err = np.linalg.norm(rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T))
+            if xy_err < 0.02 and yaw_err < 0.1:
+                self._next()
+            else:
+                # Descend only part-way while travelling so the fingers never sweep the object.
+                hover[2] = max(hover[2], eef[2] - 0.02)
+                return self.move(eef, quat, hover, OPEN, yaw)
+        yaw = float(self.memory.get("yaw", 0.0))
+        if self.phase == 1:  # down to the grasp point
+            grasp = self._grasp_point(state)
+            if np.linalg.norm(grasp - eef) < 0.012 or self.counter > 15:
+                self.memory["grasp"] = grasp
+                self._next()
+            else:
+                return self.move(eef, quat, grasp, OPEN, yaw)
+        if self.phase == 2:  # close
+            if self.grasp_settled():
+                self._next()
+            else:
+                return self.move(eef, quat, self.memory["grasp"], CLOSE, yaw)
+        if self.phase == 3:  # lift
+            lift = self.memory["grasp"] + np.array([0.0, 0.0, self.lift_height])
+            if self.lift_only or eef[2] < lift[2] - 0.03:
+                return self.move(eef, quat, lift, CLOSE, yaw)
+            self._next()
+        place = self._place_point(state, float(self.memory["grasp"][2]))
+        if self.phase == 4:  # carry at height
+            carry = place.copy()
+            carry[2] = self.memory["grasp"][2] + self.lift_height
+            if np.linalg.norm(carry[:2] - eef[:2]) < 0.03:
+                self._next()
+            else:
+                return self.move(eef, quat, carry, CLOSE, yaw)
+        if self.phase == 5:  # lower
+            if abs(place[2] - eef[2]) < 0.015 or self.counter > 12:
+                self._next()
+            else:
+                return self.move(eef, quat, place, CLOSE, yaw)
+        if self.phase == 6:  # release
+            if self.counter >= 2:
+                self.memory["release"] = eef.copy()
+                self._next()
+            else:
+                return self.move(eef, quat, place, OPEN, yaw)
+        # retract straight up, far enough for robosuite's "gripper away from the object" check
+        up = self.memory["release"] + np.array([0.0, 0.0, 0.12])
+        return self.move(eef, quat, up, OPEN, yaw)
+
+
+class StackExpert(PickPlaceExpert):
+    """Pick cube A and put it on cube B. object_state: [A pos, A quat, B pos, B quat]."""
+
+    def __init__(self) -> None:
+        super().__init__(yaw_period=math.pi / 2, lift_height=0.10, release_height=0.0)
+
+    def _place_point(self, state: np.ndarray, grasp_z: float) -> np.ndarray:
+        target = state[7:10].copy()
+        # cube B half height 0.025 + cube A half height 0.02, plus a small drop
+        target[2] = state[9] + 0.025 + 0.02 + 0.012
+        return target
+
+
+class DoorExpert(Expert):
+    """Grasp the fixed handle and pull it around the hinge. object_state: [handle, door, hinge, anchor].
+
+    The door (rotated by robosuite's placement) faces +y; the handle is approached from the open side.
+    """
+
+    def __init__(
+        self,
+        yaw: float = math.pi / 2,
+        approach: tuple[float, float, float] = (0.0, 0.06, 0.0),
+        lead: float = 0.05,
+    ) -> None:
+        super().__init__()
+        self.yaw = yaw
+        self.approach = np.asarray(approach)
+        self.lead = lead
+
+    def _act(self, eef: np.ndarray, quat: np.ndarray, state: np.ndarray) -> np.ndarray:
+        handle, anchor = state[:3], state[7:10]
+        if self.phase == 0:  # in front of the handle (robot side), open
+            pre = handle + self.approach
+            if np.linalg.norm(pre - eef) < 0.02:
+                self._next()
+            else:
+                return self.move(eef, quat, pre, OPEN, self.yaw)
+        if self.phase == 1:
+            if np.linalg.norm(handle - eef) < 0.012 or self.counter > 10:
+                self._next()
+            else:
+                return self.move(eef, quat, handle, OPEN, self.yaw)
+        if self.phase == 2:
+            if self.grasp_settled():
+                self._next()
+            else:
+                return self.move(eef, quat, handle, CLOSE, self.yaw)
+        # pull along the arc: tangent to the circle about the hinge, towards the robot (-x)
+        radial = handle[:2] - anchor[:2]
+        radius = np.linalg.norm(radial) + 1e-9
+        tangent = np.array([-radial[1], radial[0]]) / radius
+        if tangent[0] > 0:
+            tangent = -tangent
+        target = handle.copy()
+        target[:2] = handle[:2] + self.lead * tangent
+        return self.move(eef, quat, target, CLOSE, self.yaw)
+
+
+# Per object: yaw symmetry (None: round, any yaw works) and how far above the body centre to grasp so
+# the palm clears the top of tall objects (milk, cereal are taller than the fingers are long).
+_OBJECT_GRASP: dict[str, dict[str, float | None]] = {
+    "can": {"yaw_period": None, "grasp_z_offset": 0.0},
+    "bread": {"yaw_period": math.pi, "grasp_z_offset": 0.0},
+    "milk": {"yaw_period": math.pi, "grasp_z_offset": 0.035},
+    "cereal": {"yaw_period": math.pi, "grasp_z_offset": 0.05},
+}
+
+EXPERT_FACTORIES: dict[str, Callable[[str], Expert]] = {
+    "pick_place": lambda obj: PickPlaceExpert(**_OBJECT_GRASP[obj]),  # type: ignore[arg-type]
+    "grasp_lift": lambda obj: PickPlaceExpert(lift_only=True, **_OBJECT_GRASP[obj]),  # type: ignore[arg-type]
+    "lift": lambda _: PickPlaceExpert(lift_only=True, yaw_period=math.pi / 2, lift_height=0.10),
+    "stack": lambda _: StackExpert(),
+    "door": lambda _: DoorExpert(),
+}
+
+
+def make_expert(task: str) -> Expert:
+    """A fresh scripted expert for ``task`` (one per env: it keeps its phase)."""
+    from envs.tasks import get_task  # late import: tasks does not depend on experts
+
+    spec = get_task(task)
+    obj = spec.name.rsplit("_", 1)[-1]
+    return EXPERT_FACTORIES[spec.expert](obj)

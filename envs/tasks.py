@@ -1,0 +1,157 @@
+"""The task table: one row per task, everything else reads from here.
+
+Default placement ranges (``placement`` argument of :func:`envs.make_env`; metres relative to the
+sampler's reference point, rotation in radians about z; ``None`` rotation = any angle):
+
+| task | robosuite env | reference point | x_range | y_range | rotation | horizon (10 Hz) |
+|---|---|---|---|---|---|---|
+| pick_place_{can,bread,milk,cereal} | PickPlace{Obj} | centre of the source bin (0.1, -0.25) | (-0.08, 0.08) | (-0.10, 0.10) | (-pi/8, pi/8) | 100 |
+| grasp_lift_{can,bread,milk,cereal} | PickPlace{Obj} | centre of the source bin (0.1, -0.25) | (-0.08, 0.08) | (-0.10, 0.10) | (-pi/8, pi/8) | 50 |
+| lift | Lift | table centre | (-0.03, 0.03) | (-0.03, 0.03) | None | 50 |
+| stack | Stack | table centre | (-0.08, 0.08) | (-0.08, 0.08) | None | 100 |
+| door | Door (no latch) | table centre | (0.07, 0.09) | (-0.01, 0.01) | (-pi/2-0.25, -pi/2) | 80 |
+
+The pick-and-place ranges are narrower than robosuite's whole-bin default, a deliberate lever to keep
+the new tasks learnable by small policies on a CPU; pass ``placement={...}`` to widen them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs import task_state
+
+# One control frequency for every task: an expert finishes a pick-and-place in well under 100 steps.
+DEFAULT_CONTROL_FREQ = 10
+
+Placement = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything needed to build, solve and describe one task."""
+
+    name: str
+    gym_id: str
+    instruction: str
+    robosuite_env: str
+    horizon: int
+    expert: str  # key into envs.experts.EXPERT_FACTORIES (keeps this module free of expert code)
+    default_placement: Placement
+    sampler_name: str  # which robosuite placement sampler the placement ranges apply to
+    object_state: Callable[[Any], np.ndarray]
+    success: Callable[[Any], bool]
+    object_state_dim: int
+    family: str
+    robosuite_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Objects other than these are dropped from the sampler (single-object scenes place only the active one).
+    sampled_object: str | None = None
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+_PICK_PLACE_PLACEMENT: Placement = {
+    "x_range": (-0.08, 0.08),
+    "y_range": (-0.10, 0.10),
+    "rotation": (-math.pi / 8, math.pi / 8),
+}
+
+
+def _pick_place_tasks() -> list[TaskSpec]:
+    specs = []
+    for obj in ("can", "bread", "milk", "cereal"):
+        env_name = f"PickPlace{obj.capitalize()}"
+        for family, horizon, instruction, success in (
+            ("pick_place", 100, f"put the {obj} in the bin", task_state.pick_place_success),
+            ("grasp_lift", 50, f"grasp and lift the {obj}", task_state.grasp_lift_success),
+        ):
+            name = f"{family}_{obj}"
+            specs.append(
+                TaskSpec(
+                    name=name,
+                    gym_id=f"vla_razor/{_camel(name)}-v0",
+                    instruction=instruction,
+                    robosuite_env=env_name,
+                    horizon=horizon,
+                    expert=family,
+                    default_placement=dict(_PICK_PLACE_PLACEMENT),
+                    sampler_name="CollisionObjectSampler",
+                    object_state=task_state.pick_place_state,
+                    success=success,
+                    object_state_dim=10,
+                    family=family,
+                    sampled_object=obj.capitalize(),
+                )
+            )
+    return specs
+
+
+def _prior_tasks() -> list[TaskSpec]:
+    return [
+        TaskSpec(
+            name="lift",
+            gym_id="vla_razor/Lift-v0",
+            instruction="lift the red cube",
+            robosuite_env="Lift",
+            horizon=50,
+            expert="lift",
+            default_placement={"x_range": (-0.03, 0.03), "y_range": (-0.03, 0.03), "rotation": None},
+            sampler_name="ObjectSampler",
+            object_state=task_state.lift_state,
+            success=task_state.robosuite_success,
+            object_state_dim=7,
+            family="lift",
+        ),
+        TaskSpec(
+            name="stack",
+            gym_id="vla_razor/Stack-v0",
+            instruction="stack the red cube on the green cube",
+            robosuite_env="Stack",
+            horizon=100,
+            expert="stack",
+            default_placement={"x_range": (-0.08, 0.08), "y_range": (-0.08, 0.08), "rotation": None},
+            sampler_name="ObjectSampler",
+            object_state=task_state.stack_state,
+            success=task_state.robosuite_success,
+            object_state_dim=14,
+            family="stack",
+        ),
+        TaskSpec(
+            name="door",
+            gym_id="vla_razor/Door-v0",
+            instruction="open the door",
+            robosuite_env="Door",
+            horizon=80,
+            expert="door",
+            default_placement={
+                "x_range": (0.07, 0.09),
+                "y_range": (-0.01, 0.01),
+                "rotation": (-math.pi / 2 - 0.25, -math.pi / 2),
+            },
+            sampler_name="ObjectSampler",
+            object_state=task_state.door_state,
+            success=task_state.robosuite_success,
+            object_state_dim=10,
+            family="door",
+            # A spring latch needs a handle turn first: a second skill we do not need for forgetting studies.
+            robosuite_kwargs={"use_latch": False},
+        ),
+    ]
+
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*_pick_place_tasks(), *_prior_tasks())}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look a task up by name, with an error that lists the valid names."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None

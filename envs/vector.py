@@ -1,0 +1,51 @@
+"""Vectorised environments. Worker processes start with forkserver (or spawn), never fork:
+a forked child inherits the parent's GL context and hangs on its first render."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+from typing import Any
+
+import gymnasium as gym
+
+from envs.robosuite_env import RobosuiteTaskEnv
+from envs.tasks import get_task
+
+_CONTEXTS = ("forkserver", "spawn")
+
+
+def _build(task: str, kwargs: dict[str, Any]) -> RobosuiteTaskEnv:
+    return RobosuiteTaskEnv(task, **kwargs)
+
+
+def make_vector_env(
+    task: str,
+    num_envs: int,
+    *,
+    asynchronous: bool = True,
+    context: str | None = None,
+    vector_kwargs: dict[str, Any] | None = None,
+    **make_env_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``task`` in an AsyncVectorEnv (or SyncVectorEnv if not asynchronous).
+
+    ``context`` defaults to forkserver where the platform has it, else spawn. ``vector_kwargs`` go to
+    the gymnasium vector env (e.g. ``autoreset_mode``).
+    """
+    get_task(task)  # fail fast in the parent with the list of valid names
+    if int(num_envs) < 1:
+        raise ValueError(f"num_envs={num_envs!r} must be >= 1")
+    fns = [functools.partial(_build, task, dict(make_env_kwargs)) for _ in range(int(num_envs))]
+    # gymnasium's shared-memory path mangles Text spaces (the instruction comes back as padding), so
+    # observations travel through the pipes; at policy-sized images the copy is cheap next to a render.
+    extra = {"shared_memory": False, **(vector_kwargs or {})} if asynchronous else dict(vector_kwargs or {})
+    if not asynchronous:
+        return gym.vector.SyncVectorEnv(fns, **extra)
+    if context is None:
+        context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    if context not in _CONTEXTS:
+        raise ValueError(
+            f"unknown multiprocessing context {context!r}; valid: {', '.join(_CONTEXTS)} (fork hangs with GL)"
+        )
+    return gym.vector.AsyncVectorEnv(fns, context=context, **extra)

@@ -1,0 +1,31 @@
+"""Shared fixtures for the env tests: small images, short horizons, one env per module where possible."""
+
+from __future__ import annotations
+
+import pytest
+
+import envs
+
+SMALL = 32
+
+
+@pytest.fixture(scope="module")
+def can_env():
+    """pick_place_can with a small agentview camera, shared by a test module."""
+    env = envs.make_env("pick_place_can", image_size=SMALL)
+    yield env
+    env.close()
+
+
+def run_expert(env, task: str, seed: int, max_steps: int | None = None):
+    """Roll the scripted expert; returns (list of obs, list of states before each step, last info)."""
+    expert = envs.make_expert(task)
+    obs, info = env.reset(seed=seed)
+    observations, states = [obs], []
+    for _ in range(max_steps or env.unwrapped.horizon):
+        states.append(env.unwrapped.get_state())
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        observations.append(obs)
+        if terminated or truncated:
+            break
+    return observations, states, info

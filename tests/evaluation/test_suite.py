@@ -1,0 +1,156 @@
+"""The held-out suite end to end on a tiny policy with small N, the report, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.trainers.conftest import tiny_policy_cfg
+from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
+from vla_razor.evaluation.study import load_results, merge_results, write_report
+from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.policies import build_policy
+
+SUITE = dict(
+    name="tiny_test",
+    new_task="grasp_lift_can",
+    prior_tasks=("lift",),
+    episodes=2,
+    seed=100_000,
+    kl_states=6,
+    kl_state_seeds=1,
+    num_envs=2,
+)
+
+
+@pytest.fixture(scope="module")
+def pi0_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pi0") / "pi0"
+    words = ["lift", "the", "red", "cube", "grasp", "and", "can"]
+    build_policy(tiny_policy_cfg(extra_words=words, seed=1)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def other_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A different policy (other init) standing in for a fine-tuned checkpoint."""
+    path = tmp_path_factory.mktemp("ckpt") / "other"
+    words = ["lift", "the", "red", "cube", "grasp", "and", "can"]
+    build_policy(tiny_policy_cfg(extra_words=words, seed=2)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(pi0_dir: Path, other_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("results")
+    ckpts = expand_checkpoints([str(pi0_dir), str(other_dir)], True)
+    ckpts[0] = ("pi0_copy", ckpts[0][1])
+    doc = run_suite(
+        pi0_dir, ckpts, SuiteSpec(**SUITE), out, videos=1, video_dir=out / "videos", progress=False
+    )
+    return out, doc
+
+
+def test_suite_writes_valid_json_and_videos(results) -> None:
+    out, doc = results
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["n_per_task"] == 2 and on_disk["seeds"] == [100_000, 100_001]
+    assert set(on_disk["policies"]) == {"pi0", "pi0_copy", "other"}
+    assert on_disk["versions"]["torch"]
+    for rec in on_disk["policies"].values():
+        for task in ("lift", "grasp_lift_can"):
+            assert rec["tasks"][task]["n"] == 2
+            assert 0.0 <= rec["tasks"][task]["success_rate"] <= 1.0
+    assert on_disk["policies"]["other"]["divergence"]["kl_states"] == 6
+    assert on_disk["policies"]["other"]["divergence"]["forward_kl"] > 0
+    videos = sorted((out / "videos").glob("*.mp4"))
+    assert videos and all("seed100000" in v.name for v in videos)
+
+
+def test_pi0_against_itself_has_zero_kl_and_zero_forgetting(results) -> None:
+    _, doc = results
+    copy = doc["policies"]["pi0_copy"]
+    assert copy["divergence"]["forward_kl"] == 0.0
+    assert copy["divergence"]["reverse_kl"] == 0.0
+    assert copy["forgetting"]["mean"] == 0.0
+    assert copy["weight_l2_from_pi0"] == 0.0
+    assert doc["policies"]["pi0"]["forgetting"]["mean"] == 0.0
+
+
+def test_report_rebuilds_from_json(results, tmp_path) -> None:
+    out, doc = results
+    report = write_report(load_results(out), tmp_path, results_table(doc))
+    text = report.read_text()
+    assert "![pareto](pareto.png)" in text and "forward KL" in text
+    for png in ("pareto.png", "forgetting_vs_forward_kl.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    points = json.loads((tmp_path / "points.json").read_text())
+    assert len(points["points"]) == 3
+    assert math.isnan(points["r2"]["forward_kl"]) or -1e9 < points["r2"]["forward_kl"] <= 1.0
+
+
+def test_interrupted_eval_resumes_from_logged_episodes(results, pi0_dir, other_dir) -> None:
+    out, doc = results
+    # Simulate a kill: drop the summary of `other` and the last half of its episodes.
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    other_rows = [r for r in rows if r["policy"] == "other"]
+    kept = [r for r in rows if r["policy"] != "other"] + other_rows[: len(other_rows) // 2]
+    (out / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"policy": "oth')
+    recs = [json.loads(line) for line in (out / "policies.jsonl").read_text().splitlines()]
+    (out / "policies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs if r["policy"] != "other"))
+    ckpts = expand_checkpoints([str(pi0_dir), str(other_dir)], True)
+    ckpts[0] = ("pi0_copy", ckpts[0][1])
+    again = run_suite(pi0_dir, ckpts, SuiteSpec(**SUITE), out, progress=False)
+    rows = [
+        json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines() if line.endswith("}")
+    ]
+    keys = [(r["policy"], r["task"], r["seed"]) for r in rows if r.get("seed") is not None]
+    assert len(keys) == len(set(keys)) == 3 * 2 * 2
+    assert again["policies"]["other"]["tasks"] == doc["policies"]["other"]["tasks"]
+
+
+def test_bad_inputs(pi0_dir, tmp_path, results) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        expand_checkpoints([str(tmp_path / "missing")], True)
+    with pytest.raises(ValueError, match="unknown task 'juggle'"):
+        SuiteSpec(**{**SUITE, "prior_tasks": ("juggle",)})
+    with pytest.raises(ValueError, match="episodes must be > 0"):
+        SuiteSpec(**{**SUITE, "episodes": 0})
+    out, doc = results
+    with pytest.raises(ValueError, match="different settings"):
+        run_suite(pi0_dir, [], SuiteSpec(**{**SUITE, "episodes": 3}), out, progress=False)
+    other = dict(doc)
+    other["suite"] = {**doc["suite"], "name": "another"}
+    with pytest.raises(ValueError, match="different suites"):
+        merge_results([doc, other])
+
+
+def test_checkpoint_of_another_family_is_refused(pi0_dir, tmp_path) -> None:
+    from vla_razor.policies import build_policy as build
+    from vla_razor.policies.mini_openvla.build import build_mini_openvla_checkpoint
+
+    hf_dir = build_mini_openvla_checkpoint(tmp_path / "mini_openvla")
+    stats = {"q01": [-1.0] * 7, "q99": [1.0] * 7, "mask": [True] * 6 + [False]}
+    openvla = build(
+        {
+            "family": "openvla",
+            "model": str(hf_dir),
+            "finetune": "frozen",
+            "device": "cpu",
+            "norm_stats": stats,
+            "dtype": "float32",
+        }
+    )
+    openvla.save_pretrained(tmp_path / "openvla_policy")
+    with pytest.raises(ValueError, match="'openvla' policy but pi0 is 'tiny'"):
+        run_suite(
+            pi0_dir,
+            [("ov", tmp_path / "openvla_policy")],
+            SuiteSpec(**{**SUITE, "kl_states": 0}),
+            tmp_path / "res",
+            progress=False,
+        )

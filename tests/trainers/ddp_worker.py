@@ -1,0 +1,62 @@
+"""Run under torchrun with 2 CPU processes (gloo): BC or PPO with gradients all-reduced across ranks.
+
+Each rank writes the sum of its final trainable weights and its first minibatch signature, so the test
+can check that the ranks saw different data yet ended with identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.trainers.conftest import tiny_policy_cfg  # noqa: E402
+from tests.trainers.fake_env import FakeReachVectorEnv  # noqa: E402
+from vla_razor.policies import build_policy  # noqa: E402
+from vla_razor.trainers.distributed import init_distributed, shutdown  # noqa: E402
+
+
+def main(mode: str, out: Path, demos: str | None) -> None:
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    torch.manual_seed(100 + info.rank)  # different init per rank: broadcast must fix it
+    policy = build_policy(tiny_policy_cfg(finetune="full", seed=100 + info.rank))
+    if mode == "bc":
+        from vla_razor.data.normalization import ActionNormStats
+        from vla_razor.data.steps import load_steps
+        from vla_razor.trainers.bc import BCSettings, train_bc
+
+        data = load_steps([demos], ["agentview_image"], split="train")
+        policy.norm_stats = ActionNormStats.from_actions(data.actions)
+        train_bc(
+            policy,
+            data,
+            BCSettings(lr=1e-3, batch_size=8, max_steps=6, log_every=2, val_every=0, save_every=3),
+            out,
+            {},
+            dist_info=info,
+            progress=False,
+        )
+    else:
+        from vla_razor.trainers.ppo import PPOSettings, train_ppo
+
+        train_ppo(
+            policy,
+            FakeReachVectorEnv(num_envs=2, horizon=1),
+            PPOSettings(lr=1e-3, total_updates=3, num_steps=4, minibatch_size=4, save_every=3),
+            out,
+            {},
+            dist_info=info,
+            progress=False,
+        )
+    checksum = float(sum(p.detach().double().sum() for p in policy.trainable_parameters()))
+    (out / f"rank{info.rank}.json").write_text(json.dumps({"checksum": checksum, "world": info.world_size}))
+    shutdown(info)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

@@ -1,0 +1,129 @@
+"""Behaviour cloning on a real (small) demo file: it learns, it resumes exactly, it rejects bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.trainers.conftest import tiny_policy_cfg
+from vla_razor.data.normalization import ActionNormStats
+from vla_razor.data.steps import load_steps
+from vla_razor.policies import build_policy
+from vla_razor.trainers.bc import BCSettings, train_bc, validate
+from vla_razor.trainers.checkpoint import load_checkpoint
+from vla_razor.trainers.logger import read_metrics
+
+KEYS = ["agentview_image"]
+
+
+def _policy(data):
+    stats = ActionNormStats.from_actions(data.actions)
+    return build_policy(tiny_policy_cfg(norm_stats=stats.to_dict()))
+
+
+def test_bc_lowers_loss_and_raises_token_accuracy(lift_demos, tmp_path) -> None:
+    train = load_steps([lift_demos], KEYS, split="train")
+    policy = _policy(train)
+    before = validate(policy, train, batch_size=64, max_batches=4)
+    settings = BCSettings(
+        lr=2e-3,
+        batch_size=32,
+        max_steps=80,
+        warmup_steps=5,
+        log_every=20,
+        val_every=0,
+        save_every=0,
+        shift_pad=0,
+    )
+    train_bc(policy, train, settings, tmp_path, {"trainer": "bc"}, progress=False)
+    after = validate(policy, train, batch_size=64, max_batches=4)
+    assert after["loss"] < 0.7 * before["loss"]
+    assert after["token_accuracy"] > before["token_accuracy"] + 0.1
+    logged = [m["train/loss"] for m in read_metrics(tmp_path)]
+    assert logged[-1] < logged[0]
+
+
+class _StopAt:
+    """An 'evaluator' that kills the run at a given step, like a crash between checkpoints."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, policy, step):
+        if step == self.step:
+            raise KeyboardInterrupt
+        return {}
+
+
+def test_resume_continues_exactly(lift_demos, tmp_path) -> None:
+    train = load_steps([lift_demos], KEYS, split="train")
+    settings = BCSettings(
+        lr=1e-3,
+        batch_size=16,
+        max_steps=30,
+        warmup_steps=3,
+        log_every=5,
+        val_every=0,
+        save_every=10,
+        eval_every=15,
+        keep_last=None,
+        shift_pad=2,
+    )
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    train_bc(_policy(train), train, settings, full_dir, {}, progress=False)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_bc(_policy(train), train, settings, cut_dir, {}, evaluator=_StopAt(15), progress=False)
+    ckpt = load_checkpoint(cut_dir)
+    assert ckpt.trainer_state["step"] == 10  # the last periodic checkpoint before the "crash"
+    from vla_razor.policies import load_policy
+
+    resumed = load_policy(ckpt.policy_dir)
+    train_bc(resumed, train, settings, cut_dir, {}, resume_state=ckpt.trainer_state, progress=False)
+
+    full = {m["step"]: m for m in read_metrics(full_dir)}
+    cut = {}
+    for m in read_metrics(cut_dir):
+        cut[m["step"]] = m  # later entries (after resume) overwrite the pre-crash ones
+    for step in (15, 20, 25, 30):
+        assert cut[step]["train/loss"] == full[step]["train/loss"], step
+        assert cut[step]["train/token_accuracy"] == full[step]["train/token_accuracy"], step
+
+
+def test_bad_settings_and_data_are_one_line_errors(lift_demos) -> None:
+    with pytest.raises(ValueError, match="trainer.lr"):
+        BCSettings(lr=0.0)
+    with pytest.raises(ValueError, match="trainer.lr"):
+        BCSettings(lr=-1e-4)
+    with pytest.raises(ValueError, match="lacks observation"):
+        load_steps([lift_demos], ["robot0_eye_in_hand_image"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_steps(["/nonexistent/demos.hdf5"], KEYS)
+
+
+def test_nan_loss_stops_and_saves_last_good_checkpoint(lift_demos, tmp_path, monkeypatch) -> None:
+    import vla_razor.trainers.bc as bc
+    from vla_razor.trainers.common import NonFiniteLossError
+
+    real = bc.bc_batch_loss
+    calls = {"n": 0}
+
+    def nan_on_fourth_batch(*args, **kwargs):
+        loss, metrics = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan"), metrics) if calls["n"] == 4 else (loss, metrics)
+
+    monkeypatch.setattr(bc, "bc_batch_loss", nan_on_fourth_batch)
+    train = load_steps([lift_demos], KEYS, split="train")
+    policy = _policy(train)
+    settings = BCSettings(
+        lr=1e-3, batch_size=8, max_steps=10, log_every=1, val_every=0, save_every=0, shift_pad=0
+    )
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        train_bc(policy, train, settings, tmp_path, {}, progress=False)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.trainer_state["step"] == 3
+    from vla_razor.policies import load_policy
+
+    reloaded = load_policy(ckpt.policy_dir)
+    assert all(np.isfinite(p.detach().numpy()).all() for p in reloaded.parameters())

@@ -1,0 +1,60 @@
+"""Rejection-sampling fine-tuning: keeps exactly the successful episodes' steps, and learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.trainers.conftest import tiny_policy_cfg
+from tests.trainers.fake_env import FakeReachVectorEnv
+from vla_razor.policies import build_policy
+from vla_razor.trainers.logger import read_metrics
+from vla_razor.trainers.rft import RFTSettings, successful_steps, train_rft
+from vla_razor.trainers.rollout import Rollout
+
+
+def _rollout(terminated, truncated, success) -> Rollout:
+    t = torch.tensor(terminated, dtype=torch.bool).T
+    z = torch.zeros(t.shape)
+    return Rollout(
+        [],
+        torch.zeros(*t.shape, 7, dtype=torch.long),
+        z,
+        z,
+        z,
+        t,
+        torch.tensor(truncated, dtype=torch.bool).T,
+        z,
+        torch.zeros(t.shape[1]),
+        torch.tensor(success, dtype=torch.bool).T,
+    )
+
+
+def test_successful_steps_mask_by_hand() -> None:
+    # env 0: success at t=1, then an episode truncated at t=3, then an unfinished one (t=4)
+    # env 1: failure (truncated) at t=2, success at t=4
+    ro = _rollout(
+        terminated=[[0, 1, 0, 0, 0], [0, 0, 0, 0, 1]],
+        truncated=[[0, 0, 0, 1, 0], [0, 0, 1, 0, 0]],
+        success=[[0, 1, 0, 0, 0], [0, 0, 0, 0, 1]],
+    )
+    keep = successful_steps(ro).T.int().tolist()
+    assert keep == [[1, 1, 0, 0, 0], [0, 0, 0, 1, 1]]
+
+
+def test_rft_raises_success_on_easy_task(tmp_path) -> None:
+    policy = build_policy(tiny_policy_cfg(finetune="full"))
+    settings = RFTSettings(
+        lr=1e-2, iterations=15, num_steps=8, epochs_per_iteration=4, batch_size=16, save_every=0
+    )
+    train_rft(
+        policy,
+        FakeReachVectorEnv(num_envs=4, horizon=1, threshold=0.5),
+        settings,
+        tmp_path,
+        {},
+        progress=False,
+    )
+    success = [m["train/episode_success"] for m in read_metrics(tmp_path)]
+    assert np.mean(success[:3]) < 0.55
+    assert np.mean(success[-3:]) > 0.8

@@ -1,0 +1,88 @@
+"""``vla-razor <verb> [hydra overrides]``: the command-line entry point.
+
+Each verb has a primary hydra config ``configs/<verb>.yaml`` and an implementation
+``vla_razor/commands/<verb>.py`` exposing ``run(cfg)``. Overrides, ``--multirun`` sweeps and
+``--cfg job`` work as hydra users expect, e.g.::
+
+    vla-razor demos task=lift episodes=50
+    vla-razor rollout task=pick_place_can policy=expert episodes=3
+    vla-razor demos -m task=lift,stack episodes=20
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from vla_razor.config import config_dir, register_resolvers
+from vla_razor.errors import UserError
+
+VERBS: dict[str, str] = {
+    "demos": "collect scripted-expert demonstrations into HDF5 (robomimic layout)",
+    "rollout": "roll out a policy (expert or checkpoint) and record one mp4 per episode into videos/",
+    "train": "fine-tune a policy: trainer=bc|bc_kl|ppo|rft task=... policy=tiny|openvla [resume=true]",
+    "pretrain": "train the tiny VLA's base policy pi0 on the suite's prior skills (multi-task BC)",
+    "eval": "held-out suite: prior-skill success, new-task success, KL(pi0||pi) for pi0 and checkpoints",
+    "razor": "the RL's Razor study: train a sweep, evaluate every checkpoint, write report.md (--from-results DIR)",
+    "quickstart": "the main job on the built-in default (see README)",
+}
+
+
+def _usage() -> str:
+    width = max(map(len, VERBS))
+    lines = ["usage: vla-razor <verb> [key=value ...] [hydra flags]", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {text}" for verb, text in VERBS.items()]
+    lines += ["", "`vla-razor <verb> --cfg job` prints the resolved config; `--help` lists config groups."]
+    return "\n".join(lines)
+
+
+def _translate_flags(argv: list[str]) -> list[str]:
+    """``--from-results DIR`` (razor) is sugar for the hydra override ``from_results=DIR``."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--from-results":
+            value = next(it, None)
+            if value is None:
+                raise SystemExit("error: --from-results needs a results directory")
+            out.append(f"from_results={value}")
+        elif arg.startswith("--from-results="):
+            out.append(f"from_results={arg.split('=', 1)[1]}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return
+    verb = argv.pop(0)
+    if verb not in VERBS:
+        raise SystemExit(f"error: unknown verb {verb!r}; valid verbs: {', '.join(VERBS)}")
+    argv = _translate_flags(argv)
+
+    import hydra
+    from omegaconf import DictConfig
+
+    module = importlib.import_module(f"vla_razor.commands.{verb}")
+
+    def _task(cfg: DictConfig) -> None:
+        logging.getLogger("vla_razor").setLevel(logging.INFO)
+        logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "no OpenGL_accelerate" is noise
+        try:
+            module.run(cfg)
+        except (ValueError, FileNotFoundError, UserError) as exc:
+            # Bad input is reported as one line, not a traceback.
+            raise SystemExit(f"error: {exc}") from None
+
+    _task.__module__ = module.__name__
+    register_resolvers()
+    sys.argv = [f"vla-razor {verb}", *argv]
+    hydra.main(config_path=str(config_dir()), config_name=verb, version_base="1.3")(_task)()
+
+
+if __name__ == "__main__":
+    main()

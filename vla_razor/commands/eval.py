@@ -1,0 +1,202 @@
+"""``vla-razor eval``: the held-out suite for pi0 and a list of checkpoints.
+
+Prints a markdown table and writes ``<out_dir>/results.json`` (machine-readable: versions, seeds, N,
+git commit) next to the append-only ``episodes.jsonl``; an interrupted run resumes from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vla_razor.evaluation.suite import (
+    ResultsStore,
+    SuiteSpec,
+    add_forgetting,
+    evaluate_policy,
+    kl_state_cache,
+    merged_weights,
+    run_info,
+)
+from vla_razor.io_utils import write_json_atomic
+from vla_razor.trainers.checkpoint import list_checkpoints, resolve_policy_dir
+from vla_razor.video import video_dir as make_video_dir
+
+log = logging.getLogger(__name__)
+
+
+def expand_checkpoints(paths: list[str], all_checkpoints: bool) -> list[tuple[str, Path]]:
+    """(id, policy dir) for every requested checkpoint; run dirs expand to their saved steps."""
+    out: list[tuple[str, Path]] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise FileNotFoundError(f"checkpoint {raw!r} does not exist")
+        if (path / "checkpoints").is_dir():
+            steps = list_checkpoints(path)
+            if not steps:
+                raise FileNotFoundError(f"run directory {raw!r} has no checkpoints")
+            for step in steps if all_checkpoints else steps[-1:]:
+                out.append((f"{path.name}/{step.name}", step / "policy"))
+        else:
+            policy_dir = resolve_policy_dir(path)
+            name = f"{path.parent.name}/{path.name}" if path.name.startswith("step_") else path.name
+            out.append((name, policy_dir))
+    return out
+
+
+def run_suite(
+    pi0_dir: str | Path,
+    checkpoints: list[tuple[str, Path]],
+    suite: SuiteSpec,
+    out_dir: str | Path,
+    *,
+    videos: int = 0,
+    video_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate pi0 then every checkpoint; returns (and writes) the results document."""
+    from vla_razor.policies import load_policy
+
+    store = ResultsStore(out_dir, suite)
+    vdir = make_video_dir(video_dir) if video_dir and videos > 0 else None
+    pi0 = load_policy(resolve_policy_dir(pi0_dir), finetune="frozen", device=device)
+    states = kl_state_cache(pi0, suite, store) if suite.kl_states > 0 else None
+    records: dict[str, dict[str, Any]] = {}
+    base = store.policy_record("pi0") or evaluate_policy(
+        pi0,
+        "pi0",
+        suite,
+        store,
+        pi0=None,
+        kl_states=states,
+        pi0_weights=None,
+        videos=videos,
+        video_dir=vdir,
+        progress=progress,
+    )
+    if store.policy_record("pi0") is None:
+        store.append_policy_record(base)
+    records["pi0"] = add_forgetting(dict(base), base, suite)
+    pi0_weights = merged_weights(pi0)
+    for policy_id, policy_dir in checkpoints:
+        record = store.policy_record(policy_id)
+        if record is None:
+            policy = load_policy(policy_dir, device=device)
+            if policy.family != pi0.family:
+                raise ValueError(
+                    f"checkpoint {str(policy_dir)!r} is a {policy.family!r} policy but pi0 is {pi0.family!r}"
+                )
+            record = evaluate_policy(
+                policy,
+                policy_id,
+                suite,
+                store,
+                pi0=pi0,
+                kl_states=states,
+                pi0_weights=pi0_weights,
+                videos=videos,
+                video_dir=vdir,
+                progress=progress,
+            )
+            record["path"] = str(policy_dir)
+            record.update(_training_metadata(policy_dir))
+            store.append_policy_record(record)
+            del policy
+        records[policy_id] = add_forgetting(dict(record), base, suite)
+    document = {
+        "suite": suite.identity(),
+        "seeds": suite.seeds,
+        "n_per_task": suite.episodes,
+        "pi0": str(pi0_dir),
+        "policies": records,
+        **run_info(),
+        **(extra or {}),
+    }
+    write_json_atomic(store.dir / "results.json", document)
+    return document
+
+
+def _training_metadata(policy_dir: Path) -> dict[str, Any]:
+    """Which trainer/lr/seed/step produced a checkpoint (read from the checkpoint's config.yaml)."""
+    cfg_file = policy_dir.parent / "config.yaml"
+    if not cfg_file.is_file():
+        return {}
+    cfg = OmegaConf.load(cfg_file)
+    step = policy_dir.parent.name.removeprefix("step_")
+    return {
+        "trainer": OmegaConf.select(cfg, "trainer.name"),
+        "lr": OmegaConf.select(cfg, "trainer.lr"),
+        "kl_coef": OmegaConf.select(cfg, "trainer.kl_coef"),
+        "seed": OmegaConf.select(cfg, "seed"),
+        "step": int(step) if step.isdigit() else None,
+    }
+
+
+def results_table(document: dict[str, Any]) -> str:
+    suite = document["suite"]
+    tasks = [*suite["prior_tasks"], suite["new_task"]]
+    head = [
+        "policy",
+        *[f"{t}{' (new)' if t == suite['new_task'] else ''}" for t in tasks],
+        "forgetting",
+        "fwd KL(pi0||pi)",
+        "rev KL",
+        "TV",
+        "weight L2",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for pid, rec in document["policies"].items():
+        cells = [pid]
+        for t in tasks:
+            r = rec["tasks"][t]
+            cells.append(f"{r['success_rate']:.0%} ± {r['sem']:.0%}")
+        f = rec["forgetting"]
+        cells.append(f"{f['mean']:+.0%} ± {f['mean_sem']:.0%}")
+        d = rec.get("divergence") or {}
+        cells += [
+            _num(d.get("forward_kl"), d.get("forward_kl_sem")),
+            _num(d.get("reverse_kl")),
+            _num(d.get("tv")),
+            f"{rec.get('weight_l2_from_pi0', 0.0):.3g}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    n = document["n_per_task"]
+    states = next((r.get("divergence", {}).get("kl_states") for r in document["policies"].values()), None)
+    lines.append(
+        f"\nN = {n} held-out episodes per task and policy (seeds {document['seeds'][0]}..{document['seeds'][-1]}); "
+        f"KL over {int(states or 0)} cached new-task states from pi0's rollouts; ± = standard error."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None, sem: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} ± {sem:.2g}" if sem is not None else f"{value:.3g}"
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    suite = SuiteSpec.from_mapping(OmegaConf.to_container(cfg.suite, resolve=True))
+    if int(cfg.videos) < 0:
+        raise ValueError(f"videos must be >= 0, got {cfg.videos}")
+    checkpoints = expand_checkpoints([str(p) for p in cfg.checkpoints], bool(cfg.all_checkpoints))
+    document = run_suite(
+        cfg.pi0,
+        checkpoints,
+        suite,
+        cfg.out_dir,
+        videos=int(cfg.videos),
+        video_dir=cfg.video_dir,
+        device=str(cfg.device),
+    )
+    table = results_table(document)
+    print(table)
+    (Path(cfg.out_dir) / "results.md").write_text(table)
+    print(f"results: {Path(cfg.out_dir) / 'results.json'}")
+    return document

@@ -1,0 +1,232 @@
+"""``vla-razor train trainer=bc|bc_kl|ppo|rft task=<new task> policy=tiny|openvla``: fine-tune pi0.
+
+The policy starts from ``policy.pretrained`` (for the tiny default: the committed pi0 checkpoint) with
+``policy.finetune`` = lora | full. ``resume=true`` continues the run in ``out_dir`` from its latest
+checkpoint (weights, optimizer, scheduler, every RNG, counters), so the continuation matches an
+uninterrupted run. Under ``torchrun --nproc_per_node N`` each rank runs its own envs and seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vla_razor.commands.common import env_kwargs_from_cfg
+from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
+from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
+from vla_razor.trainers.evaluator import InTrainingEvaluator
+from vla_razor.trainers.logger import MetricLogger
+from vla_razor.trainers.rng import seed_everything
+
+log = logging.getLogger(__name__)
+TRAINERS = ("bc", "bc_kl", "ppo", "rft")
+
+
+def policy_env_kwargs(policy: Any, cfg: DictConfig) -> dict[str, Any]:
+    """Env kwargs whose cameras and image size are exactly what the policy consumes."""
+    kwargs = env_kwargs_from_cfg(cfg)
+    keys = [k for k in policy.settings.image_keys if k.endswith("_image")]
+    kwargs["cameras"] = tuple(k[: -len("_image")] for k in keys)
+    kwargs["image_size"] = int(policy.settings.image_size)
+    return kwargs
+
+
+def load_training_policy(
+    cfg: DictConfig, run_dir: Path, dist_info: DistInfo
+) -> tuple[Any, dict[str, Any] | None]:
+    """pi0 wrapped for fine-tuning, or the policy of the latest checkpoint when resuming."""
+    from vla_razor.policies import build_policy, load_policy
+
+    policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
+    assert isinstance(policy_cfg, dict)
+    if not cfg.resume:
+        if latest_checkpoint(run_dir) is not None:
+            raise ValueError(
+                f"{str(run_dir)!r} already holds checkpoints; pass resume=true or choose another out_dir"
+            )
+        return build_policy(policy_cfg), None
+    ckpt = load_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
+    if ckpt is None:
+        raise FileNotFoundError(f"resume=true but {str(run_dir)!r} has no checkpoint to resume from")
+    saved_family = OmegaConf.select(ckpt.config, "policy.family")
+    if saved_family != policy_cfg.get("family"):
+        raise ValueError(
+            f"checkpoint in {str(run_dir)!r} is a {saved_family!r} policy, not policy={policy_cfg.get('family')}"
+        )
+    if ckpt.trainer_state.get("trainer") != cfg.trainer.name.replace("bc_kl", "bc"):
+        raise ValueError(
+            f"checkpoint in {str(run_dir)!r} was written by trainer {ckpt.trainer_state.get('trainer')!r}"
+        )
+    policy = load_policy(ckpt.policy_dir, device=policy_cfg.get("device"))
+    if policy.finetune == "full" and policy_cfg.get("pretrained"):
+        # The frozen reference must stay pi0, not the weights of the checkpoint we resume from.
+        pi0 = load_policy(policy_cfg["pretrained"], finetune="frozen", device=policy_cfg.get("device"))
+        policy.reference_model.load_state_dict(pi0.model.state_dict())
+    return policy, ckpt.trainer_state
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    name = str(cfg.trainer.name)
+    if name not in TRAINERS:
+        raise ValueError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
+    dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
+    run_dir = Path(cfg.out_dir)
+    seed_everything(int(cfg.seed) + dist_info.rank)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    policy, resume_state = load_training_policy(cfg, run_dir, dist_info)
+    env_kwargs = policy_env_kwargs(policy, cfg)
+    logger = MetricLogger(
+        run_dir,
+        enabled=dist_info.is_main,
+        tensorboard=bool(cfg.logging.tensorboard),
+        wandb=OmegaConf.to_container(cfg.logging.wandb, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    evaluator = None
+    if int(cfg.trainer.get("eval_every", 0) or 0) > 0:
+        evaluator = InTrainingEvaluator(
+            run_dir,
+            env_kwargs,
+            episodes=int(cfg.eval.episodes),
+            seed=int(cfg.eval.seed),
+            num_envs=int(cfg.eval.num_envs),
+            kl_states=int(cfg.eval.kl_states),
+            kl_state_seeds=int(cfg.eval.kl_state_seeds),
+            logger=logger,
+            enabled=dist_info.is_main,
+        )
+        if resume_state is None:
+            evaluator(policy, 0)  # the starting point (pi0) is the first point of every curve
+    settings_map = {**OmegaConf.to_container(cfg.trainer, resolve=True), "seed": int(cfg.seed)}
+    try:
+        if name in ("bc", "bc_kl"):
+            result = _run_bc(policy, cfg, settings_map, run_dir, resume_state, dist_info, evaluator, logger)
+        else:
+            result = _run_on_policy(
+                name,
+                policy,
+                cfg,
+                settings_map,
+                env_kwargs,
+                run_dir,
+                resume_state,
+                dist_info,
+                evaluator,
+                logger,
+            )
+    finally:
+        if evaluator is not None:
+            evaluator.close()
+        shutdown(dist_info)
+    if dist_info.is_main:
+        print(f"{name} on {cfg.task.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))
+        print(f"checkpoints: {run_dir / 'checkpoints'}")
+    return result
+
+
+def _run_bc(
+    policy: Any,
+    cfg: DictConfig,
+    settings_map: dict[str, Any],
+    run_dir: Path,
+    resume_state: Any,
+    dist_info: DistInfo,
+    evaluator: Any,
+    logger: MetricLogger,
+) -> dict[str, float]:
+    from vla_razor.data.steps import load_steps
+    from vla_razor.trainers.bc import BCSettings, train_bc
+
+    paths = [str(p) for p in cfg.demos]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"demo file(s) {missing} not found; collect them with `vla-razor demos task={cfg.task.name}`"
+        )
+    keys = list(policy.settings.image_keys) + (["proprio"] if policy.settings.use_proprio else [])
+    train = load_steps(paths, keys, split="train")
+    val = load_steps(paths, keys, split="valid", allow_empty=True) if cfg.trainer.get("val_every") else None
+    check_image_size(train, policy)
+    settings = BCSettings.from_mapping(settings_map)
+    return train_bc(
+        policy,
+        train,
+        settings,
+        run_dir,
+        cfg,
+        val_data=val,
+        resume_state=resume_state,
+        dist_info=dist_info,
+        evaluator=evaluator,
+        logger=logger,
+    )
+
+
+def check_image_size(data: Any, policy: Any) -> None:
+    size = int(policy.settings.image_size)
+    for key, value in data.obs.items():
+        if key.endswith("_image") and tuple(value.shape[1:3]) != (size, size):
+            raise ValueError(
+                f"demo images {key} are {value.shape[1]}x{value.shape[2]} but the policy expects "
+                f"{size}x{size}; recollect demos with env.image_size={size}"
+            )
+
+
+def _run_on_policy(
+    name: str,
+    policy: Any,
+    cfg: DictConfig,
+    settings_map: dict[str, Any],
+    env_kwargs: dict[str, Any],
+    run_dir: Path,
+    resume_state: Any,
+    dist_info: DistInfo,
+    evaluator: Any,
+    logger: MetricLogger,
+) -> dict[str, float]:
+    from gymnasium.vector import AutoresetMode
+
+    import envs
+
+    kwargs = dict(env_kwargs)
+    task = kwargs.pop("task")
+    if name == "ppo" and settings_map.get("reward") == "shaped":
+        kwargs["reward"] = "shaped"
+    venv = envs.make_vector_env(
+        task, int(cfg.num_envs), vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs
+    )
+    try:
+        if name == "ppo":
+            from vla_razor.trainers.ppo import PPOSettings, train_ppo
+
+            return train_ppo(
+                policy,
+                venv,
+                PPOSettings.from_mapping(settings_map),
+                run_dir,
+                cfg,
+                resume_state=resume_state,
+                dist_info=dist_info,
+                evaluator=evaluator,
+                logger=logger,
+            )
+        from vla_razor.trainers.rft import RFTSettings, train_rft
+
+        return train_rft(
+            policy,
+            venv,
+            RFTSettings.from_mapping(settings_map),
+            run_dir,
+            cfg,
+            resume_state=resume_state,
+            dist_info=dist_info,
+            evaluator=evaluator,
+            logger=logger,
+        )
+    finally:
+        venv.close()

@@ -1,0 +1,123 @@
+"""A fixed, cached set of new-task observations on which every checkpoint's divergence from pi0 is measured.
+
+RL's Razor measures E_{x ~ new task}[KL(pi0(.|x) || pi(.|x))]; here x are the observations pi0 itself
+visits when it attempts the new task (sampled at temperature 1 from pi0, fixed seeds), subsampled to a
+fixed count and stored as .npz, so every checkpoint is scored on exactly the same states.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_razor.io_utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def collect_kl_states(
+    policy: Any,
+    env_kwargs: dict[str, Any],
+    seeds: list[int],
+    *,
+    max_states: int,
+    num_envs: int = 2,
+    sample_seed: int = 0,
+) -> dict[str, Any]:
+    """Roll out pi0 (``policy.reference()``) on the new task and keep ``max_states`` of its observations."""
+    from gymnasium.vector import AutoresetMode
+
+    import envs
+    from vla_razor.trainers.rollout import evaluate_seeds
+
+    if max_states <= 0:
+        raise ValueError(f"max_states must be > 0, got {max_states}")
+    kwargs = dict(env_kwargs)
+    task = kwargs.pop("task")
+    venv = envs.make_vector_env(
+        task, min(num_envs, len(seeds)), vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, **kwargs
+    )
+    generator = torch.Generator().manual_seed(sample_seed)
+    try:
+        with policy.reference():
+            _, observations = evaluate_seeds(
+                policy,
+                venv,
+                seeds,
+                greedy=False,
+                temperature=1.0,
+                generator=generator,
+                keep_observations=True,
+            )
+    finally:
+        venv.close()
+    rng = np.random.default_rng(sample_seed)
+    chosen = np.sort(rng.choice(len(observations), size=min(max_states, len(observations)), replace=False))
+    picked = [observations[i] for i in chosen]
+    keys = [k for k in picked[0] if k != "instruction"]
+    return {
+        "obs": {k: np.stack([o[k] for o in picked]) for k in keys},
+        "instructions": [str(o["instruction"]) for o in picked],
+        "task": task,
+        "seeds": list(seeds),
+    }
+
+
+def save_kl_states(path: str | Path, states: dict[str, Any]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            **{f"obs/{k}": v for k, v in states["obs"].items()},
+            instructions=np.array(states["instructions"]),
+            task=np.array(states["task"]),
+            seeds=np.array(states["seeds"]),
+        )
+    return Path(path)
+
+
+def load_kl_states(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"KL state cache {str(path)!r} does not exist")
+    with np.load(path, allow_pickle=False) as data:
+        return {
+            "obs": {k[4:]: data[k] for k in data.files if k.startswith("obs/")},
+            "instructions": [str(s) for s in data["instructions"]],
+            "task": str(data["task"]),
+            "seeds": [int(s) for s in data["seeds"]],
+        }
+
+
+@torch.no_grad()
+def measure_divergences(
+    policy: Any, states: dict[str, Any], *, batch_size: int = 64, prefix_samples: int = 1, seed: int = 0
+) -> dict[str, float]:
+    """Mean forward KL(pi0||pi), reverse KL, TV and L2 over the cached states (pi0 = ``policy.reference()``)."""
+    from vla_razor.metrics.divergences import action_token_divergences
+
+    n = len(states["instructions"])
+    sums: dict[str, float] = {}
+    sq: dict[str, float] = {}
+    generator = torch.Generator().manual_seed(seed)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        obs = {k: v[start:stop] for k, v in states["obs"].items()}
+        batch = policy.prepare(obs, states["instructions"][start:stop])
+        values = action_token_divergences(
+            policy, policy, batch, num_prefix_samples=prefix_samples, generator=generator
+        )
+        for key, per_state in values.items():
+            per_state = per_state.double().cpu()
+            sums[key] = sums.get(key, 0.0) + float(per_state.sum())
+            sq[key] = sq.get(key, 0.0) + float((per_state**2).sum())
+    out: dict[str, float] = {"kl_states": float(n)}
+    for key in sums:
+        mean = sums[key] / n
+        var = max(sq[key] / n - mean**2, 0.0)
+        out[key] = mean
+        out[f"{key}_sem"] = (var / max(n - 1, 1)) ** 0.5
+    return out

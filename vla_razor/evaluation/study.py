@@ -1,0 +1,152 @@
+"""The RL's Razor study on saved results: points per checkpoint, fits of forgetting against every
+candidate metric (RL's Razor Table 1), the Pareto and forgetting-vs-KL plots, and report.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_razor.evaluation.fit import polyfit_r2
+from vla_razor.evaluation.plots import forgetting_plot, pareto_plot
+from vla_razor.io_utils import atomic_path, ensure_writable_dir
+
+# metric key in a point -> (label in tables/plots)
+METRICS = {
+    "forward_kl": "forward KL(pi0 || pi) on new-task states",
+    "reverse_kl": "reverse KL(pi || pi0)",
+    "tv": "total variation (per token)",
+    "l2": "L2 between token distributions",
+    "weight_l2": "L2 distance of weights from pi0",
+}
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A results.json (or a folder holding one) written by ``vla-razor eval`` / ``vla-razor razor``."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"no results.json in {str(path)!r}; run `vla-razor eval` or `vla-razor razor` first"
+        )
+    return json.loads(file.read_text())
+
+
+def merge_results(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine several results documents of the SAME suite (refuses to mix suites)."""
+    if not documents:
+        raise ValueError("no results to merge")
+    first = documents[0]
+    for doc in documents[1:]:
+        if doc["suite"] != first["suite"]:
+            raise ValueError(
+                f"results of different suites cannot be mixed: {first['suite'].get('name')!r} vs "
+                f"{doc['suite'].get('name')!r} (or different seeds/N)"
+            )
+    merged = dict(first)
+    merged["policies"] = {}
+    for doc in documents:
+        merged["policies"].update(doc["policies"])
+    return merged
+
+
+def study_points(document: dict[str, Any]) -> list[dict[str, Any]]:
+    points = []
+    for pid, rec in document["policies"].items():
+        div = rec.get("divergence") or {}
+        method = "pi0" if pid == "pi0" else str(rec.get("trainer") or pid.split("_")[0])
+        points.append(
+            {
+                "policy": pid,
+                "method": method,
+                "lr": rec.get("lr"),
+                "seed": rec.get("seed"),
+                "step": rec.get("step"),
+                "new_task_success": rec["new_task_success"],
+                "new_task_success_sem": rec["new_task_success_sem"],
+                "prior_success": rec["prior_success"],
+                "prior_success_sem": rec["prior_success_sem"],
+                "forgetting": rec["forgetting"]["mean"],
+                "forgetting_sem": rec["forgetting"]["mean_sem"],
+                **{k: div.get(k, float("nan")) for k in ("forward_kl", "reverse_kl", "tv", "l2")},
+                **{f"{k}_sem": div.get(f"{k}_sem", 0.0) for k in ("forward_kl", "reverse_kl", "tv", "l2")},
+                "weight_l2": rec.get("weight_l2_from_pi0", float("nan")),
+            }
+        )
+    return points
+
+
+def fits(points: list[dict[str, Any]]) -> dict[str, Any]:
+    y = np.array([p["forgetting"] for p in points], dtype=float)
+    out = {}
+    for key in METRICS:
+        x = np.array([p[key] for p in points], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        out[key] = polyfit_r2(x[ok], y[ok], degree=2)
+    return out
+
+
+def write_report(document: dict[str, Any], out_dir: str | Path, results_table: str) -> Path:
+    """Plots + report.md in ``out_dir``; everything is derived from ``document`` alone."""
+    out = ensure_writable_dir(out_dir, what="report directory")
+    suite = document["suite"]
+    points = study_points(document)
+    metric_fits = fits(points)
+    pareto_plot(points, out / "pareto.png", suite["new_task"])
+    forgetting_plot(
+        points,
+        "forward_kl",
+        metric_fits["forward_kl"],
+        out / "forgetting_vs_forward_kl.png",
+        METRICS["forward_kl"],
+    )
+    for key in ("reverse_kl", "tv", "weight_l2"):
+        forgetting_plot(points, key, metric_fits[key], out / f"forgetting_vs_{key}.png", METRICS[key])
+    n_ckpt = len([p for p in points if p["method"] != "pi0"])
+    lines = [
+        f"# RL's Razor study: suite `{suite['name']}`",
+        "",
+        f"New task: `{suite['new_task']}`; prior skills: {', '.join(f'`{t}`' for t in suite['prior_tasks'])}. "
+        f"{n_ckpt} fine-tuned checkpoints + pi0; N = {document['n_per_task']} held-out episodes per task and policy.",
+        "",
+        "## Pareto: new-task success vs prior-skill success",
+        "",
+        "![pareto](pareto.png)",
+        "",
+        "## Forgetting vs forward KL(pi0 || pi) on new-task states",
+        "",
+        "![forgetting vs forward KL](forgetting_vs_forward_kl.png)",
+        "",
+        "## Which metric predicts forgetting? (quadratic fit, R², RL's Razor Table 1 style)",
+        "",
+        "| metric | R² | points |",
+        "|---|---|---|",
+    ]
+    for key, label in METRICS.items():
+        fit = metric_fits[key]
+        r2 = "n/a (too few distinct values)" if not np.isfinite(fit.r2) else f"{fit.r2:.3f}"
+        lines.append(f"| {label} | {r2} | {fit.n} |")
+    lines += [
+        "",
+        "Other metrics: [reverse KL](forgetting_vs_reverse_kl.png), [TV](forgetting_vs_tv.png), "
+        "[weight L2](forgetting_vs_weight_l2.png).",
+        "",
+        "## All policies",
+        "",
+        results_table,
+        "",
+        "## Run information",
+        "",
+        f"- git commit: `{document.get('git_commit')}`",
+        f"- versions: `{json.dumps(document.get('versions', {}))}`",
+        "",
+    ]
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    with atomic_path(out / "points.json") as tmp:
+        tmp.write_text(
+            json.dumps({"points": points, "r2": {k: f.r2 for k, f in metric_fits.items()}}, indent=2)
+        )
+    return out / "report.md"

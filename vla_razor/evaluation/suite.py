@@ -1,0 +1,414 @@
+"""The held-out manipulation suite: what a fine-tuned checkpoint kept, what it learned, how far it moved.
+
+For pi0 and every checkpoint, on the SAME held-out seeds:
+- success on every prior-skill task and on the new task (N episodes each, with the standard error);
+- forgetting = pi0's prior-skill success minus the checkpoint's (per task and averaged);
+- forward KL(pi0 || pi), reverse KL, TV and L2 on action-token distributions over a fixed, cached set of
+  new-task states drawn from pi0's own rollouts; and the L2 distance of the weights from pi0.
+
+Results are append-only: every finished episode is written to ``episodes.jsonl`` at once, so an
+interrupted evaluation resumes where it stopped; ``results.json`` is rebuilt from it atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vla_razor.evaluation.kl_states import (
+    collect_kl_states,
+    load_kl_states,
+    save_kl_states,
+)
+from vla_razor.evaluation.success import SuccessResult
+from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
+from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
+from vla_razor.video import EpisodeRecorder, episode_video_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    new_task: str
+    prior_tasks: tuple[str, ...]
+    episodes: int
+    seed: int
+    kl_states: int
+    kl_state_seeds: int
+    num_envs: int = 2
+
+    def __post_init__(self) -> None:
+        import envs
+
+        for task in (self.new_task, *self.prior_tasks):
+            if task not in envs.TASKS:
+                raise ValueError(
+                    f"suite {self.name!r} names unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}"
+                )
+        if self.episodes <= 0:
+            raise ValueError(f"suite.episodes must be > 0, got {self.episodes}")
+        if self.new_task in self.prior_tasks:
+            raise ValueError(
+                f"suite {self.name!r}: the new task {self.new_task!r} is also listed as a prior skill"
+            )
+        if self.seed < 100_000:
+            log.warning("suite seed %d overlaps the training seed range (< 100000)", self.seed)
+
+    @property
+    def tasks(self) -> list[str]:
+        return [*self.prior_tasks, self.new_task]
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.episodes))
+
+    @property
+    def kl_seeds(self) -> list[int]:
+        # Disjoint from the success seeds, so KL states never come from a scored episode.
+        start = self.seed + self.episodes
+        return list(range(start, start + self.kl_state_seeds))
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for results to be comparable (used to refuse mixing suites in one folder)."""
+        return {k: v for k, v in asdict(self).items() if k != "num_envs"} | {
+            "prior_tasks": list(self.prior_tasks)
+        }
+
+    @classmethod
+    def from_mapping(cls, cfg: Any) -> SuiteSpec:
+        return cls(
+            name=str(cfg["name"]),
+            new_task=str(cfg["new_task"]),
+            prior_tasks=tuple(str(t) for t in cfg["prior_tasks"]),
+            episodes=int(cfg["episodes"]),
+            seed=int(cfg["seed"]),
+            kl_states=int(cfg["kl_states"]),
+            kl_state_seeds=int(cfg["kl_state_seeds"]),
+            num_envs=int(cfg.get("num_envs", 2)),
+        )
+
+
+def run_info() -> dict[str, Any]:
+    """Package versions and the git commit, recorded in every results file."""
+    versions = {}
+    for pkg in ("vla-razor", "torch", "transformers", "peft", "robosuite", "mujoco", "gymnasium", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit, "python": platform.python_version()}
+
+
+class ResultsStore:
+    """The append-only episode log and the per-policy metric records of one results folder."""
+
+    def __init__(self, out_dir: str | Path, suite: SuiteSpec) -> None:
+        self.dir = ensure_writable_dir(out_dir, what="results directory")
+        self.suite = suite
+        suite_file = self.dir / "suite.json"
+        if suite_file.is_file():
+            existing = json.loads(suite_file.read_text())
+            if existing != suite.identity():
+                raise ValueError(
+                    f"results folder {str(self.dir)!r} holds suite {existing.get('name')!r} with different settings; "
+                    "use another out_dir (results of different suites must not be mixed)"
+                )
+        else:
+            write_json_atomic(suite_file, suite.identity())
+        self.episodes_file = self.dir / "episodes.jsonl"
+        self.metrics_file = self.dir / "policies.jsonl"
+
+    def finished(self, policy_id: str, task: str) -> dict[int, SeededEpisode]:
+        done: dict[int, SeededEpisode] = {}
+        for row in _read_jsonl(self.episodes_file):
+            if row["policy"] == policy_id and row["task"] == task:
+                done[int(row["seed"])] = SeededEpisode(
+                    int(row["seed"]), bool(row["success"]), int(row["length"]), row.get("sim_error")
+                )
+        return done
+
+    def append_episode(self, policy_id: str, task: str, episode: SeededEpisode) -> None:
+        _append_line(self.episodes_file, {"policy": policy_id, "task": task, **asdict(episode)})
+
+    def policy_record(self, policy_id: str) -> dict[str, Any] | None:
+        found = None
+        for row in _read_jsonl(self.metrics_file):
+            if row["policy"] == policy_id:
+                found = row
+        return found
+
+    def append_policy_record(self, record: dict[str, Any]) -> None:
+        _append_line(self.metrics_file, record)
+
+
+def _append_line(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line; a line left unterminated by a kill is closed first, never extended."""
+    prefix = ""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            fh.seek(-1, 2)
+            prefix = "" if fh.read(1) == b"\n" else "\n"
+    with open(path, "a") as fh:
+        fh.write(prefix + json.dumps(row) + "\n")
+        fh.flush()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill mid-write: that episode simply re-runs
+            continue
+    return rows
+
+
+def evaluate_task(
+    policy: Any,
+    policy_id: str,
+    task: str,
+    suite: SuiteSpec,
+    store: ResultsStore,
+    env_kwargs: dict[str, Any],
+    *,
+    videos: int = 0,
+    video_dir: Path | None = None,
+    frame_key: str | None = None,
+    progress: bool = True,
+) -> SuccessResult:
+    """Success of ``policy`` on ``task`` over the suite's seeds, resuming from episodes already logged."""
+    from gymnasium.vector import AutoresetMode
+
+    import envs
+
+    done = store.finished(policy_id, task)
+    todo = [s for s in suite.seeds if s not in done]
+    if todo:
+        record_seeds = [s for s in suite.seeds[:videos] if s in todo] if video_dir is not None else []
+        frames: dict[int, list[np.ndarray]] = {}
+        venv = envs.make_vector_env(
+            task,
+            max(1, min(suite.num_envs, len(todo))),
+            vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+            **env_kwargs,
+        )
+        bar = tqdm(
+            total=len(suite.seeds),
+            initial=len(done),
+            desc=f"{policy_id[:24]} {task}",
+            unit="ep",
+            disable=not progress,
+            leave=False,
+        )
+        was_training = policy.training
+        policy.eval()
+        try:
+            evaluate_seeds(
+                policy,
+                venv,
+                todo,
+                greedy=True,
+                progress=bar,
+                on_episode=lambda ep: store.append_episode(policy_id, task, ep),
+                record_seeds=record_seeds,
+                frames=frames,
+                frame_key=frame_key,
+            )
+        finally:
+            policy.train(was_training)
+            bar.close()
+            venv.close()
+        done = store.finished(policy_id, task)
+        if video_dir is not None:
+            for seed in record_seeds:
+                rec = EpisodeRecorder(fps=10)
+                for frame in frames.get(seed, []):
+                    rec.add(frame)
+                if len(rec):
+                    rec.save(video_dir / episode_video_name(task, seed, done[seed].success, tag=policy_id))
+    return SuccessResult(task, [done[s] for s in suite.seeds])
+
+
+def evaluate_policy(
+    policy: Any,
+    policy_id: str,
+    suite: SuiteSpec,
+    store: ResultsStore,
+    *,
+    pi0: Any | None,
+    kl_states: dict[str, Any] | None,
+    pi0_weights: dict[str, torch.Tensor] | None,
+    videos: int = 0,
+    video_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """All suite metrics of one policy (pi0 itself when ``pi0`` is None)."""
+    from vla_razor.metrics.divergences import weight_l2_distance
+
+    env_kwargs = policy_env_kwargs(policy)
+    frame_key = f"{env_kwargs['cameras'][0]}_image" if env_kwargs.get("cameras") else None
+    tasks = {
+        t: evaluate_task(
+            policy,
+            policy_id,
+            t,
+            suite,
+            store,
+            env_kwargs,
+            videos=videos,
+            video_dir=video_dir,
+            frame_key=frame_key,
+            progress=progress,
+        )
+        for t in suite.tasks
+    }
+    record: dict[str, Any] = {"policy": policy_id, "tasks": {t: _summary(r) for t, r in tasks.items()}}
+    if kl_states is not None:
+        if pi0 is None:
+            record["divergence"] = {k: 0.0 for k in ("forward_kl", "reverse_kl", "tv", "l2")}
+            record["divergence"]["kl_states"] = float(len(kl_states["instructions"]))
+        else:
+            record["divergence"] = measure_pair_divergences(pi0, policy, kl_states)
+    record["weight_l2_from_pi0"] = (
+        0.0 if pi0 is None else weight_distance(pi0, policy, pi0_weights, weight_l2_distance)
+    )
+    return record
+
+
+def weight_distance(pi0: Any, policy: Any, pi0_weights: Any, fn: Any) -> float:
+    # Compare the backbone weights (merged view) of pi and pi0 by name; the value head is not part of pi.
+    mine = {n: p.detach() for n, p in merged_weights(policy).items()}
+    base = pi0_weights if pi0_weights is not None else merged_weights(pi0)
+    total = 0.0
+    for name, w in mine.items():
+        if name in base and base[name].shape == w.shape:
+            total += float(((w.float() - base[name].float()) ** 2).sum())
+    return total**0.5
+
+
+def merged_weights(policy: Any) -> dict[str, torch.Tensor]:
+    """Backbone weights with any LoRA update merged in, keyed by the plain (non-peft) parameter names."""
+    from peft import PeftModel
+
+    backbone = policy.backbone
+    if isinstance(backbone, PeftModel):
+        backbone.merge_adapter()
+        try:
+            return {
+                _plain(n): p.detach().clone()
+                for n, p in backbone.get_base_model().named_parameters()
+                if "lora_" not in n
+            }
+        finally:
+            backbone.unmerge_adapter()
+    return {n: p.detach().clone() for n, p in backbone.named_parameters()}
+
+
+def _plain(name: str) -> str:
+    return name.replace(".base_layer.", ".")
+
+
+def measure_pair_divergences(
+    pi0: Any, pi: Any, states: dict[str, Any], batch_size: int = 64, seed: int = 0
+) -> dict[str, float]:
+    """Divergences between two separately loaded policies over the cached states."""
+    from vla_razor.metrics.divergences import action_token_divergences
+
+    n = len(states["instructions"])
+    per: dict[str, list[torch.Tensor]] = {}
+    generator = torch.Generator().manual_seed(seed)
+    pi0.eval()
+    pi.eval()
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        obs = {k: v[start:stop] for k, v in states["obs"].items()}
+        batch = pi.prepare(obs, states["instructions"][start:stop])
+        for key, value in action_token_divergences(pi0, pi, batch, generator=generator).items():
+            per.setdefault(key, []).append(value.double().cpu())
+    out: dict[str, float] = {"kl_states": float(n)}
+    for key, chunks in per.items():
+        values = torch.cat(chunks)
+        out[key] = float(values.mean())
+        out[f"{key}_sem"] = float(values.std(unbiased=True) / n**0.5) if n > 1 else 0.0
+    return out
+
+
+def policy_env_kwargs(policy: Any) -> dict[str, Any]:
+    keys = [k for k in policy.settings.image_keys if k.endswith("_image")]
+    return {
+        "cameras": tuple(k[: -len("_image")] for k in keys),
+        "image_size": int(policy.settings.image_size),
+    }
+
+
+def _summary(result: SuccessResult) -> dict[str, Any]:
+    d = result.to_dict()
+    d.pop("episodes")
+    d["seeds"] = [e.seed for e in result.episodes]
+    return d
+
+
+def add_forgetting(record: dict[str, Any], base: dict[str, Any], suite: SuiteSpec) -> dict[str, Any]:
+    """Forgetting per prior task (pi0 success - policy success) and its mean, with standard errors."""
+    per, sems = {}, []
+    for task in suite.prior_tasks:
+        mine, ref = record["tasks"][task], base["tasks"][task]
+        per[task] = ref["success_rate"] - mine["success_rate"]
+        # Same seeds, but independent outcomes per policy: the variances add.
+        sems.append((ref["sem"] ** 2 + mine["sem"] ** 2) ** 0.5)
+    prior = [record["tasks"][t]["success_rate"] for t in suite.prior_tasks]
+    prior_sem = [record["tasks"][t]["sem"] for t in suite.prior_tasks]
+    k = len(suite.prior_tasks)
+    record["forgetting"] = {
+        "per_task": per,
+        "mean": float(np.mean(list(per.values()))) if per else 0.0,
+        "mean_sem": float(np.sqrt(np.sum(np.square(sems))) / k) if k else 0.0,
+    }
+    record["prior_success"] = float(np.mean(prior)) if prior else float("nan")
+    record["prior_success_sem"] = float(np.sqrt(np.sum(np.square(prior_sem))) / k) if k else 0.0
+    record["new_task_success"] = record["tasks"][suite.new_task]["success_rate"]
+    record["new_task_success_sem"] = record["tasks"][suite.new_task]["sem"]
+    return record
+
+
+def kl_state_cache(pi0: Any, suite: SuiteSpec, store: ResultsStore) -> dict[str, Any]:
+    """The suite's new-task states from pi0's own rollouts, collected once per results folder."""
+    path = store.dir / "kl_states.npz"
+    if path.is_file():
+        return load_kl_states(path)
+    states = collect_kl_states(
+        pi0,
+        {"task": suite.new_task, **policy_env_kwargs(pi0)},
+        suite.kl_seeds,
+        max_states=suite.kl_states,
+        num_envs=suite.num_envs,
+    )
+    save_kl_states(path, states)
+    return states

@@ -1,0 +1,75 @@
+"""Write a mini OpenVLA checkpoint in OpenVLA's on-disk format (config.json with auto_map -> the remote
+code modules beside it, a Llama-id-compatible tokenizer, a processor for AutoProcessor).
+
+It lets every part of the OpenVLA wrapper that does not need the 15 GB weights run in tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
+from vla_razor.policies.mini_openvla.configuration_mini_openvla import MiniOpenVLAConfig
+from vla_razor.policies.mini_openvla.modeling_mini_openvla import MiniOpenVLAForActionPrediction
+from vla_razor.policies.mini_openvla.processing_mini_openvla import (
+    MiniOpenVLAImageProcessor,
+    MiniOpenVLAProcessor,
+)
+from vla_razor.policies.tiny.processing_tiny_vla import BASE_WORDS
+
+LLAMA_VOCAB = 32000
+EMPTY_TOKEN_ID = 29871  # Llama's "▁", which OpenVLA appends after "Out:"
+
+
+def _llama_like_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer on Llama-2's id layout: <unk>=0 <s>=1 </s>=2, "▁"=29871, <PAD>=32000."""
+    tokens = ["<unk>", "<s>", "</s>"] + list(dict.fromkeys(BASE_WORDS))
+    vocab = {t: i for i, t in enumerate(tokens)}
+    for i in range(len(tokens), LLAMA_VOCAB):
+        vocab[f"<filler_{i}>"] = i
+    del vocab[f"<filler_{EMPTY_TOKEN_ID}>"]
+    vocab["▁"] = EMPTY_TOKEN_ID
+    vocab["<PAD>"] = LLAMA_VOCAB
+    tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<PAD>",
+        padding_side="right",  # OpenVLA's released tokenizer pads on the right
+    )
+
+
+def build_mini_openvla_checkpoint(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    norm_stats: dict[str, Any] | None = None,
+    patch_size: int = 28,
+    text_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write the checkpoint to ``path`` and return it. ``norm_stats`` is OpenVLA's {key: {"action": ...}}."""
+    out = Path(path)
+    torch.manual_seed(seed)
+    config = MiniOpenVLAConfig(text_config=text_config, norm_stats=norm_stats, patch_size=patch_size)
+    model = MiniOpenVLAForActionPrediction(config)
+    # register_for_auto_class makes save_pretrained copy the module files and write auto_map entries.
+    MiniOpenVLAConfig.register_for_auto_class()
+    MiniOpenVLAForActionPrediction.register_for_auto_class("AutoModelForVision2Seq")
+    MiniOpenVLAImageProcessor.register_for_auto_class("AutoImageProcessor")
+    MiniOpenVLAProcessor.register_for_auto_class("AutoProcessor")
+    model.save_pretrained(str(out), safe_serialization=True)
+    processor = MiniOpenVLAProcessor(
+        image_processor=MiniOpenVLAImageProcessor(), tokenizer=_llama_like_tokenizer()
+    )
+    processor.save_pretrained(str(out))
+    return out

@@ -1,0 +1,270 @@
+"""OpenVLA-7B (or a fine-tuned OpenVLA, or any checkpoint with its I/O) behind the shared interface.
+
+OpenVLA's own ``predict_action`` handles one observation at a time. Here a batch is run by building the
+multimodal embeddings ourselves from the checkpoint's ``vision_backbone``, ``projector`` and
+``language_model`` (the attributes of ``PrismaticForConditionalGeneration``): ``[<s>, patches, pads,
+prompt, "▁"]`` with positions counted over real tokens, so every row sees exactly what the unpadded
+single-sample forward sees and all rows' action tokens start in the same column.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from packaging.version import Version
+from PIL import Image
+from torch import nn
+
+from vla_razor.data.normalization import ActionNormStats
+from vla_razor.policies.base import BASE_DIR, PolicySettings, VLAPolicy, restore_backbone
+from vla_razor.policies.batch import PolicyBatch, left_pad_prompts
+from vla_razor.policies.inputs import check_instructions, get_image
+from vla_razor.policies.lora import LoraSettings
+from vla_razor.policies.tiny.configuration_tiny_vla import OPENVLA_PROMPT_TEMPLATE
+
+# Every key build_policy accepts for family "openvla", with its default.
+OPENVLA_DEFAULTS: dict[str, Any] = {
+    "family": "openvla",
+    "model": "openvla/openvla-7b",  # hub id or local dir
+    "dtype": "bfloat16",
+    "load_in_4bit": False,
+    "attn_implementation": None,  # e.g. "flash_attention_2", "sdpa", "eager"
+    "unnorm_key": None,
+    "norm_stats": None,  # our own {q01, q99, mask}; wins over the checkpoint's
+    "image_keys": ["agentview_image"],
+    "image_size": 224,
+    "instruction_template": OPENVLA_PROMPT_TEMPLATE,
+    "lowercase_instruction": True,  # OpenVLA's training instructions are lower case
+    "empty_token_id": 29871,  # Llama's "▁": OpenVLA's predict_action appends it after "Out:"
+    "finetune": "lora",
+    "lora": {"r": 32, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
+    "value_head_dims": [512, 128],  # RL4VLA: 4096 -> 512 -> 128 -> 1
+    "device": None,  # cuda when available
+    "local_files_only": None,  # None: follow HF_HUB_OFFLINE
+}
+_LOADER_KEYS = ("dtype", "load_in_4bit", "attn_implementation", "local_files_only", "device")
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _where_looked(source: str) -> str:
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE) / f"models--{source.replace('/', '--')}"
+    return (
+        f"local path {Path(source).expanduser().resolve()} (missing), hub cache {cache}, "
+        f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}"
+    )
+
+
+def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
+    """(model, processor) from a hub id or a local dir; one-line error saying where it looked."""
+    from transformers import AutoModelForVision2Seq, AutoProcessor
+
+    local = Path(source).expanduser()
+    offline = _hub_offline() if c.get("local_files_only") is None else bool(c["local_files_only"])
+    looks_like_path = source.startswith(("/", ".", "~")) or source.count("/") != 1
+    if not local.is_dir():
+        if looks_like_path:
+            raise FileNotFoundError(f"OpenVLA checkpoint dir {str(local.resolve())!r} does not exist")
+        if offline:
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+                raise FileNotFoundError(
+                    f"OpenVLA weights {source!r} not available offline: looked in {_where_looked(source)}"
+                )
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(c["dtype"])
+    if dtype is None:
+        raise ValueError(f"dtype={c['dtype']!r} is not one of bfloat16, float16, float32")
+    dtype_arg = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+    kwargs: dict[str, Any] = {
+        dtype_arg: dtype,
+        "low_cpu_mem_usage": True,
+        "trust_remote_code": True,
+        "local_files_only": offline,
+    }
+    if c.get("attn_implementation"):
+        kwargs["attn_implementation"] = c["attn_implementation"]
+    device = c.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if c.get("load_in_4bit"):
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ImportError("load_in_4bit=True needs bitsandbytes: pip install 'vla-razor[openvla]'")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4"
+        )
+        kwargs["device_map"] = {"": device}
+    target = str(local) if local.is_dir() else source
+    try:
+        processor = AutoProcessor.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
+        model = AutoModelForVision2Seq.from_pretrained(target, **kwargs)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(
+            f"cannot load OpenVLA {source!r} ({first}); looked in {_where_looked(source)}"
+        ) from None
+    if not c.get("load_in_4bit"):
+        model.to(device)
+    return model, processor
+
+
+def resolve_norm_stats(model: nn.Module, ours: Any, unnorm_key: str | None) -> ActionNormStats:
+    """Our stored stats first; else the checkpoint's norm_stats[key], the key chosen if there is one."""
+    if ours is not None:
+        return ours if isinstance(ours, ActionNormStats) else ActionNormStats.from_dict(ours)
+    table = getattr(model.config, "norm_stats", None) or {}
+    if not table:
+        raise ValueError(
+            "checkpoint has no config.norm_stats; pass norm_stats={q01, q99, mask} to the policy"
+        )
+    if unnorm_key is None:
+        if len(table) != 1:
+            raise ValueError(
+                f"checkpoint has norm stats for {len(table)} datasets; choose unnorm_key from {sorted(table)}"
+            )
+        unnorm_key = next(iter(table))
+    if unnorm_key not in table:
+        raise ValueError(f"unnorm_key {unnorm_key!r} not in the checkpoint's norm stats {sorted(table)}")
+    return ActionNormStats.from_dict(table[unnorm_key])
+
+
+class OpenVLAPolicy(VLAPolicy):
+    family = "openvla"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        processor: Any,
+        settings: PolicySettings,
+        norm_stats: ActionNormStats,
+        adapter_dir: Path | None = None,
+    ) -> None:
+        text_cfg = model.config.text_config
+        vocab_size = text_cfg.vocab_size - int(getattr(model.config, "pad_to_multiple_of", 0) or 0)
+        super().__init__(model, settings, norm_stats, vocab_size, adapter_dir)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        pad = self.tokenizer.pad_token_id
+        self._pad_id = int(pad if pad is not None else model.config.pad_token_id)
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def build(cls, cfg: Mapping[str, Any]) -> OpenVLAPolicy:
+        unknown = set(cfg) - set(OPENVLA_DEFAULTS) - {"pretrained"}
+        if unknown:
+            raise ValueError(
+                f"unknown openvla policy keys {sorted(unknown)}; valid: {sorted(OPENVLA_DEFAULTS)}"
+            )
+        c = {**OPENVLA_DEFAULTS, **cfg}
+        if len(c["image_keys"]) != 1:
+            raise ValueError(
+                f"OpenVLA takes one camera image; image_keys={c['image_keys']} has {len(c['image_keys'])}"
+            )
+        source = str(c["model"])
+        model, processor = load_openvla(source, c)
+        stats = resolve_norm_stats(model, c["norm_stats"], c["unnorm_key"])
+        if Path(source).expanduser().is_dir():
+            source = str(Path(source).expanduser().resolve())  # saved policies must find it from anywhere
+        settings = PolicySettings(
+            family="openvla",
+            finetune=c["finetune"],
+            lora=LoraSettings.from_mapping(c["lora"]) if c["finetune"] == "lora" else None,
+            image_keys=list(c["image_keys"]),
+            image_size=int(c["image_size"]),
+            use_proprio=False,
+            instruction_template=c["instruction_template"],
+            value_head_dims=list(c["value_head_dims"]),
+            extra={
+                "model": source,
+                "lowercase_instruction": bool(c["lowercase_instruction"]),
+                "empty_token_id": c["empty_token_id"],
+                **{k: c[k] for k in _LOADER_KEYS if k != "device"},
+            },
+        )
+        return cls(model, processor, settings, stats)
+
+    @classmethod
+    def from_saved(
+        cls,
+        path: Path,
+        record: Mapping[str, Any],
+        finetune: str | None = None,
+        lora: Mapping[str, Any] | None = None,
+        device: str | torch.device | None = None,
+    ) -> OpenVLAPolicy:
+        saved = PolicySettings.from_dict(record)
+        source = saved.extra["model"]
+        source = str(path / BASE_DIR) if source == BASE_DIR else source
+        model, processor = load_openvla(source, {**saved.extra, "device": device})
+        saved.extra["model"] = str(Path(source).resolve()) if Path(source).is_dir() else source
+        model, settings, adapter_dir = restore_backbone(model, saved, path, finetune, lora)
+        policy = cls(model, processor, settings, ActionNormStats.from_dict(record["norm_stats"]), adapter_dir)
+        policy.load_value_head(path)
+        return policy
+
+    # ----- inputs ---------------------------------------------------------------------------------
+    def _prompt_ids(self, instruction: str) -> list[int]:
+        cached = self._prompt_cache.get(instruction)
+        if cached is not None:
+            return cached
+        text = (
+            instruction.strip().lower()
+            if self.settings.extra.get("lowercase_instruction")
+            else instruction.strip()
+        )
+        alone = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if alone and all(t == self.tokenizer.unk_token_id for t in alone):
+            raise ValueError(f"instruction {instruction!r} tokenizes to unknown tokens only")
+        ids = list(self.tokenizer(self.settings.instruction_template.format(instruction=text))["input_ids"])
+        if ids and ids[0] == self.tokenizer.bos_token_id:
+            ids = ids[1:]  # <s> goes in column 0 of the batch, ahead of the vision patches
+        empty = self.settings.extra.get("empty_token_id")
+        if empty is not None and (not ids or ids[-1] != empty):
+            ids.append(int(empty))
+        self._prompt_cache[instruction] = ids
+        return ids
+
+    def prepare(self, obs: Mapping[str, np.ndarray], instructions: Sequence[str]) -> PolicyBatch:
+        texts = check_instructions(instructions)
+        images = get_image(obs, self.settings.image_keys[0], len(texts))
+        size = self.settings.image_size
+        pil = [Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS) for img in images]
+        pixels = torch.as_tensor(self.processor.image_processor(pil, return_tensors="pt")["pixel_values"])
+        dtype = self.model.get_input_embeddings().weight.dtype
+        ids, mask = left_pad_prompts(
+            [self._prompt_ids(t) for t in texts], int(self.tokenizer.bos_token_id), self._pad_id
+        )
+        return PolicyBatch(ids, mask, pixels.to(dtype), None, pad_token_id=self._pad_id).to(self.device)
+
+    def _embed_prefix(self, model: nn.Module, batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        text = model.get_input_embeddings()(batch.input_ids)
+        patches = model.projector(model.vision_backbone(batch.pixel_values.to(text.dtype))).to(text.dtype)
+        ones = batch.attention_mask.new_ones(patches.shape[:2])
+        embeds = torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
+        mask = torch.cat([batch.attention_mask[:, :1], ones, batch.attention_mask[:, 1:]], dim=1)
+        return embeds, mask
+
+    # ----- persistence ----------------------------------------------------------------------------
+    def _save_backbone(
+        self, path: Path, state_dict: dict[str, torch.Tensor] | None, weights_changed: bool
+    ) -> dict[str, Any]:
+        if not weights_changed:
+            # pi0 is the source checkpoint itself (LoRA / frozen): never copy 15 GB of base weights.
+            return {}
+        self.model.config.norm_stats = {"vla_razor": {"action": self.norm_stats.to_dict()}}
+        self.model.save_pretrained(str(path), state_dict=state_dict, safe_serialization=True)
+        self.processor.save_pretrained(str(path))
+        return {"model": BASE_DIR}

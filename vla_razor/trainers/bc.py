@@ -1,0 +1,295 @@
+"""Behaviour cloning (SFT) on action tokens: cross-entropy of the 7 action tokens of demonstration steps.
+
+One loop, top to bottom: sample a minibatch (seeded numpy generator), augment images (random shift),
+teacher-forced ``policy.score`` gives the token log-probs, optional KL(pi0 || pi) on the batch's states
+("SFT + explicit KL"), AdamW step with warm-up + cosine schedule and gradient clipping, periodic
+validation (loss, token accuracy on held-back demos), in-training evaluation and checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vla_razor.data.steps import StepData, random_shift
+from vla_razor.trainers.checkpoint import save_checkpoint
+from vla_razor.trainers.common import (
+    NonFiniteLossError,
+    action_targets,
+    check_positive,
+    grad_norm_and_clip,
+    make_optimizer,
+    token_kl,
+    trainable_parameters,
+)
+from vla_razor.trainers.distributed import (
+    DistInfo,
+    all_reduce_gradients,
+    all_reduce_mean,
+    broadcast_parameters,
+)
+from vla_razor.trainers.logger import MetricLogger
+from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
+
+log = logging.getLogger(__name__)
+
+Evaluator = Callable[[Any, int], dict[str, float]]
+
+
+@dataclass
+class BCSettings:
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    batch_size: int = 64
+    max_steps: int = 2000
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    shift_pad: int = 4
+    kl_coef: float = 0.0
+    log_every: int = 20
+    val_every: int = 200
+    val_batches: int = 8
+    save_every: int = 500
+    keep_last: int | None = 3
+    eval_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("trainer.lr", self.lr)
+        check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
+        for name in ("batch_size", "max_steps", "log_every"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"trainer.{name} must be > 0, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> BCSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def bc_batch_loss(
+    policy: Any,
+    obs: dict[str, np.ndarray],
+    instructions: list[str],
+    actions: np.ndarray,
+    *,
+    kl_coef: float = 0.0,
+    shift_pad: int = 0,
+    rng: np.random.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on the action tokens of one minibatch (+ optional KL to pi0); returns loss, metrics."""
+    if shift_pad and rng is not None:
+        obs = {k: random_shift(v, shift_pad, rng) if k.endswith("_image") else v for k, v in obs.items()}
+    batch = policy.prepare(obs, instructions)
+    targets = action_targets(policy, actions).to(_device(policy))
+    scored = policy.score(batch, targets)
+    nll = -scored.token_log_probs.mean()
+    loss = nll
+    slots = policy.action_tokenizer.ids_to_bin_slots(targets)
+    accuracy = (
+        (scored.logits.argmax(dim=-1) == torch.as_tensor(slots, device=scored.logits.device)).float().mean()
+    )
+    metrics = {"loss": float(nll.detach()), "token_accuracy": float(accuracy)}
+    if kl_coef > 0:
+        with torch.no_grad(), policy.reference():
+            ref = policy.score(batch, targets)
+        kl = token_kl(ref.logits, scored.logits).mean()
+        loss = loss + kl_coef * kl
+        metrics["kl_to_pi0"] = float(kl.detach())
+    return loss, metrics
+
+
+def _device(policy: Any) -> torch.device:
+    return next(policy.parameters()).device
+
+
+@torch.no_grad()
+def validate(policy: Any, data: StepData, batch_size: int, max_batches: int) -> dict[str, float]:
+    """Loss and action-token accuracy on held-back demos (no augmentation, deterministic order)."""
+    was_training = policy.training
+    policy.eval()
+    totals = {"loss": 0.0, "token_accuracy": 0.0}
+    count = 0
+    for start in range(0, min(len(data), batch_size * max_batches), batch_size):
+        index = np.arange(start, min(start + batch_size, len(data)))
+        obs, instructions, actions = data.batch(index)
+        _, metrics = bc_batch_loss(policy, obs, instructions, actions)
+        for k in totals:
+            totals[k] += metrics[k] * len(index)
+        count += len(index)
+    policy.train(was_training)
+    return {k: v / max(count, 1) for k, v in totals.items()}
+
+
+def train_bc(
+    policy: Any,
+    train_data: StepData,
+    settings: BCSettings,
+    run_dir: str | Path,
+    config: Any,
+    *,
+    val_data: StepData | None = None,
+    resume_state: dict[str, Any] | None = None,
+    dist_info: DistInfo | None = None,
+    evaluator: Evaluator | None = None,
+    logger: MetricLogger | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Run behaviour cloning until ``settings.max_steps``; returns the last logged metrics."""
+    dist_info = dist_info or DistInfo()
+    params = trainable_parameters(policy)
+    broadcast_parameters(params, dist_info)
+    optimizer, scheduler = make_optimizer(
+        params,
+        settings.lr,
+        settings.weight_decay,
+        settings.warmup_steps,
+        settings.max_steps,
+        settings.min_lr_ratio,
+    )
+    # Each rank draws its own minibatches; the seed list makes the streams independent and reproducible.
+    rng = np.random.default_rng([settings.seed, dist_info.rank])
+    step = 0
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        step = int(resume_state["step"])
+        restore_rng_state(resume_state["rng"][dist_info.rank], numpy_generators={"data": rng})
+        log.info("resumed behaviour cloning at step %d", step)
+    logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
+    last: dict[str, float] = {}
+
+    def state() -> dict[str, Any]:
+        return {
+            "trainer": "bc",
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _gather_rng(rng, dist_info),
+            "settings": asdict(settings),
+        }
+
+    def checkpoint(metrics: dict[str, float] | None = None) -> None:
+        rng_state = state()  # every rank takes part in gathering RNG states
+        if dist_info.is_main:
+            save_checkpoint(
+                run_dir,
+                step,
+                policy=policy,
+                trainer_state=rng_state,
+                config=config,
+                metrics=metrics,
+                keep_last=settings.keep_last,
+            )
+
+    interrupted = _InterruptFlag()
+    policy.train()
+    bar = tqdm(
+        total=settings.max_steps,
+        initial=step,
+        desc="bc",
+        unit="step",
+        disable=not (progress and dist_info.is_main),
+    )
+    try:
+        while step < settings.max_steps:
+            index = rng.integers(0, len(train_data), size=settings.batch_size)
+            obs, instructions, actions = train_data.batch(index)
+            loss, metrics = bc_batch_loss(
+                policy,
+                obs,
+                instructions,
+                actions,
+                kl_coef=settings.kl_coef,
+                shift_pad=settings.shift_pad,
+                rng=rng,
+            )
+            if not torch.isfinite(loss):
+                checkpoint(last)
+                raise NonFiniteLossError(
+                    f"non-finite BC loss ({float(loss)}) at step {step} (batch of demo steps {index[:8].tolist()}...); "
+                    f"last good checkpoint saved in {Path(run_dir) / 'checkpoints'}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            all_reduce_gradients(params, dist_info)
+            metrics["grad_norm"] = grad_norm_and_clip(params, settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
+            if step % settings.log_every == 0 or step == settings.max_steps:
+                metrics["lr"] = scheduler.get_last_lr()[0]
+                last = all_reduce_mean(metrics, dist_info)
+                logger.log(step, last, prefix="train/", summary=False)
+            if (
+                val_data is not None
+                and settings.val_every
+                and (step % settings.val_every == 0 or step == settings.max_steps)
+            ):
+                val = all_reduce_mean(
+                    validate(policy, val_data, settings.batch_size, settings.val_batches), dist_info
+                )
+                logger.log(step, val, prefix="val/")
+                last.update({f"val_{k}": v for k, v in val.items()})
+            if evaluator is not None and settings.eval_every and step % settings.eval_every == 0:
+                last.update(evaluator(policy, step))
+            if settings.save_every and step % settings.save_every == 0 or step == settings.max_steps:
+                checkpoint(last)
+            if interrupted:
+                checkpoint(last)
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        log.warning("interrupted at step %d; checkpoint saved, resume with resume=true", step)
+        raise
+    finally:
+        interrupted.restore()
+        bar.close()
+        logger.close()
+    return last
+
+
+def _gather_rng(rng: np.random.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
+    """RNG states of every rank (rank r restores entry r on resume)."""
+    mine = capture_rng_state(numpy_generators={"data": rng})
+    if not dist_info.enabled:
+        return [mine]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist_info.world_size
+    dist.all_gather_object(gathered, mine)
+    return gathered
+
+
+class _InterruptFlag:
+    """Turns the first Ctrl-C into a flag checked between steps, so the checkpoint is never torn."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread (e.g. some test runners): keep default behaviour
+            self._previous = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.fired:  # second Ctrl-C: stop right away
+            raise KeyboardInterrupt
+        self.fired = True
+        log.warning("Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)")
+
+    def __bool__(self) -> bool:
+        return self.fired
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

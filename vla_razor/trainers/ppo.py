@@ -1,0 +1,334 @@
+"""PPO for VLA policies (RL4VLA-style attachment, CleanRL-style loop).
+
+Per update: reset the envs with seeds derived from (seed, rank, update); sample action tokens at
+temperature 1 from the 256 action ids (joint log-prob = sum over the 7 tokens; value from the head on
+the hidden state before the first action token); GAE that bootstraps truncation but not termination;
+then a few epochs of minibatch updates of the clipped surrogate + clipped value loss - entropy bonus
+(+ optional KL(pi0 || pi) penalty), with advantage normalisation, gradient clipping and a target_kl
+early stop. Reward is binary success by default (as in RL's Razor), robosuite's shaped reward optional.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vla_razor.trainers.bc import _InterruptFlag
+from vla_razor.trainers.checkpoint import save_checkpoint
+from vla_razor.trainers.common import (
+    NonFiniteLossError,
+    check_positive,
+    grad_norm_and_clip,
+    make_optimizer,
+    token_kl,
+    trainable_parameters,
+)
+from vla_razor.trainers.distributed import (
+    DistInfo,
+    all_reduce_gradients,
+    all_reduce_mean,
+    broadcast_parameters,
+)
+from vla_razor.trainers.gae import compute_gae
+from vla_razor.trainers.logger import MetricLogger
+from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
+from vla_razor.trainers.rollout import Rollout, RolloutCollector
+
+log = logging.getLogger(__name__)
+
+Evaluator = Callable[[Any, int], dict[str, float]]
+TRAIN_SEED_SPACE = 100_000  # held-out evaluation seeds start at 100000, training never reaches them
+
+
+@dataclass
+class PPOSettings:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    total_updates: int = 50
+    num_steps: int = 64
+    update_epochs: int = 2
+    minibatch_size: int = 32
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 1.0
+    target_kl: float | None = None
+    norm_adv: bool = True
+    temperature: float = 1.0
+    kl_coef: float = 0.0
+    reward: str = "binary"
+    save_every: int = 10
+    keep_last: int | None = 3
+    eval_every: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive("trainer.lr", self.lr)
+        check_positive("trainer.temperature", self.temperature)
+        check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
+        for name in ("total_updates", "num_steps", "update_epochs", "minibatch_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"trainer.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.reward not in {"binary", "shaped"}:
+            raise ValueError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> PPOSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def update_seeds(seed: int, update: int, rank: int, num_envs: int, world_size: int) -> list[int]:
+    """Env seeds of one update: distinct across updates, ranks and envs, all below the held-out range."""
+    base = seed * 7919 + (update * world_size + rank) * num_envs
+    return [(base + i) % TRAIN_SEED_SPACE for i in range(num_envs)]
+
+
+def ppo_update(
+    policy: Any,
+    rollout: Rollout,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    settings: PPOSettings,
+    generator: torch.Generator,
+    dist_info: DistInfo,
+) -> dict[str, float]:
+    """Several epochs of clipped-surrogate minibatch updates on one rollout; returns the update's metrics."""
+    advantages, returns = compute_gae(
+        rollout.rewards,
+        rollout.values,
+        rollout.terminated,
+        rollout.truncated,
+        rollout.final_values,
+        rollout.last_value,
+        settings.gamma,
+        settings.gae_lambda,
+    )
+    batch = type(rollout.batches[0]).cat(rollout.batches)
+    n = rollout.num_steps
+    tokens = rollout.token_ids.reshape(n, -1)
+    old_logp = rollout.log_probs.reshape(n)
+    old_values = rollout.values.reshape(n)
+    adv_all = advantages.reshape(n)
+    ret_all = returns.reshape(n)
+    device = next(policy.parameters()).device
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "kl_to_pi0", "grad_norm")
+    }
+    policy.train()
+    stop = False
+    for _epoch in range(settings.update_epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, settings.minibatch_size):
+            idx = order[start : start + settings.minibatch_size]
+            mb = batch[idx].to(device)
+            mb_tokens = tokens[idx].to(device)
+            scored = policy.score(mb, mb_tokens)
+            logratio = scored.log_prob.float() - old_logp[idx].to(device)
+            ratio = logratio.exp()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - logratio).mean()  # Schulman's k3 estimator of KL(old || new)
+                clipfrac = ((ratio - 1).abs() > settings.clip_coef).float().mean()
+            mb_adv = adv_all[idx].to(device)
+            if settings.norm_adv and len(idx) > 1:
+                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            pg_loss = torch.max(
+                -mb_adv * ratio, -mb_adv * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
+            ).mean()
+            new_v = scored.value.float()
+            mb_ret = ret_all[idx].to(device)
+            if settings.clip_vloss:
+                v_clipped = old_values[idx].to(device) + (new_v - old_values[idx].to(device)).clamp(
+                    -settings.clip_coef, settings.clip_coef
+                )
+                v_loss = 0.5 * torch.max((new_v - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean()
+            else:
+                v_loss = 0.5 * ((new_v - mb_ret) ** 2).mean()
+            entropy = scored.entropy.float().mean()
+            loss = pg_loss - settings.ent_coef * entropy + settings.vf_coef * v_loss
+            if settings.kl_coef > 0:
+                with torch.no_grad(), policy.reference():
+                    ref_logits = policy.score(mb, mb_tokens).logits
+                kl = token_kl(ref_logits, scored.logits).mean()
+                loss = loss + settings.kl_coef * kl
+                stats["kl_to_pi0"].append(float(kl.detach()))
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite PPO loss ({float(loss)}) in minibatch starting at {start}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            all_reduce_gradients(params, dist_info)
+            stats["grad_norm"].append(grad_norm_and_clip(params, settings.max_grad_norm))
+            optimizer.step()
+            for key, value in (
+                ("pg_loss", pg_loss),
+                ("v_loss", v_loss),
+                ("entropy", entropy),
+                ("approx_kl", approx_kl),
+                ("clipfrac", clipfrac),
+            ):
+                stats[key].append(float(value.detach()))
+            if settings.target_kl is not None and float(approx_kl) > settings.target_kl:
+                stop = True
+                break
+        if stop:
+            break
+    y_pred, y_true = old_values.numpy(), ret_all.numpy()
+    var_y = float(np.var(y_true))
+    metrics = {k: float(np.mean(v)) for k, v in stats.items() if v}
+    metrics["explained_variance"] = (
+        float("nan") if var_y == 0 else 1.0 - float(np.var(y_true - y_pred)) / var_y
+    )
+    metrics["early_stop"] = float(stop)
+    return metrics
+
+
+def train_ppo(
+    policy: Any,
+    venv: Any,
+    settings: PPOSettings,
+    run_dir: str | Path,
+    config: Any,
+    *,
+    resume_state: dict[str, Any] | None = None,
+    dist_info: DistInfo | None = None,
+    evaluator: Evaluator | None = None,
+    logger: MetricLogger | None = None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Run PPO for ``settings.total_updates`` updates; returns the last logged metrics."""
+    dist_info = dist_info or DistInfo()
+    params = trainable_parameters(policy)
+    broadcast_parameters(params, dist_info)
+    optimizer, scheduler = make_optimizer(
+        params, settings.lr, settings.weight_decay, 0, settings.total_updates, 1.0
+    )
+    generator = torch.Generator().manual_seed(settings.seed * 1000 + dist_info.rank)
+    update = 0
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        update = int(resume_state["update"])
+        restore_rng_state(resume_state["rng"][dist_info.rank], generators={"sample": generator})
+        log.info("resumed PPO at update %d", update)
+    collector = RolloutCollector(venv, reward=settings.reward)
+    logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
+    last: dict[str, float] = {}
+    totals = {"env": 0.0, "policy": 0.0, "update": 0.0}
+
+    def checkpoint(metrics: dict[str, float]) -> None:
+        state = {
+            "trainer": "ppo",
+            "update": update,
+            "step": update,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _gather_rng_torch(generator, dist_info),
+            "settings": asdict(settings),
+            "env_seeds_next": update_seeds(
+                settings.seed, update, dist_info.rank, collector.num_envs, dist_info.world_size
+            ),
+        }
+        if dist_info.is_main:
+            save_checkpoint(
+                run_dir,
+                update,
+                policy=policy,
+                trainer_state=state,
+                config=config,
+                metrics=metrics,
+                keep_last=settings.keep_last,
+            )
+
+    interrupted = _InterruptFlag()
+    bar = tqdm(
+        total=settings.total_updates,
+        initial=update,
+        desc="ppo",
+        unit="update",
+        disable=not (progress and dist_info.is_main),
+    )
+    try:
+        while update < settings.total_updates:
+            t0 = time.perf_counter()
+            collector.reset(
+                update_seeds(settings.seed, update, dist_info.rank, collector.num_envs, dist_info.world_size)
+            )
+            policy.eval()
+            rollout = collector.collect(
+                policy, settings.num_steps, temperature=settings.temperature, generator=generator
+            )
+            t1 = time.perf_counter()
+            metrics = ppo_update(policy, rollout, optimizer, params, settings, generator, dist_info)
+            scheduler.step()
+            t2 = time.perf_counter()
+            update += 1
+            totals["env"] += rollout.env_seconds
+            totals["policy"] += rollout.policy_seconds
+            totals["update"] += t2 - t1
+            episodes = rollout.episodes
+            metrics.update(
+                {
+                    "episode_success": float(np.mean([e.success for e in episodes]))
+                    if episodes
+                    else float("nan"),
+                    "episode_length": float(np.mean([e.length for e in episodes]))
+                    if episodes
+                    else float("nan"),
+                    "episodes": float(len(episodes)),
+                    "reward_mean": float(rollout.rewards.mean()),
+                    "env_steps_per_s": rollout.num_steps / max(t1 - t0, 1e-9),
+                    "time_share_env": rollout.env_seconds / max(t2 - t0, 1e-9),
+                    "time_share_policy": rollout.policy_seconds / max(t2 - t0, 1e-9),
+                    "time_share_update": (t2 - t1) / max(t2 - t0, 1e-9),
+                }
+            )
+            last = all_reduce_mean({k: v for k, v in metrics.items() if np.isfinite(v)}, dist_info)
+            logger.log(update, last, prefix="train/")
+            bar.update(1)
+            bar.set_postfix(
+                success=f"{metrics['episode_success']:.2f}", kl=f"{metrics.get('approx_kl', 0):.3f}"
+            )
+            if evaluator is not None and settings.eval_every and update % settings.eval_every == 0:
+                last.update(evaluator(policy, update))
+            if (
+                settings.save_every and update % settings.save_every == 0
+            ) or update == settings.total_updates:
+                checkpoint(last)
+            if interrupted:
+                checkpoint(last)
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        log.warning("interrupted at update %d; checkpoint saved, resume with resume=true", update)
+        raise
+    finally:
+        interrupted.restore()
+        bar.close()
+        logger.close()
+    wall = sum(totals.values())
+    if wall > 0:
+        last.update({f"total_time_share_{k}": v / wall for k, v in totals.items()})
+    return last
+
+
+def _gather_rng_torch(generator: torch.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
+    mine = capture_rng_state(generators={"sample": generator})
+    if not dist_info.enabled:
+        return [mine]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist_info.world_size
+    dist.all_gather_object(gathered, mine)
+    return gathered
