@@ -229,49 +229,163 @@ class StackExpert(PickPlaceExpert):
 
 
 class DoorExpert(Expert):
-    """Grasp the fixed handle and pull it around the hinge. object_state: [handle, door, hinge, anchor].
+    """Hook the fingers behind the door's handle bar and push them out along the door's normal.
 
-    The door (rotated by robosuite's placement) faces +y; the handle is approached from the open side.
+    object_state: [handle (3), door body (3), hinge angle (1), hinge anchor (3)].
+
+    The handle is a bar 3 cm thick standing 6 cm off the panel. A real grasp cannot work: the fingers
+    would have to close across the bar's thickness (the door normal), and the Panda hand is 20 cm wide
+    along that axis, so it hits the panel. Instead the closed fingers, turned so the hand's thin side
+    faces the panel, drop into the gap between bar and panel and pull the bar outwards. Every target
+    is recomputed from the door's current pose, so the pull follows the arc around the hinge, and the
+    hook is redone if the fingers lose the bar.
     """
 
     def __init__(
         self,
-        yaw: float = math.pi / 2,
-        approach: tuple[float, float, float] = (0.0, 0.06, 0.0),
-        lead: float = 0.05,
+        hover: float = 0.08,
+        behind: float = 0.027,
+        below: float = 0.005,
+        lead: float = 0.03,
     ) -> None:
         super().__init__()
-        self.yaw = yaw
-        self.approach = np.asarray(approach)
-        self.lead = lead
+        self.hover = hover  # height above the hook point at which to line up before descending
+        # eef offset behind the bar's centre line: half the bar (1.5 cm) + half a finger (1.1 cm) + slack
+        self.behind = behind
+        self.below = below  # a little under the bar's centre, so the fingertips cover its full height
+        self.lead = lead  # how far past the bar the pull target lies (sets the pulling force)
+
+    @staticmethod
+    def _door_frame(state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors in the table plane: along the panel (away from the hinge), and the panel's
+        normal on the handle side (the direction the handle moves as the door opens)."""
+        handle, door, anchor = state[:3], state[3:6], state[7:10]
+        along = door[:2] - anchor[:2]
+        along = along / (np.linalg.norm(along) + 1e-9)
+        normal = np.array([-along[1], along[0]])
+        if np.dot(normal, handle[:2] - door[:2]) < 0:
+            normal = -normal
+        return along, normal
 
     def _act(self, eef: np.ndarray, quat: np.ndarray, state: np.ndarray) -> np.ndarray:
-        handle, anchor = state[:3], state[7:10]
-        if self.phase == 0:  # in front of the handle (robot side), open
-            pre = handle + self.approach
-            if np.linalg.norm(pre - eef) < 0.02:
+        along, normal = self._door_frame(state)
+        # Fingers side by side along the panel: the hand's thin side (6.4 cm) then fits the 6 cm gap.
+        yaw = math.atan2(along[1], along[0]) + math.pi / 2
+        hook = state[:3].copy()
+        hook[:2] -= self.behind * normal
+        hook[2] -= self.below
+        if self.phase == 0:  # above the gap behind the bar, fingers closed into one hook
+            above = hook + np.array([0.0, 0.0, self.hover])
+            if np.linalg.norm(above[:2] - eef[:2]) < 0.005 and abs(above[2] - eef[2]) < 0.02:
                 self._next()
             else:
-                return self.move(eef, quat, pre, OPEN, self.yaw)
-        if self.phase == 1:
-            if np.linalg.norm(handle - eef) < 0.012 or self.counter > 10:
+                return self.move(eef, quat, above, CLOSE, yaw)
+        if self.phase == 1:  # straight down into the gap
+            if abs(hook[2] - eef[2]) < 0.008 or self.counter > 10:
                 self._next()
             else:
-                return self.move(eef, quat, handle, OPEN, self.yaw)
-        if self.phase == 2:
-            if self.grasp_settled():
+                return self.move(eef, quat, hook, CLOSE, yaw)
+        off = eef - hook
+        if abs(off[2]) > 0.03 or np.dot(off[:2], normal) > 0.02 or abs(np.dot(off[:2], along)) > 0.04:
+            # The fingers came off the bar (over its top or past its end): back up and hook again.
+            self.phase, self.counter = 0, 0
+            return self.move(eef, quat, eef + np.array([0.0, 0.0, 0.05]), CLOSE, yaw)
+        target = hook.copy()
+        target[:2] += self.lead * normal
+        return self.move(eef, quat, target, CLOSE, yaw)
+
+
+class NutAssemblyExpert(Expert):
+    """Grasp a nut by its handle, lift it over the peg top, carry it over its peg and lower it on.
+
+    object_state: [nut pos (3), nut quat xyzw (4), handle pos (3), peg pos (3)].
+
+    The nut's ring hangs 6 cm off the grasped handle, so where the hand must go depends on which way
+    the handle points. With the handle pointing away from the robot the hand would have to reach past
+    the peg, beyond the arm's workspace at carrying height; the wrist therefore turns the nut during the
+    carry so that the handle points back towards the robot, as far as the wrist's range allows.
+    """
+
+    def __init__(
+        self,
+        hover: float = 0.06,
+        grasp_dz: float = 0.004,
+        carry_z: float = 1.0,
+        place_z: float = 0.86,
+        max_turn: float = 2.5,
+        max_yaw: float = 1.9,
+    ) -> None:
+        super().__init__()
+        self.hover = hover
+        # Just above the handle's centre: the fingertips reach 9 mm below the end effector and the
+        # handle's bottom lies on the table, so grasping at its centre drags the fingers over the table.
+        self.grasp_dz = grasp_dz
+        # Nut centre height while carrying: its bottom (1 cm below) clears the peg tops (z = 0.95).
+        self.carry_z = carry_z
+        # Lower until the nut centre is this low; robosuite's success needs it below 0.87.
+        self.place_z = place_z
+        # Below pi, so the shortest rotation the move() command takes is the intended one.
+        self.max_turn = max_turn
+        # Yaw range (relative to the home orientation) the wrist holds reliably while the arm is stretched.
+        self.max_yaw = max_yaw
+
+    def _aligned(self, quat: np.ndarray, yaw: float, tol: float) -> bool:
+        return float(np.linalg.norm(rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T))) < tol
+
+    def _start_over(self, eef: np.ndarray, quat: np.ndarray, yaw: float) -> np.ndarray:
+        self.phase, self.counter = 0, 0
+        return self.move(eef, quat, eef + np.array([0.0, 0.0, 0.05]), OPEN, yaw)
+
+    def _act(self, eef: np.ndarray, quat: np.ndarray, state: np.ndarray) -> np.ndarray:
+        nut, nut_quat, handle, peg = state[:3], state[3:7], state[7:10], state[10:13]
+        grasp = handle + np.array([0.0, 0.0, self.grasp_dz])
+        if self.phase == 0:  # above the handle, fingers open and across it
+            # The handle runs along the nut's x axis and the fingers close along the hand's x axis.
+            yaw = wrap_to_period(yaw_of(nut_quat), math.pi)
+            self.memory["yaw"] = np.array(yaw)
+            above = grasp + np.array([0.0, 0.0, self.hover])
+            # Also wait for the fingers to be fully open again after a failed grasp.
+            opened = float(self.memory["opening"]) > 0.07
+            if np.linalg.norm(above[:2] - eef[:2]) < 0.008 and self._aligned(quat, yaw, 0.08) and opened:
                 self._next()
             else:
-                return self.move(eef, quat, handle, CLOSE, self.yaw)
-        # pull along the arc: tangent to the circle about the hinge, towards the robot (-x)
-        radial = handle[:2] - anchor[:2]
-        radius = np.linalg.norm(radial) + 1e-9
-        tangent = np.array([-radial[1], radial[0]]) / radius
-        if tangent[0] > 0:
-            tangent = -tangent
-        target = handle.copy()
-        target[:2] = handle[:2] + self.lead * tangent
-        return self.move(eef, quat, target, CLOSE, self.yaw)
+                above[2] = max(above[2], eef[2] - 0.02)
+                return self.move(eef, quat, above, OPEN, yaw)
+        yaw = float(self.memory["yaw"])
+        if self.phase == 1:  # down to the handle
+            if np.linalg.norm(grasp - eef) < 0.008 or self.counter > 12:
+                self._next()
+            else:
+                return self.move(eef, quat, grasp, OPEN, yaw)
+        if self.phase == 2:  # close; the gripper ramps, so a still finger in the first steps means nothing
+            if not self.grasp_settled(min_steps=5):
+                return self.move(eef, quat, grasp, CLOSE, yaw)
+            turn = wrap_to_period(math.pi - yaw_of(nut_quat), 2 * math.pi)  # handle -> pointing at -x
+            carry_yaw = yaw + float(np.clip(turn, -self.max_turn, self.max_turn))
+            self.memory["carry_yaw"] = np.array(float(np.clip(carry_yaw, -self.max_yaw, self.max_yaw)))
+            self._next()
+        if self.phase in (3, 4) and np.linalg.norm(handle - eef) > 0.03:  # the nut slipped out
+            return self._start_over(eef, quat, yaw)
+        # Nut centre relative to the hand: constant while held, so it says where the hand must go.
+        offset = nut - eef
+        if self.phase == 3:  # straight up
+            if eef[2] < self.carry_z - 0.02:
+                return self.move(eef, quat, np.array([eef[0], eef[1], self.carry_z]), CLOSE, yaw)
+            self._next()
+        yaw = float(self.memory["carry_yaw"])
+        over_peg = peg - offset
+        if self.phase == 4:  # over the peg, turning the nut on the way
+            if np.linalg.norm(nut[:2] - peg[:2]) > 0.008 or not self._aligned(quat, yaw, 0.1):
+                return self.move(eef, quat, np.array([over_peg[0], over_peg[1], self.carry_z]), CLOSE, yaw)
+            self._next()
+        if self.phase == 5:  # lower the ring around the peg
+            if nut[2] > self.place_z + 0.005 and self.counter <= 20:
+                return self.move(
+                    eef, quat, np.array([over_peg[0], over_peg[1], self.place_z - offset[2]]), CLOSE, yaw
+                )
+            self._next()
+        # let go and move up, away from the nut
+        return self.move(eef, quat, eef + np.array([0.0, 0.0, 0.05]), OPEN, yaw)
 
 
 # Per object: yaw symmetry (None: round, any yaw works) and how far above the body centre to grasp so
@@ -289,6 +403,7 @@ EXPERT_FACTORIES: dict[str, Callable[[str], Expert]] = {
     "lift": lambda _: PickPlaceExpert(lift_only=True, yaw_period=math.pi / 2, lift_height=0.10),
     "stack": lambda _: StackExpert(),
     "door": lambda _: DoorExpert(),
+    "nut_assembly": lambda _: NutAssemblyExpert(),
 }
 
 

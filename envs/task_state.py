@@ -66,5 +66,18 @@ def door_state(rs: Any) -> np.ndarray:
     return np.concatenate([handle, door, hinge, anchor])
 
 
+def nut_assembly_state(rs: Any) -> np.ndarray:
+    """[nut pos (3), nut quat xyzw (4), nut handle pos (3), matching peg pos (3)].
+
+    The active nut is robosuite's ``nut_id`` (single-nut mode); nut i belongs on peg i+1.
+    """
+    nut = rs.nuts[rs.nut_id]
+    pose = _body_pose(rs, rs.obj_body_id[nut.name])
+    handle = np.asarray(rs.sim.data.site_xpos[rs.object_site_ids[rs.nut_id]], dtype=np.float64)
+    peg_body = (rs.peg1_body_id, rs.peg2_body_id)[rs.nut_id]
+    peg = np.asarray(rs.sim.data.body_xpos[peg_body], dtype=np.float64)
+    return np.concatenate([pose, handle, peg])
+
+
 def robosuite_success(rs: Any) -> bool:
     return bool(rs._check_success())

@@ -10,6 +10,7 @@ sampler's reference point, rotation in radians about z; ``None`` rotation = any 
 | lift | Lift | table centre | (-0.03, 0.03) | (-0.03, 0.03) | None | 50 |
 | stack | Stack | table centre | (-0.08, 0.08) | (-0.08, 0.08) | None | 100 |
 | door | Door (no latch) | table centre | (0.07, 0.09) | (-0.01, 0.01) | (-pi/2-0.25, -pi/2) | 80 |
+| nut_assembly_round | NutAssemblyRound | table centre | (-0.115, -0.11) | (-0.225, -0.11) | None | 100 |
 
 The pick-and-place ranges are narrower than robosuite's whole-bin default, a deliberate lever to keep
 the new tasks learnable by small policies on a CPU; pass ``placement={...}`` to widen them.
@@ -142,6 +143,22 @@ def _prior_tasks() -> list[TaskSpec]:
             family="door",
             # A spring latch needs a handle turn first: a second skill we do not need for forgetting studies.
             robosuite_kwargs={"use_latch": False},
+        ),
+        TaskSpec(
+            name="nut_assembly_round",
+            gym_id="vla_razor/NutAssemblyRound-v0",
+            instruction="put the round nut on the round peg",
+            robosuite_env="NutAssemblyRound",
+            # The expert needs 45-76 steps (grasp, lift, turn and carry, lower onto the peg).
+            horizon=100,
+            expert="nut_assembly",
+            # robosuite's own ranges for the round nut (the strip of table in front of its peg's row).
+            default_placement={"x_range": (-0.115, -0.11), "y_range": (-0.225, -0.11), "rotation": None},
+            sampler_name="RoundNutSampler",
+            object_state=task_state.nut_assembly_state,
+            success=task_state.robosuite_success,
+            object_state_dim=13,
+            family="nut_assembly",
         ),
     ]
 

@@ -20,6 +20,7 @@ def test_task_table_has_required_tasks():
         "lift",
         "stack",
         "door",
+        "nut_assembly_round",
     }
     assert required <= set(envs.TASKS)
     for spec in envs.TASKS.values():

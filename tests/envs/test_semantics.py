@@ -34,9 +34,10 @@ def test_same_seed_same_initial_state_across_processes():
     env.close()
 
 
-def test_expert_terminates_with_success():
-    env = envs.make_env("grasp_lift_can", use_camera=False)
-    _, _, info = run_expert(env, "grasp_lift_can", seed=0)
+@pytest.mark.parametrize("task", ["grasp_lift_can", "door", "nut_assembly_round"])
+def test_expert_terminates_with_success(task):
+    env = envs.make_env(task, use_camera=False)
+    _, _, info = run_expert(env, task, seed=0)
     assert info["is_success"] is True
     env.close()
 

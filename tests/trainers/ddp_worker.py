@@ -41,6 +41,19 @@ def main(mode: str, out: Path, demos: str | None) -> None:
             dist_info=info,
             progress=False,
         )
+    elif mode == "rft":
+        from vla_razor.trainers.rft import RFTSettings, train_rft
+
+        # Ranks keep different numbers of successful steps; the step counts must still pair up.
+        train_rft(
+            policy,
+            FakeReachVectorEnv(num_envs=2, horizon=1),
+            RFTSettings(lr=1e-3, iterations=3, num_steps=4, batch_size=2, save_every=3),
+            out,
+            {},
+            dist_info=info,
+            progress=False,
+        )
     else:
         from vla_razor.trainers.ppo import PPOSettings, train_ppo
 

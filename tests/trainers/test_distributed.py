@@ -39,7 +39,7 @@ def _torchrun(tmp_path: Path, *args: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("mode", ["bc", "ppo"])
+@pytest.mark.parametrize("mode", ["bc", "ppo", "rft"])
 def test_two_rank_training_keeps_weights_identical(mode, tmp_path, lift_demos) -> None:
     out = tmp_path / mode
     out.mkdir()

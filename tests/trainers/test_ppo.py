@@ -10,7 +10,8 @@ from tests.trainers.fake_env import FakeReachVectorEnv
 from vla_razor.policies import build_policy, load_policy
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import read_metrics
-from vla_razor.trainers.ppo import PPOSettings, train_ppo, update_seeds
+from vla_razor.trainers.on_policy import update_seeds
+from vla_razor.trainers.ppo import PPOSettings, train_ppo
 
 SETTINGS = dict(
     lr=1e-2,

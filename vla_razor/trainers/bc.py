@@ -9,9 +9,8 @@ validation (loss, token accuracy on held-back demos), in-training evaluation and
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,9 @@ from tqdm.auto import tqdm
 from vla_razor.data.steps import StepData, random_shift
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
+    InterruptFlag,
     NonFiniteLossError,
+    TrainerSettings,
     action_targets,
     check_positive,
     grad_norm_and_clip,
@@ -45,7 +46,7 @@ Evaluator = Callable[[Any, int], dict[str, float]]
 
 
 @dataclass
-class BCSettings:
+class BCSettings(TrainerSettings):
     lr: float = 3e-4
     weight_decay: float = 0.01
     batch_size: int = 64
@@ -63,17 +64,11 @@ class BCSettings:
     eval_every: int = 0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_positive("trainer.lr", self.lr)
-        check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
-        for name in ("batch_size", "max_steps", "log_every"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"trainer.{name} must be > 0, got {getattr(self, name)!r}")
+    _positive = ("batch_size", "max_steps", "log_every")
 
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> BCSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def __post_init__(self) -> None:
+        self._check()
+        check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
 
 
 def bc_batch_loss(
@@ -191,7 +186,7 @@ def train_bc(
                 keep_last=settings.keep_last,
             )
 
-    interrupted = _InterruptFlag()
+    interrupted = InterruptFlag()
     policy.train()
     bar = tqdm(
         total=settings.max_steps,
@@ -216,7 +211,7 @@ def train_bc(
             if not torch.isfinite(loss):
                 checkpoint(last)
                 raise NonFiniteLossError(
-                    f"non-finite BC loss ({float(loss)}) at step {step} (batch of demo steps {index[:8].tolist()}...); "
+                    f"non-finite BC loss ({float(loss.detach())}) at step {step} (batch of demo steps {index[:8].tolist()}...); "
                     f"last good checkpoint saved in {Path(run_dir) / 'checkpoints'}"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -269,27 +264,3 @@ def _gather_rng(rng: np.random.Generator, dist_info: DistInfo) -> list[dict[str,
     gathered: list[Any] = [None] * dist_info.world_size
     dist.all_gather_object(gathered, mine)
     return gathered
-
-
-class _InterruptFlag:
-    """Turns the first Ctrl-C into a flag checked between steps, so the checkpoint is never torn."""
-
-    def __init__(self) -> None:
-        self.fired = False
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread (e.g. some test runners): keep default behaviour
-            self._previous = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.fired:  # second Ctrl-C: stop right away
-            raise KeyboardInterrupt
-        self.fired = True
-        log.warning("Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)")
-
-    def __bool__(self) -> bool:
-        return self.fired
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

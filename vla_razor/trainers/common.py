@@ -3,17 +3,64 @@ the per-token KL to the reference policy, and non-finite-loss handling."""
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any
+import signal
+from dataclasses import fields
+from typing import Any, Self
 
 import numpy as np
 import torch
 
 from vla_razor.errors import UserError
 
+log = logging.getLogger(__name__)
+
 
 class NonFiniteLossError(UserError):
     """Raised when a loss is NaN/inf; the trainer saves the last good checkpoint before raising."""
+
+
+class TrainerSettings:
+    """Mixin for the trainers' settings dataclasses: built from a hydra mapping, validated on creation."""
+
+    _positive: tuple[str, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def _check(self) -> None:
+        check_positive("trainer.lr", getattr(self, "lr"))  # noqa: B009
+        for name in self._positive:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"trainer.{name} must be > 0, got {value!r}")
+
+
+class InterruptFlag:
+    """Turns the first Ctrl-C into a flag checked between steps, so a checkpoint is never torn."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread (e.g. some test runners): keep default behaviour
+            self._previous = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.fired:  # second Ctrl-C: stop right away
+            raise KeyboardInterrupt
+        self.fired = True
+        log.warning("Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)")
+
+    def __bool__(self) -> bool:
+        return self.fired
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

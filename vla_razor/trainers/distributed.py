@@ -9,6 +9,7 @@ same arithmetic. For OpenVLA-7B with LoRA only the adapter gradients (a few tens
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -67,14 +68,22 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> No
 
 
 def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    """Average scalar metrics across ranks so rank 0 logs the global figure."""
-    if not info.enabled or not values:
+    """Average scalar metrics across ranks so rank 0 logs the global figure.
+
+    Ranks may report different keys (e.g. no episode finished on one rank): each key is averaged over
+    the ranks that reported a finite value. Metric dicts are tiny, so an object all-gather is cheap.
+    """
+    if not info.enabled:
         return values
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    t /= info.world_size
-    return dict(zip(keys, t.tolist(), strict=True))
+    gathered: list[dict[str, float] | None] = [None] * info.world_size
+    dist.all_gather_object(gathered, {k: float(v) for k, v in values.items()})
+    keys = sorted({k for d in gathered if d for k in d})
+    out: dict[str, float] = {}
+    for key in keys:
+        finite = [d[key] for d in gathered if d and key in d and math.isfinite(d[key])]
+        if finite:
+            out[key] = sum(finite) / len(finite)
+    return out
 
 
 def broadcast_parameters(params: list[torch.nn.Parameter], info: DistInfo) -> None:

@@ -11,45 +11,33 @@ early stop. Reward is binary success by default (as in RL's Razor), robosuite's 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from vla_razor.trainers.bc import _InterruptFlag
-from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
     NonFiniteLossError,
+    TrainerSettings,
     check_positive,
     grad_norm_and_clip,
-    make_optimizer,
     token_kl,
-    trainable_parameters,
 )
-from vla_razor.trainers.distributed import (
-    DistInfo,
-    all_reduce_gradients,
-    all_reduce_mean,
-    broadcast_parameters,
-)
+from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients
 from vla_razor.trainers.gae import compute_gae
 from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
-from vla_razor.trainers.rollout import Rollout, RolloutCollector
+from vla_razor.trainers.on_policy import Evaluator, run_on_policy, update_seeds
+from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
 
-Evaluator = Callable[[Any, int], dict[str, float]]
-TRAIN_SEED_SPACE = 100_000  # held-out evaluation seeds start at 100000, training never reaches them
+__all__ = ["PPOSettings", "ppo_update", "train_ppo", "update_seeds"]
 
 
 @dataclass
-class PPOSettings:
+class PPOSettings(TrainerSettings):
     lr: float = 1e-4
     weight_decay: float = 0.0
     total_updates: int = 50
@@ -73,26 +61,13 @@ class PPOSettings:
     eval_every: int = 0
     seed: int = 0
 
+    _positive = ("total_updates", "num_steps", "update_epochs", "minibatch_size", "temperature")
+
     def __post_init__(self) -> None:
-        check_positive("trainer.lr", self.lr)
-        check_positive("trainer.temperature", self.temperature)
+        self._check()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
-        for name in ("total_updates", "num_steps", "update_epochs", "minibatch_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"trainer.{name} must be > 0, got {getattr(self, name)!r}")
         if self.reward not in {"binary", "shaped"}:
             raise ValueError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> PPOSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def update_seeds(seed: int, update: int, rank: int, num_envs: int, world_size: int) -> list[int]:
-    """Env seeds of one update: distinct across updates, ranks and envs, all below the held-out range."""
-    base = seed * 7919 + (update * world_size + rank) * num_envs
-    return [(base + i) % TRAIN_SEED_SPACE for i in range(num_envs)]
 
 
 def ppo_update(
@@ -210,125 +185,25 @@ def train_ppo(
 ) -> dict[str, float]:
     """Run PPO for ``settings.total_updates`` updates; returns the last logged metrics."""
     dist_info = dist_info or DistInfo()
-    params = trainable_parameters(policy)
-    broadcast_parameters(params, dist_info)
-    optimizer, scheduler = make_optimizer(
-        params, settings.lr, settings.weight_decay, 0, settings.total_updates, 1.0
+
+    def update(
+        policy: Any, rollout: Rollout, optimizer: Any, params: Any, generator: torch.Generator
+    ) -> dict:
+        return ppo_update(policy, rollout, optimizer, params, settings, generator, dist_info)
+
+    return run_on_policy(
+        "ppo",
+        policy,
+        venv,
+        settings,
+        settings.total_updates,
+        update,
+        run_dir,
+        config,
+        reward=settings.reward,
+        resume_state=resume_state,
+        dist_info=dist_info,
+        evaluator=evaluator,
+        logger=logger,
+        progress=progress,
     )
-    generator = torch.Generator().manual_seed(settings.seed * 1000 + dist_info.rank)
-    update = 0
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        update = int(resume_state["update"])
-        restore_rng_state(resume_state["rng"][dist_info.rank], generators={"sample": generator})
-        log.info("resumed PPO at update %d", update)
-    collector = RolloutCollector(venv, reward=settings.reward)
-    logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
-    last: dict[str, float] = {}
-    totals = {"env": 0.0, "policy": 0.0, "update": 0.0}
-
-    def checkpoint(metrics: dict[str, float]) -> None:
-        state = {
-            "trainer": "ppo",
-            "update": update,
-            "step": update,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": _gather_rng_torch(generator, dist_info),
-            "settings": asdict(settings),
-            "env_seeds_next": update_seeds(
-                settings.seed, update, dist_info.rank, collector.num_envs, dist_info.world_size
-            ),
-        }
-        if dist_info.is_main:
-            save_checkpoint(
-                run_dir,
-                update,
-                policy=policy,
-                trainer_state=state,
-                config=config,
-                metrics=metrics,
-                keep_last=settings.keep_last,
-            )
-
-    interrupted = _InterruptFlag()
-    bar = tqdm(
-        total=settings.total_updates,
-        initial=update,
-        desc="ppo",
-        unit="update",
-        disable=not (progress and dist_info.is_main),
-    )
-    try:
-        while update < settings.total_updates:
-            t0 = time.perf_counter()
-            collector.reset(
-                update_seeds(settings.seed, update, dist_info.rank, collector.num_envs, dist_info.world_size)
-            )
-            policy.eval()
-            rollout = collector.collect(
-                policy, settings.num_steps, temperature=settings.temperature, generator=generator
-            )
-            t1 = time.perf_counter()
-            metrics = ppo_update(policy, rollout, optimizer, params, settings, generator, dist_info)
-            scheduler.step()
-            t2 = time.perf_counter()
-            update += 1
-            totals["env"] += rollout.env_seconds
-            totals["policy"] += rollout.policy_seconds
-            totals["update"] += t2 - t1
-            episodes = rollout.episodes
-            metrics.update(
-                {
-                    "episode_success": float(np.mean([e.success for e in episodes]))
-                    if episodes
-                    else float("nan"),
-                    "episode_length": float(np.mean([e.length for e in episodes]))
-                    if episodes
-                    else float("nan"),
-                    "episodes": float(len(episodes)),
-                    "reward_mean": float(rollout.rewards.mean()),
-                    "env_steps_per_s": rollout.num_steps / max(t1 - t0, 1e-9),
-                    "time_share_env": rollout.env_seconds / max(t2 - t0, 1e-9),
-                    "time_share_policy": rollout.policy_seconds / max(t2 - t0, 1e-9),
-                    "time_share_update": (t2 - t1) / max(t2 - t0, 1e-9),
-                }
-            )
-            last = all_reduce_mean({k: v for k, v in metrics.items() if np.isfinite(v)}, dist_info)
-            logger.log(update, last, prefix="train/")
-            bar.update(1)
-            bar.set_postfix(
-                success=f"{metrics['episode_success']:.2f}", kl=f"{metrics.get('approx_kl', 0):.3f}"
-            )
-            if evaluator is not None and settings.eval_every and update % settings.eval_every == 0:
-                last.update(evaluator(policy, update))
-            if (
-                settings.save_every and update % settings.save_every == 0
-            ) or update == settings.total_updates:
-                checkpoint(last)
-            if interrupted:
-                checkpoint(last)
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        log.warning("interrupted at update %d; checkpoint saved, resume with resume=true", update)
-        raise
-    finally:
-        interrupted.restore()
-        bar.close()
-        logger.close()
-    wall = sum(totals.values())
-    if wall > 0:
-        last.update({f"total_time_share_{k}": v / wall for k, v in totals.items()})
-    return last
-
-
-def _gather_rng_torch(generator: torch.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
-    mine = capture_rng_state(generators={"sample": generator})
-    if not dist_info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * dist_info.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered

@@ -8,39 +8,24 @@ identifies as the reason RL forgets less), and there are no negative gradients, 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from vla_razor.trainers.bc import _InterruptFlag
-from vla_razor.trainers.checkpoint import save_checkpoint
-from vla_razor.trainers.common import (
-    NonFiniteLossError,
-    check_positive,
-    grad_norm_and_clip,
-    make_optimizer,
-    trainable_parameters,
-)
-from vla_razor.trainers.distributed import (
-    DistInfo,
-    all_reduce_gradients,
-    all_reduce_mean,
-    broadcast_parameters,
-)
+from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
+from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients
 from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.ppo import Evaluator, _gather_rng_torch, update_seeds
-from vla_razor.trainers.rng import restore_rng_state
-from vla_razor.trainers.rollout import Rollout, RolloutCollector
+from vla_razor.trainers.on_policy import Evaluator, run_on_policy
+from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RFTSettings:
+class RFTSettings(TrainerSettings):
     lr: float = 1e-4
     weight_decay: float = 0.0
     iterations: int = 20
@@ -54,17 +39,10 @@ class RFTSettings:
     eval_every: int = 0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        check_positive("trainer.lr", self.lr)
-        check_positive("trainer.temperature", self.temperature)
-        for name in ("iterations", "num_steps", "epochs_per_iteration", "batch_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"trainer.{name} must be > 0, got {getattr(self, name)!r}")
+    _positive = ("iterations", "num_steps", "epochs_per_iteration", "batch_size", "temperature")
 
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> RFTSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def __post_init__(self) -> None:
+        self._check()
 
 
 def successful_steps(rollout: Rollout) -> torch.Tensor:
@@ -83,6 +61,59 @@ def successful_steps(rollout: Rollout) -> torch.Tensor:
     return torch.as_tensor(keep)
 
 
+def rft_update(
+    policy: Any,
+    rollout: Rollout,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    settings: RFTSettings,
+    generator: torch.Generator,
+    dist_info: DistInfo,
+) -> dict[str, float]:
+    """Behaviour-clone the sampled action tokens of the rollout's successful episodes."""
+    keep = successful_steps(rollout).reshape(-1)
+    kept = int(keep.sum())
+    losses: list[float] = []
+    device = next(policy.parameters()).device
+    # Under DDP every rank must take the same number of optimizer steps (each step all-reduces), so all
+    # ranks run the largest rank's minibatch count; a rank with fewer kept steps cycles through its own,
+    # and a rank with none contributes zero gradients.
+    n_batches = _max_over_ranks(-(-kept // settings.batch_size), dist_info)
+    if n_batches == 0:
+        return {"kept_steps": 0.0, "loss": float("nan")}
+    batch = type(rollout.batches[0]).cat(rollout.batches)
+    tokens = rollout.token_ids.reshape(keep.shape[0], -1)
+    kept_index = torch.nonzero(keep).squeeze(1)
+    policy.train()
+    for _ in range(settings.epochs_per_iteration):
+        order = kept_index[torch.randperm(kept, generator=generator)] if kept else kept_index
+        for b in range(n_batches):
+            optimizer.zero_grad(set_to_none=True)
+            if kept:
+                idx = order[(torch.arange(settings.batch_size) + b * settings.batch_size) % kept][
+                    : min(kept, settings.batch_size)
+                ]
+                loss = -policy.score(batch[idx].to(device), tokens[idx].to(device)).token_log_probs.mean()
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"non-finite RFT loss ({float(loss)}) in minibatch {b}")
+                loss.backward()
+                losses.append(float(loss.detach()))
+            all_reduce_gradients(params, dist_info)
+            grad_norm_and_clip(params, settings.grad_clip)
+            optimizer.step()
+    return {"kept_steps": float(kept), "loss": float(np.mean(losses)) if losses else float("nan")}
+
+
+def _max_over_ranks(value: int, dist_info: DistInfo) -> int:
+    if not dist_info.enabled:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def train_rft(
     policy: Any,
     venv: Any,
@@ -96,109 +127,27 @@ def train_rft(
     logger: MetricLogger | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
+    """Run ``settings.iterations`` sample-filter-clone iterations; returns the last logged metrics."""
     dist_info = dist_info or DistInfo()
-    params = trainable_parameters(policy)
-    broadcast_parameters(params, dist_info)
-    optimizer, scheduler = make_optimizer(
-        params, settings.lr, settings.weight_decay, 0, settings.iterations, 1.0
-    )
-    generator = torch.Generator().manual_seed(settings.seed * 1000 + dist_info.rank)
-    iteration = 0
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        iteration = int(resume_state["update"])
-        restore_rng_state(resume_state["rng"][dist_info.rank], generators={"sample": generator})
-    collector = RolloutCollector(venv, reward="binary")
-    logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
-    device = next(policy.parameters()).device
-    last: dict[str, float] = {}
 
-    def checkpoint(metrics: dict[str, float]) -> None:
-        state = {
-            "trainer": "rft",
-            "update": iteration,
-            "step": iteration,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": _gather_rng_torch(generator, dist_info),
-            "settings": asdict(settings),
-        }
-        if dist_info.is_main:
-            save_checkpoint(
-                run_dir,
-                iteration,
-                policy=policy,
-                trainer_state=state,
-                config=config,
-                metrics=metrics,
-                keep_last=settings.keep_last,
-            )
+    def update(
+        policy: Any, rollout: Rollout, optimizer: Any, params: Any, generator: torch.Generator
+    ) -> dict:
+        return rft_update(policy, rollout, optimizer, params, settings, generator, dist_info)
 
-    interrupted = _InterruptFlag()
-    bar = tqdm(
-        total=settings.iterations,
-        initial=iteration,
-        desc="rft",
-        unit="iter",
-        disable=not (progress and dist_info.is_main),
+    return run_on_policy(
+        "rft",
+        policy,
+        venv,
+        settings,
+        settings.iterations,
+        update,
+        run_dir,
+        config,
+        reward="binary",
+        resume_state=resume_state,
+        dist_info=dist_info,
+        evaluator=evaluator,
+        logger=logger,
+        progress=progress,
     )
-    try:
-        while iteration < settings.iterations:
-            collector.reset(
-                update_seeds(
-                    settings.seed, iteration, dist_info.rank, collector.num_envs, dist_info.world_size
-                )
-            )
-            policy.eval()
-            rollout = collector.collect(
-                policy, settings.num_steps, temperature=settings.temperature, generator=generator
-            )
-            keep = successful_steps(rollout).reshape(-1)
-            kept = int(keep.sum())
-            losses: list[float] = []
-            if kept:
-                batch = type(rollout.batches[0]).cat(rollout.batches)[torch.nonzero(keep).squeeze(1)]
-                tokens = rollout.token_ids.reshape(keep.shape[0], -1)[keep]
-                policy.train()
-                for _ in range(settings.epochs_per_iteration):
-                    order = torch.randperm(kept, generator=generator)
-                    for start in range(0, kept, settings.batch_size):
-                        idx = order[start : start + settings.batch_size]
-                        scored = policy.score(batch[idx].to(device), tokens[idx].to(device))
-                        loss = -scored.token_log_probs.mean()
-                        if not torch.isfinite(loss):
-                            raise NonFiniteLossError(f"non-finite RFT loss at iteration {iteration}")
-                        optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        all_reduce_gradients(params, dist_info)
-                        grad_norm_and_clip(params, settings.grad_clip)
-                        optimizer.step()
-                        losses.append(float(loss.detach()))
-            scheduler.step()
-            iteration += 1
-            episodes = rollout.episodes
-            metrics = {
-                "episode_success": float(np.mean([e.success for e in episodes])) if episodes else 0.0,
-                "episodes": float(len(episodes)),
-                "kept_steps": float(kept),
-                "loss": float(np.mean(losses)) if losses else float("nan"),
-            }
-            last = all_reduce_mean({k: v for k, v in metrics.items() if np.isfinite(v)}, dist_info)
-            logger.log(iteration, last, prefix="train/")
-            bar.update(1)
-            bar.set_postfix(success=f"{metrics['episode_success']:.2f}", kept=kept)
-            if evaluator is not None and settings.eval_every and iteration % settings.eval_every == 0:
-                last.update(evaluator(policy, iteration))
-            if (
-                settings.save_every and iteration % settings.save_every == 0
-            ) or iteration == settings.iterations:
-                checkpoint(last)
-            if interrupted:
-                checkpoint(last)
-                raise KeyboardInterrupt
-    finally:
-        interrupted.restore()
-        bar.close()
-        logger.close()
-    return last
