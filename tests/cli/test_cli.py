@@ -118,3 +118,24 @@ def test_demos_file_round_trip_replays_states(tmp_path) -> None:
     with h5py.File(path) as f:
         assert set(f["data/demo_0"].keys()) >= {"obs", "actions", "rewards", "dones", "states"}
         assert f["data/demo_0/dones"][-1] == 1
+
+
+def test_policy_rollout_uses_the_checkpoint_cameras(tmp_path) -> None:
+    from tests.trainers.conftest import tiny_policy_cfg
+    from vla_razor.policies import build_policy
+
+    build_policy(tiny_policy_cfg(extra_words=["lift", "the", "red", "cube"])).save_pretrained(tmp_path / "pi")
+    out = cli(
+        "rollout",
+        "task=lift",
+        "policy=tiny",
+        f"checkpoint={tmp_path / 'pi'}",
+        "episodes=1",
+        "task.env.horizon=5",
+        f"video_dir={tmp_path}/videos",
+        f"hydra.run.dir={tmp_path}/h",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (video,) = (tmp_path / "videos").glob("*.mp4")
+    assert video.name == "lift_seed100000_failure.mp4"
+    assert read_video(video).shape[1:] == (32, 32, 3)  # what the policy sees: agentview at 32x32

@@ -21,6 +21,7 @@ SETTINGS = dict(
     minibatch_size=16,
     save_every=5,
     keep_last=None,
+    target_kl=None,
     ent_coef=0.0,
 )
 
@@ -89,3 +90,17 @@ def test_bad_ppo_settings() -> None:
         PPOSettings(lr=0)
     with pytest.raises(ValueError, match="trainer.reward"):
         PPOSettings(reward="dense")
+
+
+def test_rollouts_without_reward_train_only_the_critic(tmp_path) -> None:
+    import torch
+
+    policy = _policy()
+    backbone_before = {n: p.detach().clone() for n, p in policy.backbone.named_parameters()}
+    head_before = {n: p.detach().clone() for n, p in policy.value_head.named_parameters()}
+    never = FakeReachVectorEnv(num_envs=2, horizon=2, threshold=2.0)  # unreachable: reward is always 0
+    settings = PPOSettings(**{**SETTINGS, "total_updates": 2, "save_every": 0})
+    train_ppo(policy, never, settings, tmp_path, {}, progress=False)
+    assert all(torch.equal(p, backbone_before[n]) for n, p in policy.backbone.named_parameters())
+    assert any(not torch.equal(p, head_before[n]) for n, p in policy.value_head.named_parameters())
+    assert all(m["train/pg_skipped"] == 1.0 for m in read_metrics(tmp_path))

@@ -81,14 +81,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     demo_dir = Path(cfg.demos.dir)
 
     paths = []
-    for i, task in enumerate(tasks):
-        n = int(cfg.demos.new_task_episodes if task == suite.new_task else cfg.demos.prior_episodes)
-        if n <= 0:
+    # Seeds per task follow the order of demos.episodes, so a re-run reuses (or re-collects) the same demos.
+    for i, (task, n) in enumerate(cfg.demos.episodes.items()):
+        if int(n) <= 0:
             continue
         paths.append(
             ensure_demos(
-                task,
-                n,
+                str(task),
+                int(n),
                 demo_dir / f"{task}_pretrain.hdf5",
                 env_kwargs,
                 float(cfg.demos.noise_std),
@@ -96,6 +96,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 seed=1000 * (i + 1),
             )
         )
+    if not paths:
+        raise ValueError("demos.episodes asks for no demonstrations; give at least one task a count > 0")
 
     keys = list(policy_cfg["image_keys"]) + (["proprio"] if policy_cfg.get("use_proprio") else [])
     train = load_steps(paths, keys, split="train")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.config import config_dir
@@ -104,8 +105,11 @@ def _finished(run_dir: str | Path) -> bool:
 def _train(overrides: list[str]) -> None:
     from vla_razor.commands import train
 
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="razor_train"):
+    if GlobalHydra.instance().is_initialized():  # inside `vla-razor razor`: same config dir, compose directly
         cfg = compose(config_name="train", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="razor_train"):
+            cfg = compose(config_name="train", overrides=overrides)
     log.info("training: %s", " ".join(overrides))
     train.run(cfg)
 

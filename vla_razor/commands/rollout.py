@@ -25,11 +25,17 @@ def run(cfg: DictConfig) -> None:
     actor = make_actor(
         str(cfg.policy.family),
         task=kwargs["task"],
-        checkpoint=cfg.checkpoint,
+        # policy=tiny without checkpoint=... rolls out the policy group's own weights (the committed pi0)
+        checkpoint=cfg.checkpoint or cfg.policy.get("pretrained"),
         greedy=bool(cfg.greedy),
         temperature=float(cfg.temperature),
         seed=int(cfg.seed),
     )
+    policy = getattr(actor, "policy", None)
+    if policy is not None:  # the env must render exactly the cameras and size the policy was trained on
+        from vla_razor.evaluation.suite import policy_env_kwargs
+
+        kwargs.update(policy_env_kwargs(policy))
     env = envs.make_env(**kwargs)
     successes = 0
     try:

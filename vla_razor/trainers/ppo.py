@@ -38,7 +38,7 @@ __all__ = ["PPOSettings", "ppo_update", "train_ppo", "update_seeds"]
 
 @dataclass
 class PPOSettings(TrainerSettings):
-    lr: float = 1e-4
+    lr: float = 2e-5
     weight_decay: float = 0.0
     total_updates: int = 50
     num_steps: int = 64
@@ -51,8 +51,9 @@ class PPOSettings(TrainerSettings):
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     max_grad_norm: float = 1.0
-    target_kl: float | None = None
+    target_kl: float | None = 0.1
     norm_adv: bool = True
+    skip_unrewarded: bool = True
     temperature: float = 1.0
     kl_coef: float = 0.0
     reward: str = "binary"
@@ -101,6 +102,14 @@ def ppo_update(
     stats: dict[str, list[float]] = {
         k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "kl_to_pi0", "grad_norm")
     }
+    # A rollout without a single reward (sparse binary success, none reached) carries no policy-gradient
+    # signal: its advantages are only the critic's errors, and normalising them to unit scale would push
+    # the policy around at random (drifting from pi0 for nothing). Such updates train the critic only,
+    # like GRPO/RLOO skip groups whose rewards do not vary.
+    # The decision is global under DDP (ranks must update the same parameters) and, when skipping, only the
+    # value head steps: the shared backbone gets no gradient at all (Adam would otherwise still move it).
+    pg_active = not settings.skip_unrewarded or _any_rank(float(rollout.rewards.abs().sum()) > 0.0, dist_info)
+    head = {id(p) for p in policy.value_head.parameters()}
     policy.train()
     stop = False
     for _epoch in range(settings.update_epochs):
@@ -109,7 +118,8 @@ def ppo_update(
             idx = order[start : start + settings.minibatch_size]
             mb = batch[idx].to(device)
             mb_tokens = tokens[idx].to(device)
-            scored = policy.score(mb, mb_tokens)
+            # Score under the sampling temperature: the ratio must compare the same distributions.
+            scored = policy.score(mb, mb_tokens, temperature=settings.temperature)
             logratio = scored.log_prob.float() - old_logp[idx].to(device)
             ratio = logratio.exp()
             with torch.no_grad():
@@ -131,10 +141,13 @@ def ppo_update(
             else:
                 v_loss = 0.5 * ((new_v - mb_ret) ** 2).mean()
             entropy = scored.entropy.float().mean()
-            loss = pg_loss - settings.ent_coef * entropy + settings.vf_coef * v_loss
+            if pg_active:
+                loss = pg_loss - settings.ent_coef * entropy + settings.vf_coef * v_loss
+            else:
+                loss = settings.vf_coef * v_loss
             if settings.kl_coef > 0:
                 with torch.no_grad(), policy.reference():
-                    ref_logits = policy.score(mb, mb_tokens).logits
+                    ref_logits = policy.score(mb, mb_tokens, temperature=settings.temperature).logits
                 kl = token_kl(ref_logits, scored.logits).mean()
                 loss = loss + settings.kl_coef * kl
                 stats["kl_to_pi0"].append(float(kl.detach()))
@@ -145,6 +158,10 @@ def ppo_update(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             all_reduce_gradients(params, dist_info)
+            if not pg_active:
+                for p in params:
+                    if id(p) not in head:
+                        p.grad = None
             stats["grad_norm"].append(grad_norm_and_clip(params, settings.max_grad_norm))
             optimizer.step()
             for key, value in (
@@ -167,7 +184,18 @@ def ppo_update(
         float("nan") if var_y == 0 else 1.0 - float(np.var(y_true - y_pred)) / var_y
     )
     metrics["early_stop"] = float(stop)
+    metrics["pg_skipped"] = float(not pg_active)
     return metrics
+
+
+def _any_rank(flag: bool, dist_info: DistInfo) -> bool:
+    if not dist_info.enabled:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def train_ppo(
