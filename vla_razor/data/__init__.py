@@ -1,0 +1,1 @@
+"""Demonstration files (robomimic-style HDF5) and action normalisation statistics."""
