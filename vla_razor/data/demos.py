@@ -199,7 +199,9 @@ def collect_demos(
                 break
         bar.close()
         if succeeded == 0:
-            raise UserError(f"the {task!r} expert succeeded in none of {tried} episodes; no demo file written")
+            raise UserError(
+                f"the {task!r} expert succeeded in none of {tried} episodes; no demo file written"
+            )
         if env_args is None:
             env_args = _env_args(kwargs)
         data.attrs.update(
@@ -264,7 +266,9 @@ def _write_episode(data: h5py.Group, name: str, record: EpisodeRecord) -> None:
     group.create_dataset("rewards", data=record.rewards)
     group.create_dataset("dones", data=record.dones)
     group.create_dataset("states", data=record.states)
-    group.attrs.update({"num_samples": record.num_samples, "seed": record.seed, "instruction": record.instruction})
+    group.attrs.update(
+        {"num_samples": record.num_samples, "seed": record.seed, "instruction": record.instruction}
+    )
 
 
 def _write_split(f: h5py.File, n: int, valid_fraction: float, seed: int) -> None:

@@ -41,7 +41,9 @@ class StepData:
         keys = set(parts[0].obs)
         for p in parts[1:]:
             if set(p.obs) != keys:
-                raise ValueError(f"demo files disagree on observation keys: {sorted(keys)} vs {sorted(p.obs)}")
+                raise ValueError(
+                    f"demo files disagree on observation keys: {sorted(keys)} vs {sorted(p.obs)}"
+                )
         instructions: list[str] = []
         ids, offset_eps = [], 0
         episode_ids = []
