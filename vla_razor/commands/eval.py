@@ -145,7 +145,7 @@ def results_table(document: dict[str, Any]) -> str:
         "policy",
         *[f"{t}{' (new)' if t == suite['new_task'] else ''}" for t in tasks],
         "forgetting",
-        "fwd KL(pi0||pi)",
+        "fwd KL(pi0‖pi)",
         "rev KL",
         "TV",
         "weight L2",

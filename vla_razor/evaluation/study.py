@@ -15,8 +15,8 @@ from vla_razor.io_utils import atomic_path, ensure_writable_dir
 
 # metric key in a point -> (label in tables/plots)
 METRICS = {
-    "forward_kl": "forward KL(pi0 || pi) on new-task states",
-    "reverse_kl": "reverse KL(pi || pi0)",
+    "forward_kl": "forward KL(pi0‖pi) on new-task states",
+    "reverse_kl": "reverse KL(pi‖pi0)",
     "tv": "total variation (per token)",
     "l2": "L2 between token distributions",
     "weight_l2": "L2 distance of weights from pi0",
@@ -115,7 +115,7 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         "![pareto](pareto.png)",
         "",
-        "## Forgetting vs forward KL(pi0 || pi) on new-task states",
+        "## Forgetting vs forward KL(pi0‖pi) on new-task states",
         "",
         "![forgetting vs forward KL](forgetting_vs_forward_kl.png)",
         "",
