@@ -27,8 +27,7 @@ from vla_razor.trainers.common import (
 )
 from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients
 from vla_razor.trainers.gae import compute_gae
-from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.on_policy import Evaluator, run_on_policy, update_seeds
+from vla_razor.trainers.on_policy import run_on_policy, update_seeds
 from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
@@ -199,20 +198,12 @@ def _any_rank(flag: bool, dist_info: DistInfo) -> bool:
 
 
 def train_ppo(
-    policy: Any,
-    venv: Any,
-    settings: PPOSettings,
-    run_dir: str | Path,
-    config: Any,
-    *,
-    resume_state: dict[str, Any] | None = None,
-    dist_info: DistInfo | None = None,
-    evaluator: Evaluator | None = None,
-    logger: MetricLogger | None = None,
-    progress: bool = True,
+    policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **loop: Any
 ) -> dict[str, float]:
-    """Run PPO for ``settings.total_updates`` updates; returns the last logged metrics."""
-    dist_info = dist_info or DistInfo()
+    """Run PPO for ``settings.total_updates`` updates; ``loop`` goes to :func:`run_on_policy`
+    (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
+    dist_info = loop.setdefault("dist_info", None) or DistInfo()
+    loop["dist_info"] = dist_info
 
     def update(
         policy: Any, rollout: Rollout, optimizer: Any, params: Any, generator: torch.Generator
@@ -229,9 +220,5 @@ def train_ppo(
         run_dir,
         config,
         reward=settings.reward,
-        resume_state=resume_state,
-        dist_info=dist_info,
-        evaluator=evaluator,
-        logger=logger,
-        progress=progress,
+        **loop,
     )

@@ -17,8 +17,7 @@ import torch
 
 from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
 from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients
-from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.on_policy import Evaluator, run_on_policy
+from vla_razor.trainers.on_policy import run_on_policy
 from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
@@ -115,20 +114,12 @@ def _max_over_ranks(value: int, dist_info: DistInfo) -> int:
 
 
 def train_rft(
-    policy: Any,
-    venv: Any,
-    settings: RFTSettings,
-    run_dir: str | Path,
-    config: Any,
-    *,
-    resume_state: dict[str, Any] | None = None,
-    dist_info: DistInfo | None = None,
-    evaluator: Evaluator | None = None,
-    logger: MetricLogger | None = None,
-    progress: bool = True,
+    policy: Any, venv: Any, settings: RFTSettings, run_dir: str | Path, config: Any, **loop: Any
 ) -> dict[str, float]:
-    """Run ``settings.iterations`` sample-filter-clone iterations; returns the last logged metrics."""
-    dist_info = dist_info or DistInfo()
+    """Run ``settings.iterations`` sample-filter-clone iterations; ``loop`` goes to :func:`run_on_policy`
+    (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
+    dist_info = loop.setdefault("dist_info", None) or DistInfo()
+    loop["dist_info"] = dist_info
 
     def update(
         policy: Any, rollout: Rollout, optimizer: Any, params: Any, generator: torch.Generator
@@ -136,18 +127,5 @@ def train_rft(
         return rft_update(policy, rollout, optimizer, params, settings, generator, dist_info)
 
     return run_on_policy(
-        "rft",
-        policy,
-        venv,
-        settings,
-        settings.iterations,
-        update,
-        run_dir,
-        config,
-        reward="binary",
-        resume_state=resume_state,
-        dist_info=dist_info,
-        evaluator=evaluator,
-        logger=logger,
-        progress=progress,
+        "rft", policy, venv, settings, settings.iterations, update, run_dir, config, reward="binary", **loop
     )
