@@ -86,6 +86,15 @@ def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float
     return out
 
 
+def max_over_ranks(value: int, info: DistInfo) -> int:
+    """The largest ``value`` any rank holds (e.g. a count every rank must then agree on)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([int(value)], dtype=torch.long)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def broadcast_parameters(params: list[torch.nn.Parameter], info: DistInfo) -> None:
     """Start every rank from rank 0's weights (e.g. a freshly initialised value head)."""
     if not info.enabled:

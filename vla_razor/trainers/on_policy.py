@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 TRAIN_SEED_SPACE = 100_000  # held-out evaluation seeds start at 100000; training never reaches them
 
 Evaluator = Callable[[Any, int], dict[str, float]]
-# (policy, rollout, optimizer, params, generator) -> metrics of the update
+# (policy, rollout, optimizer, params, settings, generator, dist_info) -> metrics of the update
 UpdateFn = Callable[
-    [Any, Rollout, torch.optim.Optimizer, list[torch.nn.Parameter], torch.Generator], dict[str, float]
+    [Any, Rollout, torch.optim.Optimizer, list[torch.nn.Parameter], Any, torch.Generator, DistInfo],
+    dict[str, float],
 ]
 
 
@@ -142,7 +143,7 @@ def run_on_policy(
                 policy, settings.num_steps, temperature=settings.temperature, generator=generator
             )
             t1 = time.perf_counter()
-            metrics = update_fn(policy, rollout, optimizer, params, generator)
+            metrics = update_fn(policy, rollout, optimizer, params, settings, generator, dist_info)
             scheduler.step()
             t2 = time.perf_counter()
             iteration += 1

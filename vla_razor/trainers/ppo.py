@@ -25,7 +25,7 @@ from vla_razor.trainers.common import (
     grad_norm_and_clip,
     token_kl,
 )
-from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients
+from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, max_over_ranks
 from vla_razor.trainers.gae import compute_gae
 from vla_razor.trainers.on_policy import run_on_policy, update_seeds
 from vla_razor.trainers.rollout import Rollout
@@ -107,7 +107,9 @@ def ppo_update(
     # like GRPO/RLOO skip groups whose rewards do not vary.
     # The decision is global under DDP (ranks must update the same parameters) and, when skipping, only the
     # value head steps: the shared backbone gets no gradient at all (Adam would otherwise still move it).
-    pg_active = not settings.skip_unrewarded or _any_rank(float(rollout.rewards.abs().sum()) > 0.0, dist_info)
+    pg_active = not settings.skip_unrewarded or bool(
+        max_over_ranks(int(float(rollout.rewards.abs().sum()) > 0.0), dist_info)
+    )
     head = {id(p) for p in policy.value_head.parameters()}
     policy.train()
     stop = False
@@ -187,36 +189,18 @@ def ppo_update(
     return metrics
 
 
-def _any_rank(flag: bool, dist_info: DistInfo) -> bool:
-    if not dist_info.enabled:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 def train_ppo(
     policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **loop: Any
 ) -> dict[str, float]:
     """Run PPO for ``settings.total_updates`` updates; ``loop`` goes to :func:`run_on_policy`
     (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
-    dist_info = loop.setdefault("dist_info", None) or DistInfo()
-    loop["dist_info"] = dist_info
-
-    def update(
-        policy: Any, rollout: Rollout, optimizer: Any, params: Any, generator: torch.Generator
-    ) -> dict:
-        return ppo_update(policy, rollout, optimizer, params, settings, generator, dist_info)
-
     return run_on_policy(
         "ppo",
         policy,
         venv,
         settings,
         settings.total_updates,
-        update,
+        ppo_update,
         run_dir,
         config,
         reward=settings.reward,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
-from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients
+from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, max_over_ranks
 from vla_razor.trainers.on_policy import run_on_policy
 from vla_razor.trainers.rollout import Rollout
 
@@ -77,7 +77,7 @@ def rft_update(
     # Under DDP every rank must take the same number of optimizer steps (each step all-reduces), so all
     # ranks run the largest rank's minibatch count; a rank with fewer kept steps cycles through its own,
     # and a rank with none contributes zero gradients.
-    n_batches = _max_over_ranks(-(-kept // settings.batch_size), dist_info)
+    n_batches = max_over_ranks(-(-kept // settings.batch_size), dist_info)
     if n_batches == 0:
         return {"kept_steps": 0.0, "loss": float("nan")}
     batch = type(rollout.batches[0]).cat(rollout.batches)
@@ -103,29 +103,20 @@ def rft_update(
     return {"kept_steps": float(kept), "loss": float(np.mean(losses)) if losses else float("nan")}
 
 
-def _max_over_ranks(value: int, dist_info: DistInfo) -> int:
-    if not dist_info.enabled:
-        return value
-    import torch.distributed as dist
-
-    t = torch.tensor([value], dtype=torch.long)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
-
-
 def train_rft(
     policy: Any, venv: Any, settings: RFTSettings, run_dir: str | Path, config: Any, **loop: Any
 ) -> dict[str, float]:
     """Run ``settings.iterations`` sample-filter-clone iterations; ``loop`` goes to :func:`run_on_policy`
     (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
-    dist_info = loop.setdefault("dist_info", None) or DistInfo()
-    loop["dist_info"] = dist_info
-
-    def update(
-        policy: Any, rollout: Rollout, optimizer: Any, params: Any, generator: torch.Generator
-    ) -> dict:
-        return rft_update(policy, rollout, optimizer, params, settings, generator, dist_info)
-
     return run_on_policy(
-        "rft", policy, venv, settings, settings.iterations, update, run_dir, config, reward="binary", **loop
+        "rft",
+        policy,
+        venv,
+        settings,
+        settings.iterations,
+        rft_update,
+        run_dir,
+        config,
+        reward="binary",
+        **loop,
     )
