@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.trainers.conftest import tiny_policy_cfg
-from tests.trainers.fake_env import FakeReachVectorEnv
+from tests.trainers.fake_env import FakeReachVectorEnv, success_probability
 from vla_razor.policies import build_policy, load_policy
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import read_metrics
@@ -32,12 +32,18 @@ def _policy(**kw):
 
 def test_ppo_raises_success_on_easy_task(tmp_path) -> None:
     policy = _policy(finetune="full")
+    before = success_probability(policy)
     env = FakeReachVectorEnv(num_envs=4, horizon=1, threshold=0.5)
-    train_ppo(policy, env, PPOSettings(**SETTINGS), tmp_path, {}, progress=False)
-    success = [m["train/episode_success"] for m in read_metrics(tmp_path)]
+    # gamma = 0 makes the one-step task a clean bandit: a failure's return is 0, not gamma * V(next
+    # state) through the time-limit bootstrap, whose critic noise made the learning curve (and with it
+    # a fixed threshold) depend on the CPU's floating point. Seen across 6 seeds: 0.25 -> 0.98..1.00.
+    train_ppo(policy, env, PPOSettings(**{**SETTINGS, "gamma": 0.0}), tmp_path, {}, progress=False)
+    after = success_probability(policy)
     # Identity normalisation: P(first action dim decodes above 0.5) starts near 1/4.
-    assert np.mean(success[:3]) < 0.55
-    assert np.mean(success[-3:]) > 0.8
+    assert before < 0.35, before
+    assert after > 0.7, (before, after)
+    success = [m["train/episode_success"] for m in read_metrics(tmp_path)]
+    assert np.mean(success[-3:]) > np.mean(success[:3]) + 0.2, success
     assert all(np.isfinite(m["train/approx_kl"]) for m in read_metrics(tmp_path))
 
 

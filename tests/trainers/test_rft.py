@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from tests.trainers.conftest import tiny_policy_cfg
-from tests.trainers.fake_env import FakeReachVectorEnv
+from tests.trainers.fake_env import FakeReachVectorEnv, success_probability
 from vla_razor.policies import build_policy
 from vla_razor.trainers.logger import read_metrics
 from vla_razor.trainers.rft import RFTSettings, successful_steps, train_rft
@@ -44,6 +44,7 @@ def test_successful_steps_mask_by_hand() -> None:
 
 def test_rft_raises_success_on_easy_task(tmp_path) -> None:
     policy = build_policy(tiny_policy_cfg(finetune="full"))
+    before = success_probability(policy)
     settings = RFTSettings(
         lr=1e-2, iterations=15, num_steps=8, epochs_per_iteration=4, batch_size=16, save_every=0
     )
@@ -55,6 +56,10 @@ def test_rft_raises_success_on_easy_task(tmp_path) -> None:
         {},
         progress=False,
     )
+    # Exact success probability, not sampled success: no sampling noise, so the margin holds on every
+    # CPU (seen across 6 seeds: 0.25 -> 0.89..1.00).
+    after = success_probability(policy)
+    assert before < 0.35, before
+    assert after > 0.7, (before, after)
     success = [m["train/episode_success"] for m in read_metrics(tmp_path)]
-    assert np.mean(success[:3]) < 0.55
-    assert np.mean(success[-3:]) > 0.8
+    assert np.mean(success[-3:]) > np.mean(success[:3]) + 0.2, success
