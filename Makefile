@@ -27,7 +27,8 @@ $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch is pinned exactly in pyproject.toml (CPU wheel); installing it first keeps pip from resolving a CUDA build.
+	# The exact CPU build of torch first: pyproject.toml only asks for a range, which pip would otherwise
+	# satisfy with a multi-GB CUDA build on a machine without one.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $@

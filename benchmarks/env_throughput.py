@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-import envs
-from envs._robosuite import load_composite_controller_config, robosuite
-from envs.placement import apply_placement, resolve_placement
-from envs.rendering import apply_fast_render
-from envs.tasks import DEFAULT_CONTROL_FREQ
+from vla_razor import envs
+from vla_razor.envs._robosuite import load_composite_controller_config, robosuite
+from vla_razor.envs.placement import apply_placement, resolve_placement
+from vla_razor.envs.rendering import apply_fast_render
+from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ
 
 IMAGE = 64
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-import envs
+from vla_razor import envs
 from vla_razor.config import config_dir
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.policies import build_policy

@@ -11,12 +11,12 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs import _robosuite  # noqa: F401  (must run before any other robosuite import)
-from envs.experts import Expert, make_expert
-from envs.rendering import RenderingUnavailableError
-from envs.robosuite_env import ACTION_DIM, PROPRIO_DIM, RobosuiteTaskEnv
-from envs.tasks import DEFAULT_CONTROL_FREQ, TASKS, TaskSpec, get_task
-from envs.vector import make_vector_env
+from vla_razor.envs import _robosuite  # noqa: F401  (must run before any other robosuite import)
+from vla_razor.envs.experts import Expert, make_expert
+from vla_razor.envs.rendering import RenderingUnavailableError
+from vla_razor.envs.robosuite_env import ACTION_DIM, PROPRIO_DIM, RobosuiteTaskEnv
+from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, TASKS, TaskSpec, get_task
+from vla_razor.envs.vector import make_vector_env
 
 
 def make_env(
@@ -34,7 +34,7 @@ def make_env(
     render_size: int | None = None,
     render_mode: str | None = None,
 ) -> RobosuiteTaskEnv:
-    """Build one task environment (see :class:`RobosuiteTaskEnv` and the table in :mod:`envs.tasks`)."""
+    """Build one task environment (see :class:`RobosuiteTaskEnv` and the table in :mod:`vla_razor.envs.tasks`)."""
     return RobosuiteTaskEnv(
         task,
         cameras=cameras,
@@ -56,7 +56,9 @@ def _register_all() -> None:
         if spec.gym_id not in gym.registry:
             # No max_episode_steps: the env truncates at its own horizon (TimeLimit would double it up).
             gym.register(
-                id=spec.gym_id, entry_point="envs.robosuite_env:RobosuiteTaskEnv", kwargs={"task": spec.name}
+                id=spec.gym_id,
+                entry_point="vla_razor.envs.robosuite_env:RobosuiteTaskEnv",
+                kwargs={"task": spec.name},
             )
 
 

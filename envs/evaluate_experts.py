@@ -1,6 +1,6 @@
 """Measure every scripted expert: success rate and mean episode length over seeded episodes.
 
-    python -m envs.evaluate_experts --episodes 100 --out results/experts.json
+    python -m vla_razor.envs.evaluate_experts --episodes 100 --out results/experts.json
 
 Runs without cameras (physics only) across worker processes; episode i uses seed i, so runs are
 reproducible. Writes JSON (or markdown if --out ends in .md) and prints a markdown table.
@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from envs.tasks import TASKS, get_task
+from vla_razor.envs.tasks import TASKS, get_task
 
 
 def _run_chunk(args: tuple[str, list[int]]) -> list[tuple[bool, int]]:
-    from envs import make_env, make_expert
+    from vla_razor.envs import make_env, make_expert
 
     task, seeds = args
     env = make_env(task, use_camera=False)

@@ -409,7 +409,7 @@ EXPERT_FACTORIES: dict[str, Callable[[str], Expert]] = {
 
 def make_expert(task: str) -> Expert:
     """A fresh scripted expert for ``task`` (one per env: it keeps its phase)."""
-    from envs.tasks import get_task  # late import: tasks does not depend on experts
+    from vla_razor.envs.tasks import get_task  # late import: tasks does not depend on experts
 
     spec = get_task(task)
     obj = spec.name.rsplit("_", 1)[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from envs.tasks import Placement, TaskSpec
+from vla_razor.envs.tasks import Placement, TaskSpec
 
 _KEYS = ("x_range", "y_range", "rotation")
 

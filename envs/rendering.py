@@ -14,7 +14,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from envs._robosuite import robosuite  # noqa: F401  (configures MUJOCO_GL before the context import)
+from vla_razor.envs._robosuite import robosuite  # noqa: F401  (configures MUJOCO_GL before the context import)
 
 _PACKAGES_HINT = (
     "install the Mesa GL libraries: `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libopengl0` "

@@ -1,4 +1,4 @@
-"""The gymnasium environment around one robosuite task (see envs.tasks for the task table)."""
+"""The gymnasium environment around one robosuite task (see vla_razor.envs.tasks for the task table)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs._robosuite import load_composite_controller_config, robosuite
-from envs.placement import apply_placement, resolve_placement
-from envs.rendering import apply_fast_render, check_rendering_backend, render_camera
-from envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
+from vla_razor.envs._robosuite import load_composite_controller_config, robosuite
+from vla_razor.envs.placement import apply_placement, resolve_placement
+from vla_razor.envs.rendering import apply_fast_render, check_rendering_backend, render_camera
+from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from envs import task_state
+from vla_razor.envs import task_state
 
 # One control frequency for every task: an expert finishes a pick-and-place in well under 100 steps.
 DEFAULT_CONTROL_FREQ = 10
@@ -42,7 +42,7 @@ class TaskSpec:
     instruction: str
     robosuite_env: str
     horizon: int
-    expert: str  # key into envs.experts.EXPERT_FACTORIES (keeps this module free of expert code)
+    expert: str  # key into vla_razor.envs.experts.EXPERT_FACTORIES (keeps this module free of expert code)
     default_placement: Placement
     sampler_name: str  # which robosuite placement sampler the placement ranges apply to
     object_state: Callable[[Any], np.ndarray]

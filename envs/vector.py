@@ -9,8 +9,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.robosuite_env import RobosuiteTaskEnv
-from envs.tasks import get_task
+from vla_razor.envs.robosuite_env import RobosuiteTaskEnv
+from vla_razor.envs.tasks import get_task
 
 _CONTEXTS = ("forkserver", "spawn")
 

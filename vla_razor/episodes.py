@@ -69,7 +69,7 @@ def make_actor(
 ) -> Actor:
     """``family='expert'`` gives the task's scripted expert; anything else loads ``checkpoint``."""
     if family == "expert":
-        import envs
+        from vla_razor import envs
 
         return envs.make_expert(task)
     if not checkpoint:

@@ -94,7 +94,7 @@ def test_demos_file_round_trip_replays_states(tmp_path) -> None:
         f"hydra.run.dir={tmp_path}/h",
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    import envs
+    from vla_razor import envs
     from vla_razor.data.demos import DemoFile
 
     with DemoFile(path) as demo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import envs
+from vla_razor import envs
 
 SMALL = 32
 

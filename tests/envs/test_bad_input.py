@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import envs
+from vla_razor import envs
 
 
 def test_unknown_task_lists_valid_names():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
+from vla_razor import envs
 
 
 def test_task_table_has_required_tasks():

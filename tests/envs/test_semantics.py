@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-import envs
 from tests.envs.conftest import run_expert
+from vla_razor import envs
 
 _CHILD = """
 import json, envs

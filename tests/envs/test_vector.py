@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import envs
+from vla_razor import envs
 
 
 def test_async_vector_env_forkserver():

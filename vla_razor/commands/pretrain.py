@@ -57,7 +57,7 @@ def ensure_demos(
 
 
 def instruction_words() -> list[str]:
-    import envs
+    from vla_razor import envs
     from vla_razor.policies.tiny.processing_tiny_vla import split_words
 
     words: set[str] = set()

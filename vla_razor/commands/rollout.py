@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> None:
-    import envs
+    from vla_razor import envs
 
     episodes = positive_int(cfg.episodes, "episodes")
     out_dir = video_dir(cfg.video_dir)

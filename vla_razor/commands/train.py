@@ -191,7 +191,7 @@ def _run_on_policy(
 ) -> dict[str, float]:
     from gymnasium.vector import AutoresetMode
 
-    import envs
+    from vla_razor import envs
 
     kwargs = dict(env_kwargs)
     task = kwargs.pop("task")

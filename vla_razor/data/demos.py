@@ -79,7 +79,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(env_kwargs: dict[str, Any]) -> None:
-    import envs  # imported in the worker so the parent never needs a GL context
+    from vla_razor import envs  # imported in the worker so the parent never needs a GL context
 
     _WORKER["env"] = envs.make_env(**env_kwargs)
     _WORKER["task"] = env_kwargs["task"]
@@ -100,7 +100,7 @@ def run_expert_episode(env: Any, task: str, seed: int, noise_std: float = 0.0) -
     With ``noise_std > 0`` (DART), Gaussian noise is added to the executed arm action while the clean
     expert action is stored as the label, so the data shows how to recover from small deviations.
     """
-    import envs
+    from vla_razor import envs
 
     expert = envs.make_expert(task)
     expert.reset()
@@ -161,7 +161,7 @@ def collect_demos(
     Seeds ``seed, seed+1, ...`` are tried in order until enough episodes succeed (at most ``max_attempts``,
     default 3x the request); failures are counted in the file (``episodes_tried``) but not stored.
     """
-    import envs
+    from vla_razor import envs
 
     if task not in envs.TASKS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}")
@@ -224,7 +224,7 @@ def collect_demos(
 
 def _env_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     # Ask a real env for its rebuild metadata so defaults filled in by envs are recorded too.
-    import envs
+    from vla_razor import envs
 
     env = envs.make_env(**{**kwargs, "use_camera": False})
     try:

@@ -31,7 +31,7 @@ def collect_kl_states(
     """Roll out pi0 (``policy.reference()``) on the new task and keep ``max_states`` of its observations."""
     from gymnasium.vector import AutoresetMode
 
-    import envs
+    from vla_razor import envs
     from vla_razor.trainers.rollout import evaluate_seeds
 
     if max_states <= 0:

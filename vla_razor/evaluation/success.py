@@ -60,7 +60,7 @@ def evaluate_success(
     """Play one episode per seed of ``env_kwargs['task']`` in parallel env processes."""
     from gymnasium.vector import AutoresetMode
 
-    import envs
+    from vla_razor import envs
 
     kwargs = dict(env_kwargs)
     task = kwargs.pop("task")

@@ -50,7 +50,7 @@ class SuiteSpec:
     num_envs: int = 2
 
     def __post_init__(self) -> None:
-        import envs
+        from vla_razor import envs
 
         for task in (self.new_task, *self.prior_tasks):
             if task not in envs.TASKS:
@@ -206,7 +206,7 @@ def evaluate_task(
     """Success of ``policy`` on ``task`` over the suite's seeds, resuming from episodes already logged."""
     from gymnasium.vector import AutoresetMode
 
-    import envs
+    from vla_razor import envs
 
     done = store.finished(policy_id, task)
     todo = [s for s in suite.seeds if s not in done]

@@ -57,7 +57,7 @@ class InTrainingEvaluator:
         if self._venv is None:
             from gymnasium.vector import AutoresetMode
 
-            import envs
+            from vla_razor import envs
 
             kwargs = dict(self.env_kwargs)
             task = kwargs.pop("task")

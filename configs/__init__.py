@@ -1,0 +1,1 @@
+"""vla-razor's hydra configs, installed as the package data of ``vla_razor.configs``."""
