@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
+from vla_razor.sampling import seeded_generator
 from vla_razor.video import EpisodeRecorder
 
 log = logging.getLogger(__name__)
@@ -36,19 +38,15 @@ class PolicyActor:
     """Adapts a batched VLA policy to one environment: adds the batch dimension, decodes one action."""
 
     def __init__(self, policy: Any, *, greedy: bool = True, temperature: float = 1.0, seed: int = 0) -> None:
-        import torch
-
         self.policy = policy
         self.greedy = greedy
         self.temperature = temperature
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = seeded_generator(seed, policy.device)
 
     def reset(self) -> None:
         """VLA policies here are memoryless (one frame in, one action out)."""
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        import torch
-
         batched = {k: np.asarray(v)[None] for k, v in obs.items() if k != "instruction"}
         batch = self.policy.prepare(batched, [str(obs["instruction"])])
         with torch.no_grad():

@@ -40,6 +40,7 @@ def load_training_policy(
 ) -> tuple[Any, dict[str, Any] | None]:
     """pi0 wrapped for fine-tuning, or the policy of the latest checkpoint when resuming."""
     from vla_razor.policies import build_policy, load_policy
+    from vla_razor.policies.factory import rebuild_reference, reference_spec
 
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
     assert isinstance(policy_cfg, dict)
@@ -62,10 +63,15 @@ def load_training_policy(
             f"checkpoint in {str(run_dir)!r} was written by trainer {ckpt.trainer_state.get('trainer')!r}"
         )
     policy = load_policy(ckpt.policy_dir, device=policy_cfg.get("device"))
-    if policy.finetune == "full" and policy_cfg.get("pretrained"):
-        # The frozen reference must stay pi0, not the weights of the checkpoint we resume from.
-        pi0 = load_policy(policy_cfg["pretrained"], finetune="frozen", device=policy_cfg.get("device"))
+    if policy.finetune == "full":
+        # The frozen reference must stay pi0, not the weights of the checkpoint we resume from: the
+        # loaded copy holds the resumed weights. Rebuild pi0 from what the policy recorded at build time
+        # (or from policy.pretrained when given), so the KL terms keep measuring against pi0.
+        if policy_cfg.get("pretrained"):
+            policy.settings.reference = reference_spec(policy_cfg)
+        pi0 = rebuild_reference(policy, device=policy_cfg.get("device"))
         policy.reference_model.load_state_dict(pi0.model.state_dict())
+        del pi0
     return policy, ckpt.trainer_state
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vla_razor.io_utils import atomic_path
+from vla_razor.sampling import seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def collect_kl_states(
     venv = envs.make_vector_env(
         task, min(num_envs, len(seeds)), vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, **kwargs
     )
-    generator = torch.Generator().manual_seed(sample_seed)
+    generator = seeded_generator(sample_seed, policy.device)
     try:
         with policy.reference():
             _, observations = evaluate_seeds(
@@ -102,7 +103,7 @@ def measure_divergences(
     n = len(states["instructions"])
     sums: dict[str, float] = {}
     sq: dict[str, float] = {}
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed, policy.device)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         obs = {k: v[start:stop] for k, v in states["obs"].items()}

@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
+from vla_razor.sampling import seeded_generator
 from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
 
 HELDOUT_SEED_START = 100_000
@@ -82,7 +82,7 @@ def evaluate_success(
             seeds,
             greedy=greedy,
             temperature=temperature,
-            generator=torch.Generator().manual_seed(sample_seed),
+            generator=seeded_generator(sample_seed, policy.device),
             progress=bar,
         )
     finally:

@@ -32,6 +32,7 @@ from vla_razor.evaluation.kl_states import (
 )
 from vla_razor.evaluation.success import SuccessResult
 from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
+from vla_razor.sampling import seeded_generator
 from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
 from vla_razor.video import EpisodeRecorder, episode_video_name
 
@@ -343,7 +344,7 @@ def measure_pair_divergences(
 
     n = len(states["instructions"])
     per: dict[str, list[torch.Tensor]] = {}
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed, pi0.device)
     pi0.eval()
     pi.eval()
     for start in range(0, n, batch_size):

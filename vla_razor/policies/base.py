@@ -25,10 +25,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.policies.action_adapter import get_adapter
 from vla_razor.policies.action_tokenizer import ActionTokenizer
 from vla_razor.policies.batch import PolicyBatch
 from vla_razor.policies.lora import LoraSettings, apply_lora, base_state_dict
 from vla_razor.policies.value_head import ValueHead
+from vla_razor.sampling import check_generator_device
 
 POLICY_CONFIG_NAME = "policy_config.json"
 VALUE_HEAD_NAME = "value_head.safetensors"
@@ -68,6 +70,12 @@ class PolicySettings:
     instruction_template: str = "In: What action should the robot take to {instruction}?\nOut:"
     value_head_dims: list[int] = field(default_factory=lambda: [128, 32])
     extra: dict[str, Any] = field(default_factory=dict)
+    # The checkpoint's gripper convention (see policies/action_adapter.py), applied on decode and
+    # inverted on encode, so a policy trained elsewhere drives robosuite's gripper the right way round.
+    action_adapter: str = "robosuite"
+    # How to rebuild pi0 (a build_policy mapping) for a full fine-tune, whose reference is a frozen copy
+    # taken at build time: a resumed run must rebuild pi0 from here, not from the resumed weights.
+    reference: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:
@@ -76,6 +84,7 @@ class PolicySettings:
             self.lora = LoraSettings()
         if self.finetune != "lora":
             self.lora = None
+        get_adapter(self.action_adapter)  # fails in one line, listing the presets
         if "{instruction}" not in self.instruction_template:
             raise ValueError(f"instruction_template {self.instruction_template!r} lacks '{{instruction}}'")
 
@@ -222,6 +231,8 @@ class VLAPolicy(nn.Module, ABC):
         if not greedy and not temperature > 0:
             raise ValueError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
         temperature = float(temperature) if temperature > 0 else 1.0
+        if not greedy:
+            check_generator_device(generator, self.device)
         model = self._active_model()
         batch = batch.to(self.device)
         decoder = model.language_model.get_decoder()
@@ -314,10 +325,11 @@ class VLAPolicy(nn.Module, ABC):
     def decode_actions(self, token_ids: torch.Tensor) -> np.ndarray:
         """Vocabulary ids [B, 7] -> env-scale float32 actions (bin centers, then unnormalised)."""
         norm = self.action_tokenizer.decode(token_ids.detach().cpu().numpy())
-        return self.norm_stats.unnormalize(norm)
+        return get_adapter(self.settings.action_adapter).to_env(self.norm_stats.unnormalize(norm))
 
     def encode_actions(self, actions: np.ndarray) -> torch.Tensor:
         """Env-scale actions [B, 7] -> vocabulary ids (BC targets)."""
+        actions = get_adapter(self.settings.action_adapter).from_env(np.asarray(actions, dtype=np.float32))
         ids = self.action_tokenizer.encode(self.norm_stats.normalize(actions))
         return torch.as_tensor(ids, dtype=torch.long, device=self.device)
 

@@ -48,7 +48,34 @@ def build_policy(cfg: Mapping[str, Any]) -> VLAPolicy:
     cfg = dict(cfg)
     family = cfg.get("family", "tiny")
     if cfg.get("pretrained"):
-        return load_policy(
+        policy = load_policy(
             cfg["pretrained"], finetune=cfg.get("finetune"), lora=cfg.get("lora"), device=cfg.get("device")
         )
-    return _family_class(family).build(cfg)  # type: ignore[attr-defined]
+    else:
+        policy = _family_class(family).build(cfg)  # type: ignore[attr-defined]
+    if policy.finetune == "full" and policy.settings.reference is None:
+        policy.settings.reference = reference_spec(cfg)
+    return policy
+
+
+def reference_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The build_policy mapping that rebuilds the pi0 a config starts from, frozen.
+
+    A saved policy is named by its absolute path; a fresh build by its own (seeded) keys; an OpenVLA
+    checkpoint by its source. ``device`` is left to whoever rebuilds it.
+    """
+    spec = {k: v for k, v in cfg.items() if k not in {"device", "lora"}}
+    if spec.get("pretrained"):
+        spec = {"pretrained": str(Path(spec["pretrained"]).expanduser().resolve())}
+    return {**spec, "finetune": "frozen"}
+
+
+def rebuild_reference(policy: VLAPolicy, device: str | torch.device | None = None) -> VLAPolicy:
+    """pi0 of a full fine-tune, rebuilt from ``policy.settings.reference`` (see :func:`reference_spec`)."""
+    spec = policy.settings.reference
+    if spec is None:
+        raise ValueError(
+            "this full fine-tune records no reference policy (saved before vla-razor recorded one); "
+            "pass policy.pretrained=<pi0 dir> so pi0 can be rebuilt"
+        )
+    return build_policy({**spec, "device": device} if device is not None else spec)

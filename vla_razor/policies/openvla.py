@@ -21,6 +21,8 @@ import transformers
 from packaging.version import Version
 from PIL import Image
 from torch import nn
+from transformers import AutoConfig, AutoProcessor
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.policies.base import BASE_DIR, PolicySettings, VLAPolicy, restore_backbone
@@ -35,7 +37,7 @@ OPENVLA_DEFAULTS: dict[str, Any] = {
     "model": "openvla/openvla-7b",  # hub id or local dir
     "dtype": "bfloat16",
     "load_in_4bit": False,
-    "attn_implementation": None,  # e.g. "flash_attention_2", "sdpa", "eager"
+    "attn_implementation": None,  # the LLM's attention: None (= "sdpa"), "eager", "flash_attention_2"
     "unnorm_key": None,
     "norm_stats": None,  # our own {q01, q99, mask}; wins over the checkpoint's
     "image_keys": ["agentview_image"],
@@ -43,6 +45,7 @@ OPENVLA_DEFAULTS: dict[str, Any] = {
     "instruction_template": OPENVLA_PROMPT_TEMPLATE,
     "lowercase_instruction": True,  # OpenVLA's training instructions are lower case
     "empty_token_id": 29871,  # Llama's "▁": OpenVLA's predict_action appends it after "Out:"
+    "action_adapter": "robosuite",  # the checkpoint's gripper convention: robosuite | openvla_libero
     "finetune": "lora",
     "lora": {"r": 32, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
     "value_head_dims": [512, 128],  # RL4VLA: 4096 -> 512 -> 128 -> 1
@@ -50,6 +53,68 @@ OPENVLA_DEFAULTS: dict[str, Any] = {
     "local_files_only": None,  # None: follow HF_HUB_OFFLINE
 }
 _LOADER_KEYS = ("dtype", "load_in_4bit", "attn_implementation", "local_files_only", "device")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+
+
+def set_language_model_attention(model: nn.Module, implementation: str | None) -> str:
+    """Switch the LLM inside an OpenVLA-format model to ``implementation`` (None: "sdpa").
+
+    OpenVLA's remote code defines ``_supports_sdpa`` as a property that reads ``self.language_model``;
+    transformers >= 4.54 evaluates it inside ``PreTrainedModel.__init__``, before that attribute exists,
+    so ``from_pretrained`` with ``attn_implementation`` None or "sdpa" raises AttributeError
+    (openvla-oft issue 108). The model is therefore always loaded "eager" and its language model, a
+    plain Llama, switched afterwards: the attention it then runs is the one asked for.
+    """
+    impl = implementation or "sdpa"
+    if impl not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation={impl!r} is not one of {ATTENTION_IMPLEMENTATIONS} (or null)")
+    if impl.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
+        raise ImportError(
+            f"attn_implementation={impl!r} needs the flash-attn package (pip install flash-attn)"
+        )
+    lm = model.language_model
+    if hasattr(lm, "set_attn_implementation"):  # transformers >= 4.56 checks the LLM supports it
+        lm.set_attn_implementation(impl)
+    else:
+        lm.config._attn_implementation = impl
+    return impl
+
+
+def remote_model_class(target: str, offline: bool) -> type[nn.Module]:
+    """The checkpoint's own model class, named by its config's ``auto_map["AutoModelForVision2Seq"]``.
+
+    Resolved directly rather than through ``AutoModelForVision2Seq``, which transformers 4.57 deprecates
+    and 5.x removes, while OpenVLA's config.json names only that auto class.
+    """
+    config = AutoConfig.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
+    ref = (getattr(config, "auto_map", None) or {}).get("AutoModelForVision2Seq")
+    if ref is None:
+        raise ValueError(
+            f"{target!r} is not an OpenVLA-format checkpoint: its config.json has no "
+            "auto_map['AutoModelForVision2Seq'] (OpenVLA's remote code entry)"
+        )
+    cls = get_class_from_dynamic_module(ref, target, local_files_only=offline)
+    # As the auto class would: save_pretrained then copies the remote code and writes auto_map, so a
+    # saved full fine-tune or merged export loads like the original checkpoint.
+    cls.register_for_auto_class("AutoModelForVision2Seq")
+    return cls
+
+
+def check_torchvision() -> None:
+    """OpenVLA's remote code imports timm, which imports torchvision. A torchvision built for another
+    variant of torch (e.g. PyPI's beside a CPU-only torch) fails on its C ops at import time, deep in
+    the remote code; say so up front, with what to install."""
+    if importlib.util.find_spec("torchvision") is None:
+        return
+    try:
+        importlib.import_module("torchvision")
+    except (RuntimeError, ImportError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ImportError(
+            f"torchvision does not work beside torch {torch.__version__} ({first}); install the "
+            "torchvision built for this torch (matching versions from the same index, e.g. "
+            "`pip install torch==2.14.1 torchvision==0.29.1`), or uninstall torchvision for the mini checkpoint"
+        ) from None
 
 
 def _hub_offline() -> bool:
@@ -70,7 +135,6 @@ def _where_looked(source: str) -> str:
 
 def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     """(model, processor) from a hub id or a local dir; one-line error saying where it looked."""
-    from transformers import AutoModelForVision2Seq, AutoProcessor
 
     local = Path(source).expanduser()
     offline = _hub_offline() if c.get("local_files_only") is None else bool(c["local_files_only"])
@@ -94,9 +158,9 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
         "low_cpu_mem_usage": True,
         "trust_remote_code": True,
         "local_files_only": offline,
+        # Always eager at load time: see set_language_model_attention for upstream's sdpa quirk.
+        "attn_implementation": "eager",
     }
-    if c.get("attn_implementation"):
-        kwargs["attn_implementation"] = c["attn_implementation"]
     device = c.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     if c.get("load_in_4bit"):
         if importlib.util.find_spec("bitsandbytes") is None:
@@ -108,14 +172,16 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
         )
         kwargs["device_map"] = {"": device}
     target = str(local) if local.is_dir() else source
+    check_torchvision()
     try:
         processor = AutoProcessor.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
-        model = AutoModelForVision2Seq.from_pretrained(target, **kwargs)
+        model = remote_model_class(target, offline).from_pretrained(target, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileNotFoundError(
             f"cannot load OpenVLA {source!r} ({first}); looked in {_where_looked(source)}"
         ) from None
+    set_language_model_attention(model, c.get("attn_implementation"))
     if not c.get("load_in_4bit"):
         model.to(device)
     return model, processor
@@ -175,9 +241,17 @@ class OpenVLAPolicy(VLAPolicy):
             )
         source = str(c["model"])
         model, processor = load_openvla(source, c)
-        stats = resolve_norm_stats(model, c["norm_stats"], c["unnorm_key"])
         if Path(source).expanduser().is_dir():
             source = str(Path(source).expanduser().resolve())  # saved policies must find it from anywhere
+        return cls.from_model(model, processor, {**c, "model": source})
+
+    @classmethod
+    def from_model(cls, model: nn.Module, processor: Any, cfg: Mapping[str, Any]) -> OpenVLAPolicy:
+        """Wrap an already loaded OpenVLA-format model (``cfg`` as for :meth:`build`; ``model`` names
+        its source). Benchmarks use it to wrap a model built in GPU memory without a 15 GB file."""
+        c = {**OPENVLA_DEFAULTS, **cfg}
+        source = str(c["model"])
+        stats = resolve_norm_stats(model, c["norm_stats"], c["unnorm_key"])
         settings = PolicySettings(
             family="openvla",
             finetune=c["finetune"],
@@ -187,6 +261,7 @@ class OpenVLAPolicy(VLAPolicy):
             use_proprio=False,
             instruction_template=c["instruction_template"],
             value_head_dims=list(c["value_head_dims"]),
+            action_adapter=str(c["action_adapter"]),
             extra={
                 "model": source,
                 "lowercase_instruction": bool(c["lowercase_instruction"]),

@@ -35,6 +35,7 @@ from vla_razor.trainers.distributed import (
     DistInfo,
     all_reduce_gradients,
     all_reduce_mean,
+    any_rank,
     broadcast_parameters,
 )
 from vla_razor.trainers.logger import MetricLogger
@@ -208,7 +209,8 @@ def train_bc(
                 shift_pad=settings.shift_pad,
                 rng=rng,
             )
-            if not torch.isfinite(loss):
+            # Decided over all ranks: a rank that stopped alone would hang the others' all-reduce.
+            if any_rank(not torch.isfinite(loss), dist_info):
                 checkpoint(last)
                 raise NonFiniteLossError(
                     f"non-finite BC loss ({float(loss.detach())}) at step {step} (batch of demo steps {index[:8].tolist()}...); "
@@ -218,6 +220,12 @@ def train_bc(
             loss.backward()
             all_reduce_gradients(params, dist_info)
             metrics["grad_norm"] = grad_norm_and_clip(params, settings.grad_clip)
+            if not np.isfinite(metrics["grad_norm"]):  # the same on every rank (all-reduced gradients)
+                checkpoint(last)
+                raise NonFiniteLossError(
+                    f"non-finite BC gradient norm at step {step}; last good checkpoint saved in "
+                    f"{Path(run_dir) / 'checkpoints'}"
+                )
             optimizer.step()
             scheduler.step()
             step += 1

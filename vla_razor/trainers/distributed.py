@@ -86,13 +86,36 @@ def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float
     return out
 
 
+def collective_device() -> torch.device:
+    """Where a tensor must live for this process group's collectives: NCCL moves CUDA tensors only,
+    gloo CPU tensors (a CPU scalar all-reduced under NCCL fails on every GPU run)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def max_over_ranks(value: int, info: DistInfo) -> int:
     """The largest ``value`` any rank holds (e.g. a count every rank must then agree on)."""
     if not info.enabled:
         return value
-    t = torch.tensor([int(value)], dtype=torch.long)
+    t = torch.tensor([int(value)], dtype=torch.long, device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
+
+
+def mean_over_ranks(value: float, info: DistInfo) -> float:
+    """The mean of a scalar over ranks: a decision taken from it (e.g. PPO's target_kl early stop) is
+    then the same on every rank, so no rank leaves a loop of collectives that the others stay in."""
+    if not info.enabled:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item()) / info.world_size
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when it is true on at least one (e.g. a non-finite loss anywhere stops all)."""
+    return bool(max_over_ranks(int(bool(flag)), info))
 
 
 def broadcast_parameters(params: list[torch.nn.Parameter], info: DistInfo) -> None:

@@ -19,8 +19,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vla_razor.sampling import seeded_generator
 from vla_razor.trainers.checkpoint import save_checkpoint
-from vla_razor.trainers.common import InterruptFlag, make_optimizer, trainable_parameters
+from vla_razor.trainers.common import (
+    InterruptFlag,
+    NonFiniteLossError,
+    make_optimizer,
+    trainable_parameters,
+)
 from vla_razor.trainers.distributed import DistInfo, all_reduce_mean, broadcast_parameters
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
@@ -90,7 +96,7 @@ def run_on_policy(
     params = trainable_parameters(policy)
     broadcast_parameters(params, dist_info)
     optimizer, scheduler = make_optimizer(params, settings.lr, settings.weight_decay, 0, total, 1.0)
-    generator = torch.Generator().manual_seed(settings.seed * 1000 + dist_info.rank)
+    generator = seeded_generator(settings.seed * 1000 + dist_info.rank, policy.device)
     iteration = 0
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -108,7 +114,7 @@ def run_on_policy(
             settings.seed, iteration, dist_info.rank, collector.num_envs, dist_info.world_size
         )
 
-    def checkpoint(metrics: dict[str, float]) -> None:
+    def checkpoint(metrics: dict[str, float], nonfinite: str | None = None) -> Path | None:
         state = {
             "trainer": name,
             "update": iteration,
@@ -118,9 +124,10 @@ def run_on_policy(
             "rng": gather_rng(generator, dist_info),  # every rank takes part in the gather
             "settings": asdict(settings),
             "env_seeds_next": seeds(),
+            "nonfinite": nonfinite,
         }
         if dist_info.is_main:
-            save_checkpoint(
+            return save_checkpoint(
                 run_dir,
                 iteration,
                 policy=policy,
@@ -129,6 +136,7 @@ def run_on_policy(
                 metrics=metrics,
                 keep_last=settings.keep_last,
             )
+        return None
 
     interrupted = InterruptFlag()
     bar = tqdm(
@@ -143,7 +151,17 @@ def run_on_policy(
                 policy, settings.num_steps, temperature=settings.temperature, generator=generator
             )
             t1 = time.perf_counter()
-            metrics = update_fn(policy, rollout, optimizer, params, settings, generator, dist_info)
+            try:
+                metrics = update_fn(policy, rollout, optimizer, params, settings, generator, dist_info)
+            except NonFiniteLossError as err:
+                # Every rank raises together (the check is all-reduced). The weights are still finite:
+                # the bad step was never taken. They sit part-way through this iteration's update; the
+                # checkpoint records that (`nonfinite` in its trainer state), and a resume from it
+                # re-runs the iteration from these weights, so it is not bit-exact.
+                path = checkpoint(last, nonfinite=str(err))
+                raise NonFiniteLossError(
+                    f"{err} at {name} iteration {iteration + 1}; last good weights saved in {path}"
+                ) from None
             scheduler.step()
             t2 = time.perf_counter()
             iteration += 1

@@ -25,7 +25,13 @@ from vla_razor.trainers.common import (
     grad_norm_and_clip,
     token_kl,
 )
-from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, max_over_ranks
+from vla_razor.trainers.distributed import (
+    DistInfo,
+    all_reduce_gradients,
+    any_rank,
+    max_over_ranks,
+    mean_over_ranks,
+)
 from vla_razor.trainers.gae import compute_gae
 from vla_razor.trainers.on_policy import run_on_policy, update_seeds
 from vla_razor.trainers.rollout import Rollout
@@ -55,6 +61,10 @@ class PPOSettings(TrainerSettings):
     skip_unrewarded: bool = True
     temperature: float = 1.0
     kl_coef: float = 0.0
+    # Recompute the behaviour log-probs with one teacher-forced `score` pass before the update epochs.
+    # `act` decodes token by token with a KV cache; in bf16 on a 7B model that differs from a full pass
+    # enough to inflate the first epoch's clip fraction and approx_kl. Costs one forward over the rollout.
+    recompute_logprobs: bool = True
     reward: str = "binary"
     save_every: int = 10
     keep_last: int | None = 3
@@ -68,6 +78,22 @@ class PPOSettings(TrainerSettings):
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
         if self.reward not in {"binary", "shaped"}:
             raise ValueError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
+
+
+@torch.no_grad()
+def behaviour_log_probs(
+    policy: Any, batch: Any, tokens: torch.Tensor, chunk: int, temperature: float
+) -> torch.Tensor:
+    """Joint log-probs [N] of the sampled tokens under the current (pre-update) policy, from the same
+    teacher-forced pass the update uses, in eval mode as when the tokens were sampled."""
+    policy.eval()
+    device = policy.device
+    out = []
+    for start in range(0, len(tokens), chunk):
+        idx = torch.arange(start, min(start + chunk, len(tokens)))
+        scored = policy.score(batch[idx].to(device), tokens[idx].to(device), temperature=temperature)
+        out.append(scored.log_prob.float().cpu())
+    return torch.cat(out)
 
 
 def ppo_update(
@@ -111,6 +137,11 @@ def ppo_update(
         max_over_ranks(int(float(rollout.rewards.abs().sum()) > 0.0), dist_info)
     )
     head = {id(p) for p in policy.value_head.parameters()}
+    logprob_gap = float("nan")
+    if settings.recompute_logprobs:
+        cached = old_logp
+        old_logp = behaviour_log_probs(policy, batch, tokens, settings.minibatch_size, settings.temperature)
+        logprob_gap = float((old_logp - cached).abs().max())
     policy.train()
     stop = False
     for _epoch in range(settings.update_epochs):
@@ -152,9 +183,12 @@ def ppo_update(
                 kl = token_kl(ref_logits, scored.logits).mean()
                 loss = loss + settings.kl_coef * kl
                 stats["kl_to_pi0"].append(float(kl.detach()))
-            if not torch.isfinite(loss):
+            # Decided over all ranks: a rank that raised alone would leave the others waiting forever
+            # in the next all-reduce.
+            if any_rank(not torch.isfinite(loss), dist_info):
                 raise NonFiniteLossError(
-                    f"non-finite PPO loss ({float(loss)}) in minibatch starting at {start}"
+                    f"non-finite PPO loss ({float(loss)} on rank {dist_info.rank}) in epoch {_epoch}, "
+                    f"minibatch starting at {start}"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -163,7 +197,10 @@ def ppo_update(
                 for p in params:
                     if id(p) not in head:
                         p.grad = None
-            stats["grad_norm"].append(grad_norm_and_clip(params, settings.max_grad_norm))
+            grad_norm = grad_norm_and_clip(params, settings.max_grad_norm)
+            if not np.isfinite(grad_norm):  # gradients are all-reduced: every rank sees the same norm
+                raise NonFiniteLossError(f"non-finite PPO gradient norm in epoch {_epoch}, minibatch {start}")
+            stats["grad_norm"].append(grad_norm)
             optimizer.step()
             for key, value in (
                 ("pg_loss", pg_loss),
@@ -173,7 +210,10 @@ def ppo_update(
                 ("clipfrac", clipfrac),
             ):
                 stats[key].append(float(value.detach()))
-            if settings.target_kl is not None and float(approx_kl) > settings.target_kl:
+            # The early stop is decided on the mean approx_kl over ranks, so all ranks stop together.
+            if settings.target_kl is not None and mean_over_ranks(float(approx_kl), dist_info) > (
+                settings.target_kl
+            ):
                 stop = True
                 break
         if stop:
@@ -185,6 +225,7 @@ def ppo_update(
         float("nan") if var_y == 0 else 1.0 - float(np.var(y_true - y_pred)) / var_y
     )
     metrics["early_stop"] = float(stop)
+    metrics["logprob_recompute_gap"] = logprob_gap
     metrics["pg_skipped"] = float(not pg_active)
     return metrics
 

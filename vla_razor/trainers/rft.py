@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
-from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, max_over_ranks
+from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, any_rank, max_over_ranks
 from vla_razor.trainers.on_policy import run_on_policy
 from vla_razor.trainers.rollout import Rollout
 
@@ -93,12 +93,19 @@ def rft_update(
                     : min(kept, settings.batch_size)
                 ]
                 loss = -policy.score(batch[idx].to(device), tokens[idx].to(device)).token_log_probs.mean()
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"non-finite RFT loss ({float(loss)}) in minibatch {b}")
+            else:
+                loss = torch.zeros((), device=device)
+            # Decided over all ranks, so no rank leaves the loop of all-reduces alone.
+            if any_rank(not torch.isfinite(loss), dist_info):
+                raise NonFiniteLossError(
+                    f"non-finite RFT loss ({float(loss)} on rank {dist_info.rank}) in minibatch {b}"
+                )
+            if kept:
                 loss.backward()
                 losses.append(float(loss.detach()))
             all_reduce_gradients(params, dist_info)
-            grad_norm_and_clip(params, settings.grad_clip)
+            if not np.isfinite(grad_norm_and_clip(params, settings.grad_clip)):
+                raise NonFiniteLossError(f"non-finite RFT gradient norm in minibatch {b}")
             optimizer.step()
     return {"kept_steps": float(kept), "loss": float(np.mean(losses)) if losses else float("nan")}
 

@@ -17,6 +17,8 @@ def capture_rng_state(
         "python": random.getstate(),
         "numpy_global": np.random.get_state(),
         "torch": torch.get_rng_state(),
+        # CUDA's default generators (dropout and any sampling without an explicit generator on a GPU).
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         "torch_generators": {k: g.get_state() for k, g in (generators or {}).items()},
         "numpy_generators": {k: g.bit_generator.state for k, g in (numpy_generators or {}).items()},
     }
@@ -30,6 +32,14 @@ def restore_rng_state(
     random.setstate(state["python"])
     np.random.set_state(state["numpy_global"])
     torch.set_rng_state(state["torch"])
+    cuda_states = state.get("torch_cuda")  # absent in checkpoints written before it was recorded
+    if cuda_states is not None and torch.cuda.is_available():
+        if len(cuda_states) != torch.cuda.device_count():
+            raise ValueError(
+                f"checkpoint holds CUDA RNG states of {len(cuda_states)} devices but "
+                f"{torch.cuda.device_count()} are visible; resume with the same CUDA_VISIBLE_DEVICES"
+            )
+        torch.cuda.set_rng_state_all(cuda_states)
     for key, gen in (generators or {}).items():
         if key in state["torch_generators"]:
             gen.set_state(state["torch_generators"][key])

@@ -49,27 +49,53 @@ def _llama_like_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
+def build_mini_openvla(
+    *,
+    seed: int = 0,
+    norm_stats: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    **config: Any,
+) -> tuple[MiniOpenVLAForActionPrediction, MiniOpenVLAProcessor]:
+    """(model, processor) in memory; ``config`` goes to :class:`MiniOpenVLAConfig` (e.g.
+    ``vision_backbone="vit", text_config=LLAMA2_7B`` for a random model of OpenVLA-7B's shape).
+
+    The weights are created directly on ``device`` in ``dtype``: a 7B model initialised on a CPU in
+    float32 would take minutes and 28 GB first.
+    """
+    torch.manual_seed(seed)
+    cfg = MiniOpenVLAConfig(norm_stats=norm_stats, **config)
+    # Upstream's _supports_sdpa property cannot be read during __init__ (see the modeling module), so
+    # the model is built eager, exactly as a loader must load it; the LLM's attention is switched later.
+    cfg._attn_implementation = "eager"
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = MiniOpenVLAForActionPrediction(cfg)
+    finally:
+        torch.set_default_dtype(previous)
+    processor = MiniOpenVLAProcessor(
+        image_processor=MiniOpenVLAImageProcessor(), tokenizer=_llama_like_tokenizer()
+    )
+    return model.eval(), processor
+
+
 def build_mini_openvla_checkpoint(
     path: str | Path,
     *,
     seed: int = 0,
     norm_stats: dict[str, Any] | None = None,
-    patch_size: int = 28,
-    text_config: dict[str, Any] | None = None,
+    **config: Any,
 ) -> Path:
     """Write the checkpoint to ``path`` and return it. ``norm_stats`` is OpenVLA's {key: {"action": ...}}."""
     out = Path(path)
-    torch.manual_seed(seed)
-    config = MiniOpenVLAConfig(text_config=text_config, norm_stats=norm_stats, patch_size=patch_size)
-    model = MiniOpenVLAForActionPrediction(config)
+    model, processor = build_mini_openvla(seed=seed, norm_stats=norm_stats, **config)
     # register_for_auto_class makes save_pretrained copy the module files and write auto_map entries.
     MiniOpenVLAConfig.register_for_auto_class()
     MiniOpenVLAForActionPrediction.register_for_auto_class("AutoModelForVision2Seq")
     MiniOpenVLAImageProcessor.register_for_auto_class("AutoImageProcessor")
     MiniOpenVLAProcessor.register_for_auto_class("AutoProcessor")
     model.save_pretrained(str(out), safe_serialization=True)
-    processor = MiniOpenVLAProcessor(
-        image_processor=MiniOpenVLAImageProcessor(), tokenizer=_llama_like_tokenizer()
-    )
     processor.save_pretrained(str(out))
     return out
