@@ -1,0 +1,293 @@
+"""Forecast a checkpoint's forgetting from its forward KL(pi0‖pi) on new-task states alone.
+
+RL's Razor's practical promise is that KL on the NEW task predicts forgetting of OLD skills, so no old-task
+data is needed. The workflow:
+
+1. ``calibrate_forecast`` fits forgetting = poly(KL) by ordinary least squares on checkpoints already
+   evaluated on the suite. It returns a ``Calibration`` (JSON-serialisable via ``to_dict``/``from_dict``)
+   tied to the suite name and to pi0's content hash.
+2. ``forecast_forgetting`` predicts a new checkpoint's forgetting from its KL, with a prediction interval
+   (90% by default). A trainer can log this during training, and a KL budget can act on it.
+3. ``validate_forecast`` checks the interval honestly by leave-one-run-out. Each run's checkpoints are
+   forecast from a calibration that never saw the run. It reports the coverage of the intervals (target:
+   at least 80% for 90% intervals) and the mean absolute error.
+
+The interval is the classical OLS prediction interval with a Student-t quantile:
+
+    ŷ(x0) ± t_{(1+c)/2, n-p} · s · sqrt(1 + x0ᵀ (XᵀX)⁻¹ x0),   s² = SS_res / (n - p),
+
+where X has columns (x^d, ..., x, 1), p = d + 1 and x0 = (x0^d, ..., 1). It is exact for independent
+Gaussian errors around a correct polynomial. Checkpoints of one run are correlated and the noise grows
+with KL, so the leave-one-run-out coverage is the real check, not the formula.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import stdtrit
+
+from vla_razor.errors import UserError
+from vla_razor.evaluation.stats import FloatArray, LabelArray, check_confidence
+
+DEGREES = (1, 2)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted forgetting-vs-KL curve and what the prediction interval needs, for one suite and one pi0."""
+
+    suite: str  # suite name the checkpoints were evaluated on
+    pi0_hash: str  # content hash of pi0, as a plain string
+    predictor: str  # e.g. "forward_kl"
+    degree: int
+    coefficients: tuple[float, ...]  # highest degree first (numpy.polyval order)
+    covariance_unscaled: tuple[tuple[float, ...], ...]  # (XᵀX)⁻¹, same order as the coefficients
+    residual_scale: float  # s = sqrt(SS_res / (n - degree - 1))
+    n: int
+    n_runs: int
+    x_min: float  # KL range seen in calibration; forecasts outside it are extrapolations
+    x_max: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["coefficients"] = list(self.coefficients)
+        d["covariance_unscaled"] = [list(row) for row in self.covariance_unscaled]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        names = [f.name for f in fields(cls)]
+        missing = [k for k in names if k not in data]
+        unknown = [k for k in data if k not in names]
+        if missing or unknown:
+            raise UserError(
+                f"not a forecast calibration: missing keys {missing}, unknown keys {unknown}; "
+                f"expected exactly: {', '.join(names)}"
+            )
+        return cls(
+            suite=str(data["suite"]),
+            pi0_hash=str(data["pi0_hash"]),
+            predictor=str(data["predictor"]),
+            degree=int(data["degree"]),
+            coefficients=tuple(float(c) for c in data["coefficients"]),
+            covariance_unscaled=tuple(tuple(float(v) for v in row) for row in data["covariance_unscaled"]),
+            residual_scale=float(data["residual_scale"]),
+            n=int(data["n"]),
+            n_runs=int(data["n_runs"]),
+            x_min=float(data["x_min"]),
+            x_max=float(data["x_max"]),
+        )
+
+
+@dataclass(frozen=True)
+class _OLS:
+    coefficients: FloatArray
+    covariance_unscaled: FloatArray
+    residual_scale: float
+    n: int
+
+
+def _fit_ols(x: FloatArray, y: FloatArray, degree: int) -> _OLS | None:
+    """OLS polynomial fit with (XᵀX)⁻¹; None when it leaves no residual degree of freedom."""
+    p = degree + 1
+    if x.size <= p or np.unique(x).size < p:
+        return None
+    design = np.vander(x, p)
+    # QR instead of inverting XᵀX: XᵀX = RᵀR, so (XᵀX)⁻¹ = R⁻¹R⁻ᵀ, without squaring the condition number.
+    q, r = np.linalg.qr(design)
+    coefficients = np.linalg.solve(r, q.T @ y)
+    r_inv: FloatArray = np.linalg.inv(r)
+    residual = y - design @ coefficients
+    scale = math.sqrt(float(residual @ residual) / (x.size - p))
+    cov: FloatArray = r_inv @ r_inv.T
+    return _OLS(coefficients, cov, scale, int(x.size))
+
+
+def _predict(
+    coefficients: FloatArray, cov: FloatArray, scale: float, n: int, x0: FloatArray, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Point forecast and half-width of the OLS prediction interval at x0 (see the module docstring)."""
+    p = coefficients.size
+    rows = np.vander(np.atleast_1d(x0), p)
+    mean = rows @ coefficients
+    leverage = np.einsum("ij,jk,ik->i", rows, cov, rows)
+    t = float(stdtrit(n - p, 0.5 + confidence / 2))
+    return mean, t * scale * np.sqrt(1.0 + leverage)
+
+
+def _arrays(
+    kl: ArrayLike, forgetting: ArrayLike, runs: ArrayLike
+) -> tuple[FloatArray, FloatArray, LabelArray]:
+    x = np.asarray(kl, dtype=np.float64)
+    y = np.asarray(forgetting, dtype=np.float64)
+    labels = np.asarray(runs)
+    if x.ndim != 1 or x.shape != y.shape or labels.shape != x.shape:
+        raise ValueError(
+            f"kl, forgetting and runs must be 1-D of equal length, got {x.shape}, {y.shape}, {labels.shape}"
+        )
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("kl and forgetting must be finite (drop checkpoints without a KL measurement)")
+    return x, y, labels
+
+
+def _check_degree(degree: int) -> None:
+    if degree not in DEGREES:
+        raise UserError(f"forecast degree must be one of {DEGREES} (linear or quadratic), got {degree}")
+
+
+def calibrate_forecast(
+    kl: ArrayLike,
+    forgetting: ArrayLike,
+    runs: ArrayLike,
+    *,
+    suite: str,
+    pi0_hash: str,
+    degree: int = 2,
+    predictor: str = "forward_kl",
+) -> Calibration:
+    """Fit forgetting = poly_degree(KL) by OLS on evaluated checkpoints (quadratic by default, like the study).
+
+    It needs at least degree + 2 checkpoints with at least degree + 1 distinct KL values, so that the
+    residual scale has a degree of freedom. Otherwise it raises a ``UserError``.
+    """
+    _check_degree(degree)
+    x, y, labels = _arrays(kl, forgetting, runs)
+    fit = _fit_ols(x, y, degree)
+    if fit is None:
+        raise UserError(
+            f"a degree-{degree} forecast calibration needs at least {degree + 2} evaluated checkpoints with "
+            f"{degree + 1} distinct KL values, got {x.size} with {np.unique(x).size} distinct"
+        )
+    return Calibration(
+        suite=suite,
+        pi0_hash=pi0_hash,
+        predictor=predictor,
+        degree=degree,
+        coefficients=tuple(float(c) for c in fit.coefficients),
+        covariance_unscaled=tuple(tuple(float(v) for v in row) for row in fit.covariance_unscaled),
+        residual_scale=fit.residual_scale,
+        n=fit.n,
+        n_runs=int(np.unique(labels).size),
+        x_min=float(x.min()),
+        x_max=float(x.max()),
+    )
+
+
+@dataclass(frozen=True)
+class Forecast:
+    kl: float
+    forgetting: float  # point forecast; not clipped to [-1, 1]
+    low: float
+    high: float
+    confidence: float
+    extrapolated: bool  # KL outside the calibration's range: the interval assumes the curve still holds
+
+
+def forecast_forgetting(
+    calibration: Calibration | None,
+    kl: float,
+    *,
+    suite: str,
+    pi0_hash: str,
+    confidence: float = 0.9,
+) -> Forecast:
+    """Forgetting predicted from KL alone, with the OLS prediction interval (see the module docstring).
+
+    ``suite`` and ``pi0_hash`` describe the run asking for the forecast. A missing calibration, or one
+    fitted on another suite or another pi0, is a ``UserError``: forgetting is only defined against the
+    pi0 and the prior skills the curve was measured on.
+    """
+    if calibration is None:
+        raise UserError(
+            "a forgetting forecast needs a calibration: fit one on evaluated checkpoints of this suite and pi0 "
+            "(evaluation.forecast.calibrate_forecast) and pass it"
+        )
+    if calibration.suite != suite or calibration.pi0_hash != pi0_hash:
+        raise UserError(
+            f"the forecast calibration was fitted on suite {calibration.suite!r} with pi0 "
+            f"{calibration.pi0_hash[:12]!r}, but this run uses suite {suite!r} with pi0 {pi0_hash[:12]!r}; "
+            "calibrate on checkpoints of the same suite and pi0"
+        )
+    check_confidence(confidence)
+    if not math.isfinite(kl):
+        raise ValueError(f"KL must be finite, got {kl}")
+    mean, half = _predict(
+        np.array(calibration.coefficients),
+        np.array(calibration.covariance_unscaled),
+        calibration.residual_scale,
+        calibration.n,
+        np.array([kl], dtype=np.float64),
+        confidence,
+    )
+    m, h = float(mean[0]), float(half[0])
+    extrapolated = not calibration.x_min <= kl <= calibration.x_max
+    return Forecast(float(kl), m, m - h, m + h, confidence, extrapolated)
+
+
+@dataclass(frozen=True)
+class ForecastValidation:
+    """Leave-one-run-out check of the forecast on evaluated checkpoints."""
+
+    confidence: float
+    coverage: float  # fraction of held-out checkpoints whose forgetting fell inside the interval
+    mean_abs_error: float  # mean |forgetting - point forecast| over held-out checkpoints
+    mean_width: float  # mean interval width (a coverage bought with huge intervals is no use)
+    n_forecast: int
+    n_skipped: int  # checkpoints whose fold had too few other checkpoints to calibrate
+    n_runs: int
+
+
+def validate_forecast(
+    kl: ArrayLike,
+    forgetting: ArrayLike,
+    runs: ArrayLike,
+    *,
+    degree: int = 2,
+    confidence: float = 0.9,
+) -> ForecastValidation:
+    """Forecast each run's checkpoints from a calibration on all OTHER runs, and score the forecasts.
+
+    Coverage and MAE are pooled over every forecast checkpoint. A fold whose other runs cannot support
+    the fit (too few checkpoints or distinct KL values) is skipped and its checkpoints are counted in
+    ``n_skipped``. Fewer than 2 runs is a ``UserError``.
+    """
+    _check_degree(degree)
+    check_confidence(confidence)
+    x, y, labels = _arrays(kl, forgetting, runs)
+    run_ids = np.unique(labels)
+    if run_ids.size < 2:
+        raise UserError(
+            f"leave-one-run-out validation of the forecast needs checkpoints from at least 2 training runs, "
+            f"got {run_ids.size}; add runs (another seed or learning rate)"
+        )
+    inside: list[bool] = []
+    errors: list[float] = []
+    widths: list[float] = []
+    skipped = 0
+    for run in run_ids:
+        held = labels == run
+        fit = _fit_ols(x[~held], y[~held], degree)
+        if fit is None:
+            skipped += int(held.sum())
+            continue
+        mean, half = _predict(
+            fit.coefficients, fit.covariance_unscaled, fit.residual_scale, fit.n, x[held], confidence
+        )
+        inside.extend((np.abs(y[held] - mean) <= half).tolist())
+        errors.extend(np.abs(y[held] - mean).tolist())
+        widths.extend((2 * half).tolist())
+    nan = float("nan")
+    return ForecastValidation(
+        confidence=confidence,
+        coverage=float(np.mean(inside)) if inside else nan,
+        mean_abs_error=float(np.mean(errors)) if errors else nan,
+        mean_width=float(np.mean(widths)) if widths else nan,
+        n_forecast=len(inside),
+        n_skipped=skipped,
+        n_runs=int(run_ids.size),
+    )

@@ -1,0 +1,134 @@
+"""The matched-success comparison of RL's Razor: Pareto frontiers of (new-task success, prior-skill success).
+
+RL's Razor claims that RL forgets less than SFT *at equal new-task success*. Following the paper, the
+frontier is built for each method separately from that method's checkpoints (the caller may add pi0 to
+each method's set as its common starting point). The checkpoints within 2 points of the frontier are
+kept. The methods are then compared by the prior-skill success their frontier reaches at the same
+new-task success levels, with bootstrap intervals that resample the method's training runs.
+
+Success rates are fractions in [0, 1], so "2 points" is ``tolerance=0.02``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from vla_razor.evaluation.stats import (
+    BoolArray,
+    BootstrapInterval,
+    FloatArray,
+    IndexArray,
+    bootstrap_run_indices,
+    percentile_interval,
+)
+
+# Success rates are k/n; a difference of exactly 0.02 must count as "within 2 points" despite rounding.
+_EPS = 1e-9
+
+
+def _pair(new: ArrayLike, prior: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    s = np.asarray(new, dtype=np.float64)
+    p = np.asarray(prior, dtype=np.float64)
+    if s.shape != p.shape or s.ndim != 1:
+        raise ValueError(f"new and prior must be 1-D arrays of equal length, got {s.shape} and {p.shape}")
+    if not (np.isfinite(s).all() and np.isfinite(p).all()):
+        raise ValueError("success rates must be finite")
+    return s, p
+
+
+def pareto_frontier(new: ArrayLike, prior: ArrayLike) -> IndexArray:
+    """Indices of the Pareto-optimal points (higher is better on both axes), sorted by new-task success.
+
+    A point is on the frontier when no other point is at least as good on both axes and better on one.
+    Exact duplicates appear once. Along the frontier, new-task success strictly increases and prior-skill
+    success strictly decreases.
+    """
+    s, p = _pair(new, prior)
+    # Sweep from the highest new-task success down: a point is undominated iff its prior success beats
+    # every point with at least its new-task success (ties in new-task success: best prior comes first).
+    order = np.lexsort((-p, -s))
+    kept: list[int] = []
+    best = -np.inf
+    for i in order:
+        if p[i] > best:
+            kept.append(int(i))
+            best = p[i]
+    return np.array(kept[::-1], dtype=np.intp)
+
+
+def near_frontier(new: ArrayLike, prior: ArrayLike, tolerance: float = 0.02) -> BoolArray:
+    """Mask of points within ``tolerance`` of the Pareto frontier (the paper keeps models within 2 points).
+
+    Additive epsilon-dominance: point q is kept unless some point r dominates q shifted by
+    ``tolerance`` on both axes, that is, r_new >= q_new + tol and r_prior >= q_prior + tol, with at least
+    one strict. So a point is dropped only if another checkpoint beats it by more than ``tolerance`` on one
+    axis and by at least ``tolerance`` on the other. With tolerance 0 this is exactly the frontier
+    (duplicates included).
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    s, p = _pair(new, prior)
+    ds = s[None, :] - (s[:, None] + tolerance)  # [q, r]: how far r is beyond q's shifted point
+    dp = p[None, :] - (p[:, None] + tolerance)
+    dominated = (ds >= -_EPS) & (dp >= -_EPS) & ((ds > _EPS) | (dp > _EPS))
+    kept: BoolArray = ~dominated.any(axis=1)
+    return kept
+
+
+def frontier_prior_at(new: ArrayLike, prior: ArrayLike, levels: ArrayLike) -> FloatArray:
+    """Prior-skill success on the frontier at each new-task success level.
+
+    The value is interpolated linearly between consecutive frontier points. It is NaN outside
+    [lowest, highest] new-task success on the frontier, because extrapolating a frontier has no support
+    in the data. A single-point frontier covers only its own level. A scalar level gives a 1-element array.
+    """
+    s, p = _pair(new, prior)
+    at = np.atleast_1d(np.asarray(levels, dtype=np.float64))
+    if s.size == 0:
+        return np.full(at.shape, np.nan)
+    idx = pareto_frontier(s, p)
+    fs, fp = s[idx], p[idx]
+    out = np.interp(at, fs, fp)
+    out[(at < fs[0] - _EPS) | (at > fs[-1] + _EPS)] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class MatchedPrior:
+    """A method's frontier prior-skill success at matched new-task success levels, with run-bootstrap CIs."""
+
+    levels: tuple[float, ...]
+    prior: tuple[float, ...]  # on all points; NaN where the level is outside the frontier's range
+    intervals: tuple[BootstrapInterval, ...]  # one per level; n_valid counts resamples covering the level
+
+
+def matched_prior_success(
+    new: ArrayLike,
+    prior: ArrayLike,
+    runs: ArrayLike,
+    levels: ArrayLike,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> MatchedPrior:
+    """``frontier_prior_at`` on one method's checkpoints, with a percentile bootstrap resampling its runs.
+
+    Each resample rebuilds the frontier from the checkpoints of the drawn runs and interpolates it again.
+    A resample whose frontier does not reach a level contributes nothing at that level, and ``n_valid``
+    reports how many resamples did. An interval built from few valid resamples is fragile.
+    """
+    s, p = _pair(new, prior)
+    labels = np.asarray(runs)
+    if labels.shape != s.shape:
+        raise ValueError(f"runs must give one run id per point ({s.size}), got shape {labels.shape}")
+    at = np.atleast_1d(np.asarray(levels, dtype=np.float64))
+    estimate = frontier_prior_at(s, p, at)
+    draws = np.array(
+        [frontier_prior_at(s[idx], p[idx], at) for idx in bootstrap_run_indices(labels, n_boot, seed)]
+    )
+    intervals = tuple(percentile_interval(draws[:, j], confidence) for j in range(at.size))
+    return MatchedPrior(tuple(float(v) for v in at), tuple(float(v) for v in estimate), intervals)

@@ -1,0 +1,351 @@
+"""How well a predictor (forward KL, weight L2, ...) explains forgetting: the predictors table.
+
+For points (x = predictor, y = forgetting, run = the training run a checkpoint came from):
+
+- two fits: the quadratic least-squares fit of RL's Razor (``fit.polyfit_r2``), and a monotone
+  non-decreasing fit (isotonic regression, pool-adjacent-violators), since forgetting should not fall as
+  KL grows. A linear fit is also offered.
+- in-sample R² and leave-one-run-out R². All checkpoints of a run are held out together, because
+  checkpoints of one run are not independent, and holding out one checkpoint at a time lets its
+  neighbours predict it.
+- bootstrap intervals of R², and of the difference of R² between two predictors, resampling runs
+  (``stats.bootstrap_run_indices``).
+- a guard: with fewer than ``MIN_POINTS_FOR_R2`` points, R² is flagged "not meaningful" instead of being
+  reported as a finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from vla_razor.errors import UserError
+from vla_razor.evaluation.fit import polyfit_r2
+from vla_razor.evaluation.stats import (
+    BoolArray,
+    BootstrapInterval,
+    FloatArray,
+    LabelArray,
+    bootstrap_run_indices,
+    percentile_interval,
+)
+
+FitKind = Literal["linear", "quadratic", "monotone"]
+Statistic = Literal["in_sample", "loro"]
+Verdict = Literal["A better", "B better", "inconclusive"]
+
+# Below this many points a 3-parameter fit's R² is mostly noise; the report says so instead of printing it.
+MIN_POINTS_FOR_R2 = 10
+_DEGREES = {"linear": 1, "quadratic": 2}
+
+
+def _xy(x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise ValueError(f"x and y must be 1-D arrays of equal length, got {xa.shape} and {ya.shape}")
+    return xa, ya
+
+
+@dataclass(frozen=True)
+class IsotonicFit:
+    """A non-decreasing step fit, evaluated between its knots by linear interpolation."""
+
+    x: tuple[float, ...]  # distinct training x, ascending
+    y: tuple[float, ...]  # fitted value at each x, non-decreasing
+
+    def __call__(self, x: ArrayLike) -> FloatArray:
+        # Outside the training range the fit is held constant at the end values (no extrapolated trend).
+        return np.interp(np.asarray(x, dtype=np.float64), self.x, self.y)
+
+
+def isotonic_regression(x: ArrayLike, y: ArrayLike, weights: ArrayLike | None = None) -> IsotonicFit:
+    """Weighted least-squares fit of y by a non-decreasing function of x (pool-adjacent-violators).
+
+    Points with equal x are first pooled into one block (their weighted mean, summed weight), so tied x
+    get one fitted value. Blocks are then scanned in order of x, and while the last block's mean is below
+    the one before it, the two are merged into their weighted mean. The result minimises
+    Σ w_i (y_i - f(x_i))² over non-decreasing f.
+    """
+    xa, ya = _xy(x, y)
+    if xa.size == 0:
+        raise ValueError("isotonic regression needs at least one point")
+    w = np.ones_like(xa) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != xa.shape or (w <= 0).any():
+        raise ValueError("weights must be positive, one per point")
+    knots, inverse = np.unique(xa, return_inverse=True)
+    block_w = np.bincount(inverse, weights=w)
+    block_mean = np.bincount(inverse, weights=w * ya) / block_w
+    # Stack of pooled blocks: (weighted mean, total weight, number of distinct x it covers).
+    means: list[float] = []
+    wsum: list[float] = []
+    counts: list[int] = []
+    for m, bw in zip(block_mean, block_w, strict=True):
+        means.append(float(m))
+        wsum.append(float(bw))
+        counts.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            m2, w2, c2 = means.pop(), wsum.pop(), counts.pop()
+            merged_w = wsum[-1] + w2
+            means[-1] = (means[-1] * wsum[-1] + m2 * w2) / merged_w
+            wsum[-1] = merged_w
+            counts[-1] += c2
+    fitted = np.repeat(means, counts)
+    return IsotonicFit(tuple(float(v) for v in knots), tuple(float(v) for v in fitted))
+
+
+def fit_curve(x: ArrayLike, y: ArrayLike, kind: FitKind = "quadratic") -> Callable[[ArrayLike], FloatArray]:
+    """The fitted function of one kind: a least-squares polynomial (linear/quadratic) or the isotonic fit.
+
+    A polynomial with fewer distinct x than coefficients predicts NaN (``fit.polyfit_r2``), so any R²
+    computed from it is NaN, never a spurious 1.0.
+    """
+    xa, ya = _xy(x, y)
+    if kind == "monotone":
+        return isotonic_regression(xa, ya)
+    if kind not in _DEGREES:
+        raise ValueError(f"unknown fit kind {kind!r}; valid: linear, quadratic, monotone")
+    poly = polyfit_r2(xa, ya, degree=_DEGREES[kind])
+    return lambda new: poly(np.asarray(new, dtype=np.float64))
+
+
+def r2_score(y: ArrayLike, prediction: ArrayLike) -> float:
+    """R² = 1 - Σ(y - ŷ)² / Σ(y - ȳ)², with ȳ the mean of ALL of y (NaN if y is constant or ŷ has NaN).
+
+    For out-of-sample predictions this is the convention used here: the denominator is the spread around
+    the overall mean, the same one as for the in-sample R². So the two are on one scale, and the
+    out-of-sample value is below 0 exactly when the held-out predictions do worse than the overall mean.
+    That mean has seen every point, which flatters the baseline slightly, not the fit.
+    """
+    ya = np.asarray(y, dtype=np.float64)
+    pa = np.asarray(prediction, dtype=np.float64)
+    if not np.isfinite(pa).all():
+        return float("nan")
+    ss_tot = float(np.sum((ya - ya.mean()) ** 2))
+    if ss_tot == 0.0:
+        return float("nan")
+    return 1.0 - float(np.sum((ya - pa) ** 2)) / ss_tot
+
+
+def in_sample_r2(x: ArrayLike, y: ArrayLike, kind: FitKind = "quadratic") -> float:
+    """R² of the fit on the points it was fitted to (optimistic; the monotone fit most of all)."""
+    xa, ya = _xy(x, y)
+    return r2_score(ya, fit_curve(xa, ya, kind)(xa))
+
+
+def _n_runs(runs: ArrayLike) -> int:
+    return int(np.unique(np.asarray(runs)).size)
+
+
+def _require_runs(runs: ArrayLike, n: int) -> None:
+    labels = np.asarray(runs)
+    if labels.shape != (n,):
+        raise ValueError(f"runs must give one run id per point ({n}), got shape {labels.shape}")
+    count = _n_runs(labels)
+    if count < 2:
+        only = f" ({labels[0]!s})" if labels.size else ""
+        raise UserError(
+            f"leave-one-run-out needs checkpoints from at least 2 training runs, got {count}{only}; "
+            "add runs (another seed or learning rate) or report in-sample R² only"
+        )
+
+
+def leave_one_run_out_predictions(
+    x: ArrayLike, y: ArrayLike, runs: ArrayLike, kind: FitKind = "quadratic"
+) -> FloatArray:
+    """For each point, the prediction of a fit on all OTHER runs (its whole run held out)."""
+    xa, ya = _xy(x, y)
+    _require_runs(runs, xa.size)
+    labels = np.asarray(runs)
+    out = np.empty_like(ya)
+    for run in np.unique(labels):
+        held = labels == run
+        out[held] = fit_curve(xa[~held], ya[~held], kind)(xa[held])
+    return out
+
+
+def leave_one_run_out_r2(x: ArrayLike, y: ArrayLike, runs: ArrayLike, kind: FitKind = "quadratic") -> float:
+    """Out-of-sample R² = 1 - SS_res_oos / SS_tot, SS_tot around the overall mean (see ``r2_score``).
+
+    SS_res_oos sums the squared errors of every point predicted by a fit that never saw its run. It can be
+    far below 0. A fold whose training runs cannot determine the fit (e.g. < 3 distinct x for the
+    quadratic) makes it NaN. Fewer than 2 runs is a ``UserError``.
+    """
+    xa, ya = _xy(x, y)
+    return r2_score(ya, leave_one_run_out_predictions(xa, ya, runs, kind))
+
+
+def _r2(x: FloatArray, y: FloatArray, runs: LabelArray, kind: FitKind, statistic: Statistic) -> float:
+    if statistic == "in_sample":
+        return in_sample_r2(x, y, kind)
+    if statistic != "loro":
+        raise ValueError(f"unknown R² statistic {statistic!r}; valid: in_sample, loro")
+    # A resample can draw one run G times; its out-of-sample R² is undefined there, not an error.
+    if _n_runs(runs) < 2:
+        return float("nan")
+    return leave_one_run_out_r2(x, y, runs, kind)
+
+
+def bootstrap_r2(
+    x: ArrayLike,
+    y: ArrayLike,
+    runs: ArrayLike,
+    kind: FitKind = "quadratic",
+    *,
+    statistic: Statistic = "loro",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapInterval:
+    """Percentile bootstrap interval of R² (in-sample or leave-one-run-out), resampling whole runs.
+
+    Resamples where R² is undefined are dropped and counted in ``n_valid``: a constant y, or for "loro"
+    a resample with a single distinct run.
+    """
+    xa, ya = _xy(x, y)
+    labels = np.asarray(runs)
+    values = [
+        _r2(xa[idx], ya[idx], labels[idx], kind, statistic)
+        for idx in bootstrap_run_indices(labels, n_boot, seed)
+    ]
+    return percentile_interval(values, confidence)
+
+
+def r2_meaningful(n_points: int) -> bool:
+    """Whether R² on this many points can be reported as a finding (see ``MIN_POINTS_FOR_R2``)."""
+    return n_points >= MIN_POINTS_FOR_R2
+
+
+def _not_meaningful_note(n: int) -> str:
+    return f"not meaningful: {n} points (< {MIN_POINTS_FOR_R2})"
+
+
+@dataclass(frozen=True)
+class PredictorAssessment:
+    """One cell of the predictors table: one predictor, one fit kind."""
+
+    kind: FitKind
+    n: int
+    n_runs: int
+    meaningful: bool  # False below MIN_POINTS_FOR_R2: the R² values must not be reported as findings
+    r2_in_sample: float
+    r2_loro: float  # NaN when not meaningful
+    interval_of: Statistic  # which R² the bootstrap interval belongs to
+    interval: BootstrapInterval | None  # None when not meaningful
+
+    def describe(self) -> str:
+        """Text for a report cell; below the point guard it says "not meaningful" and gives no number."""
+        if not self.meaningful:
+            return _not_meaningful_note(self.n)
+        parts = {
+            "in_sample": f"in-sample {self.r2_in_sample:.2f}",
+            "loro": f"leave-one-run-out {self.r2_loro:.2f}",
+        }
+        if self.interval is not None:
+            ci = self.interval
+            parts[self.interval_of] += f" ({ci.confidence:.0%} CI over runs [{ci.low:.2f}, {ci.high:.2f}])"
+        return ", ".join(parts.values())
+
+
+def _finite(*arrays: FloatArray) -> BoolArray:
+    ok = np.ones(arrays[0].shape, dtype=bool)
+    for a in arrays:
+        ok &= np.isfinite(a)
+    return ok
+
+
+def assess_predictor(
+    x: ArrayLike,
+    y: ArrayLike,
+    runs: ArrayLike,
+    kind: FitKind = "quadratic",
+    *,
+    interval_of: Statistic = "loro",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PredictorAssessment:
+    """In-sample R², leave-one-run-out R² and a bootstrap interval over runs, for points with finite x, y.
+
+    Below ``MIN_POINTS_FOR_R2`` points only the in-sample R² is computed, and the result is flagged
+    not meaningful. No leave-one-run-out is attempted, so a quickstart with one run does not error.
+    At or above it, fewer than 2 runs is a ``UserError``.
+    """
+    xa, ya = _xy(x, y)
+    labels = np.asarray(runs)
+    ok = _finite(xa, ya)
+    xa, ya, labels = xa[ok], ya[ok], labels[ok]
+    n = int(xa.size)
+    r2_in = in_sample_r2(xa, ya, kind) if n else float("nan")
+    if not r2_meaningful(n):
+        return PredictorAssessment(kind, n, _n_runs(labels), False, r2_in, float("nan"), interval_of, None)
+    r2_oos = leave_one_run_out_r2(xa, ya, labels, kind)
+    interval = bootstrap_r2(
+        xa, ya, labels, kind, statistic=interval_of, n_boot=n_boot, confidence=confidence, seed=seed
+    )
+    return PredictorAssessment(kind, n, _n_runs(labels), True, r2_in, r2_oos, interval_of, interval)
+
+
+@dataclass(frozen=True)
+class PredictorComparison:
+    """R²(A) - R²(B) on the same points, with a bootstrap interval from the same run-resamples."""
+
+    statistic: Statistic
+    kind: FitKind
+    n: int
+    meaningful: bool
+    r2_a: float
+    r2_b: float
+    difference: float  # r2_a - r2_b
+    interval: BootstrapInterval | None  # None when not meaningful
+    verdict: Verdict  # "A better" / "B better" only when the interval excludes 0
+
+
+def compare_predictors(
+    x_a: ArrayLike,
+    x_b: ArrayLike,
+    y: ArrayLike,
+    runs: ArrayLike,
+    kind: FitKind = "quadratic",
+    *,
+    statistic: Statistic = "loro",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PredictorComparison:
+    """Is predictor A's R² different from B's? A paired bootstrap over runs of R²(A) - R²(B).
+
+    Both R² are computed on the same resample each time, so the part of the noise that the predictors
+    share cancels. Only points where x_a, x_b and y are all finite are used. Verdict: "A better" if the
+    interval lies above 0, "B better" if below, and "inconclusive" if it contains 0, if below
+    ``MIN_POINTS_FOR_R2`` points (then the interval is not computed), or if no resample was valid.
+    """
+    xa, ya = _xy(x_a, y)
+    xb, _ = _xy(x_b, y)
+    labels = np.asarray(runs)
+    ok = _finite(xa, xb, ya)
+    xa, xb, ya, labels = xa[ok], xb[ok], ya[ok], labels[ok]
+    n = int(ya.size)
+    if not r2_meaningful(n):
+        nan = float("nan")
+        return PredictorComparison(statistic, kind, n, False, nan, nan, nan, None, "inconclusive")
+    if statistic == "loro":
+        _require_runs(labels, n)
+    r2_a = _r2(xa, ya, labels, kind, statistic)
+    r2_b = _r2(xb, ya, labels, kind, statistic)
+    diffs = [
+        _r2(xa[idx], ya[idx], labels[idx], kind, statistic)
+        - _r2(xb[idx], ya[idx], labels[idx], kind, statistic)
+        for idx in bootstrap_run_indices(labels, n_boot, seed)
+    ]
+    interval = percentile_interval(diffs, confidence)
+    verdict: Verdict = "inconclusive"
+    if interval.n_valid and interval.low > 0:
+        verdict = "A better"
+    elif interval.n_valid and interval.high < 0:
+        verdict = "B better"
+    return PredictorComparison(statistic, kind, n, True, r2_a, r2_b, r2_a - r2_b, interval, verdict)
