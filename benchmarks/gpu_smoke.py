@@ -25,6 +25,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -245,17 +246,30 @@ def main(argv: list[str] | None = None) -> None:
     report(
         "device_name", torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     )
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+    parts = {
+        "tiny": lambda work: tiny_vla(device, work),
+        "loader": lambda work: loaded_mini_openvla(device, dtype, work),
+        "openvla": lambda work: openvla_sized(device, args.size, work, args.repeats),
+    }
+    failed = []
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        if "tiny" not in args.skip:
-            tiny_vla(device, work)
-        if "loader" not in args.skip:
-            loaded_mini_openvla(device, "bfloat16" if device.type == "cuda" else "float32", work)
-        if "openvla" not in args.skip:
-            openvla_sized(device, args.size, work, args.repeats)
+        for name, part in parts.items():
+            if name in args.skip:
+                continue
+            # A failing part is reported with its traceback and the others still run: one GPU lease
+            # should show every broken path at once.
+            try:
+                part(Path(tmp) / name)
+            except Exception:
+                traceback.print_exc()
+                failed.append(name)
+                report(f"{name}_failed", True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(figures, indent=2))
+    if failed:
+        raise SystemExit(f"error: smoke parts failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
