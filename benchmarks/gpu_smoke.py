@@ -183,6 +183,16 @@ def openvla_sized(device: torch.device, size: str, workdir: Path, repeats: int) 
     for n in (1, 8):
         report(f"openvla_greedy_actions_per_s_batch{n}", decode_rate(policy, n, True, repeats), "actions/s")
     report("openvla_sampled_actions_per_s_batch8", decode_rate(policy, 8, False, repeats), "actions/s")
+    # Where a decode's time goes: one prompt pass (vision towers + ~280-token prefill) vs 6 cached steps.
+    obs = fake_obs(1, 64, seed=3)
+    batch = policy.prepare(obs, list(obs["instruction"]))
+    policy.value(batch)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        policy.value(batch)
+    sync(device)
+    report("openvla_prompt_pass_ms_batch1", 1000 * (time.perf_counter() - t0) / repeats, "ms")
 
     env = FakeReachVectorEnv(num_envs=8, horizon=2, image_size=64)
     t0 = time.perf_counter()
@@ -221,6 +231,10 @@ def openvla_sized(device: torch.device, size: str, workdir: Path, repeats: int) 
     policy.backbone.merge_adapter()
     try:
         merged_tokens = policy.act(batch, greedy=True).token_ids
+        # Deployment speed: with the update merged, the LoRA layers add no kernels.
+        for n in (1, 8):
+            rate = decode_rate(policy, n, True, repeats)
+            report(f"openvla_merged_greedy_actions_per_s_batch{n}", rate, "actions/s")
     finally:
         policy.backbone.unmerge_adapter()
     report("openvla_merge_changed_token_fraction", float((adapter_tokens != merged_tokens).float().mean()))

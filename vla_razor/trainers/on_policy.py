@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 TRAIN_SEED_SPACE = 100_000  # held-out evaluation seeds start at 100000; training never reaches them
 
 Evaluator = Callable[[Any, int], dict[str, float]]
-# (policy, rollout, optimizer, params, settings, generator, dist_info) -> metrics of the update
+# (policy, rollout, optimizer, params, settings, CPU shuffle generator, dist_info) -> metrics of the update
 UpdateFn = Callable[
     [Any, Rollout, torch.optim.Optimizer, list[torch.nn.Parameter], Any, torch.Generator, DistInfo],
     dict[str, float],
@@ -50,9 +50,9 @@ def update_seeds(seed: int, update: int, rank: int, num_envs: int, world_size: i
     return [(base + i) % TRAIN_SEED_SPACE for i in range(num_envs)]
 
 
-def gather_rng(generator: torch.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
+def gather_rng(generators: dict[str, torch.Generator], dist_info: DistInfo) -> list[dict[str, Any]]:
     """RNG states of every rank (rank r restores entry r on resume)."""
-    mine = capture_rng_state(generators={"sample": generator})
+    mine = capture_rng_state(generators=generators)
     if not dist_info.enabled:
         return [mine]
     import torch.distributed as dist
@@ -96,13 +96,17 @@ def run_on_policy(
     params = trainable_parameters(policy)
     broadcast_parameters(params, dist_info)
     optimizer, scheduler = make_optimizer(params, settings.lr, settings.weight_decay, 0, total, 1.0)
+    # Two streams: action sampling runs on the policy's device (torch.multinomial needs a generator
+    # there), minibatch shuffling on the CPU (torch.randperm builds the permutation on the CPU).
     generator = seeded_generator(settings.seed * 1000 + dist_info.rank, policy.device)
+    shuffler = seeded_generator(settings.seed * 1000 + dist_info.rank, "cpu")
+    generators = {"sample": generator, "shuffle": shuffler}
     iteration = 0
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         iteration = int(resume_state["update"])
-        restore_rng_state(resume_state["rng"][dist_info.rank], generators={"sample": generator})
+        restore_rng_state(resume_state["rng"][dist_info.rank], generators=generators)
         log.info("resumed %s at iteration %d", name, iteration)
     collector = RolloutCollector(venv, reward=reward)
     logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
@@ -121,7 +125,7 @@ def run_on_policy(
             "step": iteration,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": gather_rng(generator, dist_info),  # every rank takes part in the gather
+            "rng": gather_rng(generators, dist_info),  # every rank takes part in the gather
             "settings": asdict(settings),
             "env_seeds_next": seeds(),
             "nonfinite": nonfinite,
@@ -152,7 +156,7 @@ def run_on_policy(
             )
             t1 = time.perf_counter()
             try:
-                metrics = update_fn(policy, rollout, optimizer, params, settings, generator, dist_info)
+                metrics = update_fn(policy, rollout, optimizer, params, settings, shuffler, dist_info)
             except NonFiniteLossError as err:
                 # Every rank raises together (the check is all-reduced). The weights are still finite:
                 # the bad step was never taken. They sit part-way through this iteration's update; the
