@@ -20,6 +20,26 @@ from vla_razor.policies import build_policy  # noqa: E402
 from vla_razor.trainers.distributed import init_distributed, shutdown  # noqa: E402
 
 
+def _sabotage(policy: torch.nn.Module, nan: bool) -> None:
+    """Make this rank alone want to stop: its training-mode log-probs are shifted by +1 (approx_kl of
+    about 0.72, far over target_kl) or, from the second update on, NaN. Eval-mode scoring (the
+    behaviour log-probs) is left alone so the shift shows up in the ratio."""
+    score = policy.score
+    calls = {"n": 0}
+
+    def sabotaged(*args, **kwargs):
+        out = score(*args, **kwargs)
+        if policy.training:
+            calls["n"] += 1
+            if nan and calls["n"] > 4:
+                out.log_prob = out.log_prob * float("nan")
+            elif not nan:
+                out.log_prob = out.log_prob + 1.0
+        return out
+
+    policy.score = sabotaged
+
+
 def main(mode: str, out: Path, demos: str | None) -> None:
     torch.set_num_threads(1)
     info = init_distributed("cpu")
@@ -54,6 +74,28 @@ def main(mode: str, out: Path, demos: str | None) -> None:
             dist_info=info,
             progress=False,
         )
+    elif mode in ("ppo_stop_one_rank", "ppo_nan_one_rank"):
+        from vla_razor.trainers.common import NonFiniteLossError
+        from vla_razor.trainers.ppo import PPOSettings, train_ppo
+
+        if info.rank == 1:
+            _sabotage(policy, nan=mode == "ppo_nan_one_rank")
+        try:
+            train_ppo(
+                policy,
+                FakeReachVectorEnv(num_envs=2, horizon=1),
+                PPOSettings(
+                    lr=1e-3, total_updates=3, num_steps=4, minibatch_size=2, target_kl=0.01, save_every=0
+                ),
+                out,
+                {},
+                dist_info=info,
+                progress=False,
+            )
+            raised = None
+        except NonFiniteLossError as err:
+            raised = str(err)
+        (out / f"raised{info.rank}.json").write_text(json.dumps({"raised": raised}))
     else:
         from vla_razor.trainers.ppo import PPOSettings, train_ppo
 

@@ -80,23 +80,34 @@ def set_language_model_attention(model: nn.Module, implementation: str | None) -
     return impl
 
 
-def remote_model_class(target: str, offline: bool) -> type[nn.Module]:
-    """The checkpoint's own model class, named by its config's ``auto_map["AutoModelForVision2Seq"]``.
+# OpenVLA's config.json names its model under AutoModelForVision2Seq, which transformers 4.57 deprecates
+# and 5.x removes in favour of AutoModelForImageTextToText; either key is accepted.
+AUTO_CLASS_KEYS = ("AutoModelForVision2Seq", "AutoModelForImageTextToText")
 
-    Resolved directly rather than through ``AutoModelForVision2Seq``, which transformers 4.57 deprecates
-    and 5.x removes, while OpenVLA's config.json names only that auto class.
+
+def registrable_auto_class() -> str:
+    """The auto class this transformers accepts in ``register_for_auto_class`` (and so in auto_map)."""
+    return next(name for name in AUTO_CLASS_KEYS if hasattr(transformers, name))
+
+
+def remote_model_class(target: str, offline: bool) -> type[nn.Module]:
+    """The checkpoint's own model class, named by its config's ``auto_map``.
+
+    Resolved directly rather than through an auto class, whose name differs across transformers
+    versions while OpenVLA's config.json names only ``AutoModelForVision2Seq``.
     """
     config = AutoConfig.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
-    ref = (getattr(config, "auto_map", None) or {}).get("AutoModelForVision2Seq")
+    auto_map = getattr(config, "auto_map", None) or {}
+    ref = next((auto_map[k] for k in AUTO_CLASS_KEYS if k in auto_map), None)
     if ref is None:
         raise ValueError(
-            f"{target!r} is not an OpenVLA-format checkpoint: its config.json has no "
-            "auto_map['AutoModelForVision2Seq'] (OpenVLA's remote code entry)"
+            f"{target!r} is not an OpenVLA-format checkpoint: its config.json auto_map has none of "
+            f"{AUTO_CLASS_KEYS} (OpenVLA's remote code entry)"
         )
     cls = get_class_from_dynamic_module(ref, target, local_files_only=offline)
     # As the auto class would: save_pretrained then copies the remote code and writes auto_map, so a
     # saved full fine-tune or merged export loads like the original checkpoint.
-    cls.register_for_auto_class("AutoModelForVision2Seq")
+    cls.register_for_auto_class(registrable_auto_class())
     return cls
 
 

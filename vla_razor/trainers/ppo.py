@@ -187,7 +187,7 @@ def ppo_update(
             # in the next all-reduce.
             if any_rank(not torch.isfinite(loss), dist_info):
                 raise NonFiniteLossError(
-                    f"non-finite PPO loss ({float(loss)} on rank {dist_info.rank}) in epoch {_epoch}, "
+                    f"non-finite PPO loss ({float(loss.detach())} on rank {dist_info.rank}) in epoch {_epoch}, "
                     f"minibatch starting at {start}"
                 )
             optimizer.zero_grad(set_to_none=True)

@@ -98,7 +98,7 @@ def rft_update(
             # Decided over all ranks, so no rank leaves the loop of all-reduces alone.
             if any_rank(not torch.isfinite(loss), dist_info):
                 raise NonFiniteLossError(
-                    f"non-finite RFT loss ({float(loss)} on rank {dist_info.rank}) in minibatch {b}"
+                    f"non-finite RFT loss ({float(loss.detach())} on rank {dist_info.rank}) in minibatch {b}"
                 )
             if kept:
                 loss.backward()

@@ -20,6 +20,7 @@ from vla_razor.policies.mini_openvla.processing_mini_openvla import (
     MiniOpenVLAImageProcessor,
     MiniOpenVLAProcessor,
 )
+from vla_razor.policies.openvla import registrable_auto_class
 from vla_razor.policies.tiny.processing_tiny_vla import BASE_WORDS
 
 LLAMA_VOCAB = 32000
@@ -93,7 +94,7 @@ def build_mini_openvla_checkpoint(
     model, processor = build_mini_openvla(seed=seed, norm_stats=norm_stats, **config)
     # register_for_auto_class makes save_pretrained copy the module files and write auto_map entries.
     MiniOpenVLAConfig.register_for_auto_class()
-    MiniOpenVLAForActionPrediction.register_for_auto_class("AutoModelForVision2Seq")
+    MiniOpenVLAForActionPrediction.register_for_auto_class(registrable_auto_class())
     MiniOpenVLAImageProcessor.register_for_auto_class("AutoImageProcessor")
     MiniOpenVLAProcessor.register_for_auto_class("AutoProcessor")
     model.save_pretrained(str(out), safe_serialization=True)
