@@ -14,7 +14,12 @@ from gymnasium import spaces
 
 from vla_razor.envs._robosuite import load_composite_controller_config, robosuite
 from vla_razor.envs.placement import apply_placement, resolve_placement
-from vla_razor.envs.rendering import apply_fast_render, check_rendering_backend, render_camera
+from vla_razor.envs.rendering import (
+    apply_fast_render,
+    check_rendering_backend,
+    release_render_context,
+    render_camera,
+)
 from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
 
 logger = logging.getLogger(__name__)
@@ -257,8 +262,13 @@ class RobosuiteTaskEnv(gym.Env):
 
     def close(self) -> None:
         if getattr(self, "_rs", None) is not None:
+            if self._rs.sim is not None:
+                # Free our GL objects now and inside our own GL context (see envs/rendering.py), not
+                # whenever the collector finds them while another env's context is current.
+                release_render_context(self._rs.sim)
             self._rs.close()
             self._rs = None
+        self._render_ctx = None
 
     # ------------------------------------------------------------------ project API
     def render_frame(self) -> np.ndarray | None:
