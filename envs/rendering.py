@@ -1,12 +1,24 @@
-"""Offscreen rendering set-up: backend probe with a helpful error, and the fast-render settings.
+"""Offscreen rendering set-up: backend probe with a helpful error, the fast-render settings, and GL
+context discipline.
 
 On a CPU the renderer, not physics, is the bottleneck. Three MuJoCo settings make a software-rendered
 frame about 3x cheaper without changing what a policy needs to see: no mirror reflections, no shadows and
 no multisampling, plus an offscreen buffer no larger than the frames we read.
+
+Context discipline: every env owns one GL context, and a MuJoCo render context (MjrContext) holds GL
+object names (textures, mesh buffers, the offscreen framebuffer) that mean something only inside that GL
+context. Names are small integers counted from 1 in every context, so two envs' contexts use the *same*
+names for different objects. robosuite neither makes its context current before rendering nor before
+freeing: an env rendered while another env's context is current draws with the wrong meshes and
+textures, and a context garbage-collected after a newer env was built deletes the newer env's objects
+(seeded resets then gave different images in one process). Hence: make the own context current before
+every GL call (:func:`render_camera`), and free a context only inside itself
+(:func:`release_render_context`, also installed as robosuite's finalizer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from typing import Any
@@ -14,7 +26,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from vla_razor.envs._robosuite import robosuite  # noqa: F401  (configures MUJOCO_GL before the context import)
+# Through the gateway: it configures MUJOCO_GL before robosuite's rendering modules are imported.
+from vla_razor.envs._robosuite import robosuite
 
 _PACKAGES_HINT = (
     "install the Mesa GL libraries: `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libopengl0` "
@@ -77,5 +90,56 @@ def render_camera(sim: Any, camera: str, width: int, height: int) -> np.ndarray:
 
     MuJoCo reads pixels bottom-up (OpenGL convention); flipping the rows makes the image upright.
     """
+    ctx = sim._render_context_offscreen
+    if ctx is None:
+        raise RuntimeError("the simulation has no offscreen render context (has_offscreen_renderer=False)")
+    # The most recently created (or used) context is the current one, not necessarily this sim's: without
+    # this, an env built before another one renders its scene with the other context's GL objects.
+    ctx.gl_ctx.make_current()
     frame = sim.render(width=width, height=height, camera_name=camera)
     return np.ascontiguousarray(frame[::-1])
+
+
+def _free_in_own_context(ctx: Any) -> None:
+    """Free a robosuite render context's MjrContext inside its own GL context, then the GL context.
+
+    Idempotent, and silent: it runs from finalizers, possibly at interpreter exit.
+    """
+    gl_ctx = getattr(ctx, "gl_ctx", None)
+    # Every backend's context (EGL, OSMesa, GLFW) holds its handle in ``_context``, None once freed.
+    if gl_ctx is None or getattr(gl_ctx, "_context", None) is None:
+        return
+    with contextlib.suppress(Exception):
+        gl_ctx.make_current()
+        con = getattr(ctx, "con", None)
+        if con is not None:
+            con.free()
+    # Leaves no context current if this one was; every render makes its own context current.
+    with contextlib.suppress(Exception):
+        gl_ctx.free()
+
+
+def release_render_context(sim: Any) -> None:
+    """Free the sim's offscreen render context now, inside its own GL context (no-op if it has none).
+
+    robosuite's ``close()`` only drops the sim's reference; the context would be freed whenever the
+    garbage collector gets to it (sim and context reference each other), in whatever context is current.
+    """
+    ctx = getattr(sim, "_render_context_offscreen", None)
+    if ctx is not None:
+        _free_in_own_context(ctx)
+        sim._render_context_offscreen = None
+
+
+def _install_safe_finalizer() -> None:
+    """Make robosuite's render contexts free themselves inside their own GL context when collected.
+
+    robosuite's ``MjRenderContext.__del__`` calls ``mjr_freeContext`` with whatever GL context is
+    current, deleting that context's textures and buffers that share the freed names. This covers
+    contexts nobody closed (an env dropped without ``close()``, raw robosuite envs); closing explicitly
+    (:func:`release_render_context`) stays preferable because it does not wait for the collector.
+    """
+    robosuite.utils.binding_utils.MjRenderContext.__del__ = _free_in_own_context
+
+
+_install_safe_finalizer()

@@ -14,7 +14,12 @@ from gymnasium import spaces
 
 from vla_razor.envs._robosuite import load_composite_controller_config, robosuite
 from vla_razor.envs.placement import apply_placement, resolve_placement
-from vla_razor.envs.rendering import apply_fast_render, check_rendering_backend, render_camera
+from vla_razor.envs.rendering import (
+    apply_fast_render,
+    check_rendering_backend,
+    release_render_context,
+    render_camera,
+)
 from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
 
 logger = logging.getLogger(__name__)
@@ -23,6 +28,12 @@ ACTION_DIM = 7
 PROPRIO_DIM = 9
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,'-"
 _REWARD_MODES = ("binary", "shaped")
+# Seed of robosuite's generator while the model is built. Some tasks draw the model itself from
+# ``env.rng`` at construction: Lift's cube half-extents are uniform in [0.020, 0.022]^3. robosuite's
+# default (seed=None) draws them from OS entropy, and with hard_reset=False the model is never rebuilt, so
+# every process had its own cube for its whole life (the cube's resting height, its grasp and the episode
+# differed between processes for one reset seed). A fixed seed makes the model a function of the task.
+MODEL_SEED = 0
 # MuJoCo resets the data itself after these warnings: the state is no longer the episode's.
 _SIM_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQACC,
@@ -102,8 +113,13 @@ class RobosuiteTaskEnv(gym.Env):
             horizon=10**9,
             ignore_done=True,
             reward_shaping=(reward == "shaped"),
+            seed=MODEL_SEED,
             **self.spec_task.robosuite_kwargs,
         )
+        # The model is built; episodes draw from here on. An unseeded first reset must stay random per
+        # process, as gymnasium expects (vector workers must not all start from the same episode), so the
+        # generator leaves the fixed build seed for OS entropy; reset(seed=s) reseeds it in place.
+        self._rs.rng.bit_generator.state = np.random.default_rng().bit_generator.state
         self._validate_camera_names()
         apply_placement(self._rs, self.spec_task, self.placement)
         self._render_ctx: Any = None
@@ -246,8 +262,13 @@ class RobosuiteTaskEnv(gym.Env):
 
     def close(self) -> None:
         if getattr(self, "_rs", None) is not None:
+            if self._rs.sim is not None:
+                # Free our GL objects now and inside our own GL context (see envs/rendering.py), not
+                # whenever the collector finds them while another env's context is current.
+                release_render_context(self._rs.sim)
             self._rs.close()
             self._rs = None
+        self._render_ctx = None
 
     # ------------------------------------------------------------------ project API
     def render_frame(self) -> np.ndarray | None:

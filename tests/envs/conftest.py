@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import pytest
 
 from vla_razor import envs
@@ -29,3 +32,19 @@ def run_expert(env, task: str, seed: int, max_steps: int | None = None):
         if terminated or truncated:
             break
     return observations, states, info
+
+
+def seeded_episode_record(env, task: str, seed: int = 100000, steps: int = 3) -> dict[str, Any]:
+    """What must not depend on the process: the exact state after ``reset(seed)``, and a digest of the
+    states and images over a few expert steps (the model, e.g. Lift's cube size, shows in the dynamics and
+    the images as well as in the start state). Needs an env with the agentview camera."""
+    obs, _ = env.reset(seed=seed)
+    start = env.unwrapped.get_state().tolist()
+    expert = envs.make_expert(task)
+    digest = hashlib.sha256()
+    for _ in range(steps):
+        digest.update(env.unwrapped.get_state().tobytes())
+        digest.update(obs["agentview_image"].tobytes())
+        obs, *_ = env.step(expert.act(obs))
+    digest.update(obs["agentview_image"].tobytes())
+    return {"start": start, "trajectory": digest.hexdigest()}
