@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.trainers.conftest import tiny_policy_cfg  # noqa: E402
 from tests.trainers.fake_env import FakeReachVectorEnv  # noqa: E402
-from vla_razor.policies import build_policy  # noqa: E402
+from vla_razor.policies import build_policy, load_policy  # noqa: E402
 from vla_razor.trainers.distributed import init_distributed, shutdown  # noqa: E402
 
 
@@ -74,6 +74,37 @@ def main(mode: str, out: Path, demos: str | None) -> None:
             dist_info=info,
             progress=False,
         )
+    elif mode in ("ppo_fsdp", "ppo_replicated", "ppo_fsdp_resume"):
+        from vla_razor.trainers.checkpoint import load_checkpoint
+        from vla_razor.trainers.fsdp import shard_policy
+        from vla_razor.trainers.ppo import PPOSettings, train_ppo
+
+        # Sharding needs the same weights on every rank: one seed for both.
+        policy = build_policy(tiny_policy_cfg(finetune="full", seed=7))
+        resume_state = None
+        if mode == "ppo_fsdp_resume":
+            ckpt = load_checkpoint(out)
+            policy = load_policy(ckpt.policy_dir)
+            resume_state = ckpt.trainer_state
+        if mode != "ppo_replicated":
+            shard_policy(policy, info)
+        train_ppo(
+            policy,
+            FakeReachVectorEnv(num_envs=2, horizon=2),
+            PPOSettings(
+                lr=1e-3,
+                total_updates=3 if mode == "ppo_fsdp_resume" else 2,
+                num_steps=4,
+                minibatch_size=4,
+                save_every=2,
+                seed=info.rank,
+            ),
+            out,
+            {},
+            dist_info=info,
+            resume_state=resume_state,
+            progress=False,
+        )
     elif mode in ("ppo_stop_one_rank", "ppo_nan_one_rank"):
         from vla_razor.trainers.common import NonFiniteLossError
         from vla_razor.trainers.ppo import PPOSettings, train_ppo
@@ -108,7 +139,9 @@ def main(mode: str, out: Path, demos: str | None) -> None:
             dist_info=info,
             progress=False,
         )
-    checksum = float(sum(p.detach().double().sum() for p in policy.trainable_parameters()))
+    checksum = float(
+        sum(p.detach().double().sum() for p in policy.trainable_parameters() if type(p) is torch.nn.Parameter)
+    )
     (out / f"rank{info.rank}.json").write_text(json.dumps({"checksum": checksum, "world": info.world_size}))
     shutdown(info)
 

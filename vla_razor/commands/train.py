@@ -19,6 +19,7 @@ from vla_razor.commands.common import env_kwargs_from_cfg
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.evaluator import InTrainingEvaluator
+from vla_razor.trainers.fsdp import shard_policy
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import seed_everything
 
@@ -85,6 +86,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     policy, resume_state = load_training_policy(cfg, run_dir, dist_info)
+    fsdp = cfg.get("fsdp") or {}
+    if fsdp.get("enabled"):
+        if int(cfg.trainer.get("eval_every", 0) or 0) > 0:
+            raise ValueError(
+                "trainer.eval_every > 0 with fsdp.enabled=true: in-training evaluation runs episodes of "
+                "different lengths per rank, which sharded forwards cannot; evaluate saved checkpoints "
+                "with `vla-razor eval` instead (trainer.eval_every=0)"
+            )
+        shard_policy(policy, dist_info)
     env_kwargs = policy_env_kwargs(policy, cfg)
     logger = MetricLogger(
         run_dir,

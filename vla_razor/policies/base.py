@@ -358,9 +358,14 @@ class VLAPolicy(nn.Module, ABC):
         }
         (path / POLICY_CONFIG_NAME).write_text(json.dumps(record, indent=2))
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """policy_config.json + value head + backbone (pi0 weights and adapter alone when LoRA is on)."""
-        state = base_state_dict(self.model) if isinstance(self.backbone, PeftModel) else None
+    def save_pretrained(
+        self, path: str | Path, backbone_state: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """policy_config.json + value head + backbone (pi0 weights and adapter alone when LoRA is on).
+
+        ``backbone_state`` overrides the backbone's own state dict (an FSDP-sharded backbone passes its
+        gathered full state, see trainers/fsdp.py)."""
+        state = base_state_dict(self.model) if isinstance(self.backbone, PeftModel) else backbone_state
         self._write(Path(path), self.settings, state, weights_changed=self.finetune == "full")
 
     def merge_and_export(self, path: str | Path) -> None:

@@ -38,6 +38,7 @@ from vla_razor.trainers.distributed import (
     any_rank,
     broadcast_parameters,
 )
+from vla_razor.trainers.fsdp import full_backbone_state, load_optimizer_state, optimizer_state
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
@@ -156,7 +157,7 @@ def train_bc(
     rng = np.random.default_rng([settings.seed, dist_info.rank])
     step = 0
     if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
+        load_optimizer_state(policy, optimizer, resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         step = int(resume_state["step"])
         restore_rng_state(resume_state["rng"][dist_info.rank], numpy_generators={"data": rng})
@@ -168,14 +169,15 @@ def train_bc(
         return {
             "trainer": "bc",
             "step": step,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state(policy, optimizer),
             "scheduler": scheduler.state_dict(),
             "rng": _gather_rng(rng, dist_info),
             "settings": asdict(settings),
         }
 
     def checkpoint(metrics: dict[str, float] | None = None) -> None:
-        rng_state = state()  # every rank takes part in gathering RNG states
+        rng_state = state()  # every rank takes part in gathering RNG states (and FSDP's gathers)
+        backbone = full_backbone_state(policy)
         if dist_info.is_main:
             save_checkpoint(
                 run_dir,
@@ -185,6 +187,7 @@ def train_bc(
                 config=config,
                 metrics=metrics,
                 keep_last=settings.keep_last,
+                backbone_state=backbone,
             )
 
     interrupted = InterruptFlag()

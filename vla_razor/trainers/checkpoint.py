@@ -54,13 +54,16 @@ def save_checkpoint(
     config: DictConfig | dict[str, Any],
     metrics: dict[str, Any] | None = None,
     keep_last: int | None = None,
+    backbone_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``run_dir/checkpoints/step_<step>`` atomically and point ``latest`` at it."""
+    """Write ``run_dir/checkpoints/step_<step>`` atomically and point ``latest`` at it.
+
+    ``backbone_state``: the full weights of an FSDP-sharded backbone, gathered by every rank beforehand."""
     ckpt_root = ensure_writable_dir(Path(run_dir) / "checkpoints", what="checkpoint directory")
     final = ckpt_root / checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckpt_root))
     try:
-        policy.save_pretrained(tmp / "policy")
+        policy.save_pretrained(tmp / "policy", backbone_state=backbone_state)
         torch.save(trainer_state, tmp / "trainer_state.pt")
         cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

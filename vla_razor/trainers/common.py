@@ -11,8 +11,10 @@ from typing import Any, Self
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor
 
 from vla_razor.errors import UserError
+from vla_razor.trainers.fsdp import clip_grad_norm
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,8 @@ def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def grad_norm_and_clip(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    if any(isinstance(p, DTensor) for p in params):
+        return clip_grad_norm(params, max_norm)  # FSDP: the norm spans every rank's shards
     if max_norm and max_norm > 0:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     norms = [p.grad.detach().norm() for p in params if p.grad is not None]

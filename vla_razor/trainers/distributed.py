@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 
 @dataclass
@@ -55,6 +56,10 @@ def device_for(device: str, info: DistInfo) -> torch.device:
 def all_reduce_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
     """Average gradients across ranks in one flat all-reduce (params without a grad count as zero)."""
     if not info.enabled:
+        return
+    # FSDP-sharded parameters (DTensors) had their gradients reduce-scattered by FSDP already.
+    params = [p for p in params if not isinstance(p, DTensor)]
+    if not params:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1).float() for g in grads])
@@ -123,7 +128,8 @@ def broadcast_parameters(params: list[torch.nn.Parameter], info: DistInfo) -> No
     if not info.enabled:
         return
     for p in params:
-        dist.broadcast(p.data, src=0)
+        if not isinstance(p, DTensor):  # sharded weights came from identical full copies
+            dist.broadcast(p.data, src=0)
 
 
 def barrier(info: DistInfo) -> None:

@@ -27,7 +27,8 @@ from vla_razor.trainers.common import (
     make_optimizer,
     trainable_parameters,
 )
-from vla_razor.trainers.distributed import DistInfo, all_reduce_mean, broadcast_parameters
+from vla_razor.trainers.distributed import DistInfo, all_reduce_mean, any_rank, broadcast_parameters
+from vla_razor.trainers.fsdp import full_backbone_state, is_sharded, load_optimizer_state, optimizer_state
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 from vla_razor.trainers.rollout import Rollout, RolloutCollector
@@ -103,12 +104,15 @@ def run_on_policy(
     generators = {"sample": generator, "shuffle": shuffler}
     iteration = 0
     if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
+        load_optimizer_state(policy, optimizer, resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         iteration = int(resume_state["update"])
         restore_rng_state(resume_state["rng"][dist_info.rank], generators=generators)
         log.info("resumed %s at iteration %d", name, iteration)
-    collector = RolloutCollector(venv, reward=reward)
+    # Sharded forwards are collectives: a data-dependent extra pass (V of a truncated episode's final
+    # observation) must then run on every rank at once.
+    lockstep = (lambda flag: any_rank(flag, dist_info)) if is_sharded(policy) else None
+    collector = RolloutCollector(venv, reward=reward, lockstep=lockstep)
     logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
     last: dict[str, float] = {}
     totals = {"env": 0.0, "policy": 0.0, "update": 0.0}
@@ -119,11 +123,13 @@ def run_on_policy(
         )
 
     def checkpoint(metrics: dict[str, float], nonfinite: str | None = None) -> Path | None:
+        # Gathers run on every rank (RNG states; with FSDP the weights and optimizer moments too).
+        backbone = full_backbone_state(policy)
         state = {
             "trainer": name,
             "update": iteration,
             "step": iteration,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state(policy, optimizer),
             "scheduler": scheduler.state_dict(),
             "rng": gather_rng(generators, dist_info),  # every rank takes part in the gather
             "settings": asdict(settings),
@@ -139,6 +145,7 @@ def run_on_policy(
                 config=config,
                 metrics=metrics,
                 keep_last=settings.keep_last,
+                backbone_state=backbone,
             )
         return None
 

@@ -74,11 +74,16 @@ class Rollout:
 class RolloutCollector:
     """Keeps the vector env's current observation and per-env episode counters between rollouts."""
 
-    def __init__(self, venv: Any, reward: str = "binary") -> None:
+    def __init__(
+        self, venv: Any, reward: str = "binary", lockstep: Callable[[bool], bool] | None = None
+    ) -> None:
+        """``lockstep(needed)`` says whether any rank needs a data-dependent extra policy pass (FSDP:
+        such passes are collectives, so every rank must take part); None for one process or DDP."""
         if reward not in {"binary", "shaped"}:
             raise ValueError(f"reward must be 'binary' or 'shaped', got {reward!r}")
         self.venv = venv
         self.reward = reward
+        self.lockstep: Callable[[bool], bool] = lockstep or (lambda needed: needed)
         self.num_envs = int(venv.num_envs)
         self.obs: dict[str, Any] | None = None
         self.ep_len = np.zeros(self.num_envs, dtype=np.int64)
@@ -136,9 +141,12 @@ class RolloutCollector:
                 else np.asarray(reward, dtype=np.float32)
             )
             final_v = torch.zeros(self.num_envs)
-            if truncated.any():
-                idx = np.flatnonzero(truncated)
-                final_v[idx] = policy.value(policy_batch(policy, _final_obs(info, idx))).float().cpu()
+            if self.lockstep(bool(truncated.any())):
+                if truncated.any():
+                    idx = np.flatnonzero(truncated)
+                    final_v[idx] = policy.value(policy_batch(policy, _final_obs(info, idx))).float().cpu()
+                else:  # another rank needs the pass: take part in its collectives, discard the values
+                    policy.value(batch)
             t3 = time.perf_counter()
             self.ep_len += 1
             self.ep_ret += r
