@@ -221,6 +221,7 @@ def openvla_sized(device: torch.device, size: str, workdir: Path, repeats: int) 
     # (OpenVLA-OFT users report success falling to 0% after re-merging LoRA.) Adapters get a visible
     # update first; after one tiny step they would round away entirely.
     policy.eval()
+    torch.manual_seed(0)  # the same adapter update on every run
     with torch.no_grad():
         for name, param in policy.named_parameters():
             if "lora_B" in name:
