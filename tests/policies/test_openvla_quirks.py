@@ -163,3 +163,11 @@ def test_gpu_smoke_script_runs_at_toy_size_on_cpu(tmp_path: Path) -> None:
     assert figures["openvla_merge_changed_token_fraction"] == 0.0  # fp32: merging is exact
     assert figures["openvla_ppo_logprob_recompute_gap"] < 1e-3
     assert not any(k.endswith("_failed") for k in figures)
+
+
+def test_dtype_reaches_the_loader_on_this_transformers(ckpt: Path) -> None:
+    """transformers >= 4.56 renamed from_pretrained's torch_dtype to dtype; the loader picks the name
+    this version takes, so a bf16 request gives bf16 weights (and not a silent fp32 load)."""
+    policy = _policy(ckpt, dtype="bfloat16")
+    assert policy.model.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert policy.value_head.net[0].weight.dtype == torch.float32  # values stay fp32 over a bf16 trunk
