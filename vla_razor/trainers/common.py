@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import signal
-from dataclasses import fields
-from typing import Any, Self
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -23,10 +23,23 @@ class NonFiniteLossError(UserError):
     """Raised when a loss is NaN/inf; the trainer saves the last good checkpoint before raising."""
 
 
+@dataclass
 class TrainerSettings:
-    """Mixin for the trainers' settings dataclasses: built from a hydra mapping, validated on creation."""
+    """Base of the trainers' settings dataclasses: built from a hydra mapping, validated on creation.
 
-    _positive: tuple[str, ...] = ()
+    The fields here are shared by every trainer: the live forward-KL monitor and the KL budget.
+    """
+
+    # Measure forward KL(pi0 || pi) on cached new-task states every N updates (PPO/RFT) or steps (BC),
+    # and at every checkpoint; 0 turns the monitor off. One teacher-forced pass over the cached states.
+    kl_every: int = 0
+    # How many new-task states the monitor caches (PPO/RFT: from pi0's first rollout; BC: from the demos).
+    kl_states: int = 64
+    # Stop before forward KL(pi0 || pi) exceeds this many nats: no checkpoint over budget is written, and
+    # kl_budget.json records where the run stopped. Needs kl_every > 0.
+    kl_budget: float | None = None
+
+    _positive: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Self:
@@ -35,6 +48,17 @@ class TrainerSettings:
 
     def _check(self) -> None:
         check_positive("trainer.lr", getattr(self, "lr"))  # noqa: B009
+        if self.kl_budget is not None:
+            check_positive("trainer.kl_budget", self.kl_budget)
+            if self.kl_every <= 0:
+                raise ValueError(
+                    f"trainer.kl_budget={self.kl_budget} needs trainer.kl_every > 0 (how often to measure "
+                    f"the KL), got kl_every={self.kl_every}"
+                )
+        if not isinstance(self.kl_every, int) or self.kl_every < 0:
+            raise ValueError(f"trainer.kl_every must be an integer >= 0, got {self.kl_every!r}")
+        if self.kl_every and (not isinstance(self.kl_states, int) or self.kl_states <= 0):
+            raise ValueError(f"trainer.kl_states must be > 0 when kl_every > 0, got {self.kl_states!r}")
         for name in self._positive:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:

@@ -8,6 +8,7 @@ would have collected (the simulator state itself is never checkpointed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from vla_razor.trainers.common import (
 )
 from vla_razor.trainers.distributed import DistInfo, all_reduce_mean, any_rank, broadcast_parameters
 from vla_razor.trainers.fsdp import full_backbone_state, is_sharded, load_optimizer_state, optimizer_state
+from vla_razor.trainers.kl_monitor import KLMonitor
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 from vla_razor.trainers.rollout import Rollout, RolloutCollector
@@ -61,6 +63,10 @@ def gather_rng(generators: dict[str, torch.Generator], dist_info: DistInfo) -> l
     gathered: list[Any] = [None] * dist_info.world_size
     dist.all_gather_object(gathered, mine)
     return gathered
+
+
+def concat_batches(batches: list[Any]) -> Any:
+    return type(batches[0]).cat(batches)
 
 
 def episode_metrics(rollout: Rollout) -> dict[str, float]:
@@ -149,6 +155,7 @@ def run_on_policy(
             )
         return None
 
+    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999)
     interrupted = InterruptFlag()
     bar = tqdm(
         total=total, initial=iteration, desc=name, unit="iter", disable=not (progress and dist_info.is_main)
@@ -162,6 +169,8 @@ def run_on_policy(
                 policy, settings.num_steps, temperature=settings.temperature, generator=generator
             )
             t1 = time.perf_counter()
+            # The first rollout of a fresh run is pi0's own on the new task: the KL probe's states.
+            monitor.ensure_probe(policy, functools.partial(concat_batches, rollout.batches))
             try:
                 metrics = update_fn(policy, rollout, optimizer, params, settings, shuffler, dist_info)
             except NonFiniteLossError as err:
@@ -189,16 +198,24 @@ def run_on_policy(
                     "time_share_update": (t2 - t1) / max(t2 - t0, 1e-9),
                 }
             )
+            saving = bool(settings.save_every and iteration % settings.save_every == 0) or iteration == total
+            saving = saving or bool(interrupted)
+            over_budget = False
+            if monitor.due(iteration, saving):
+                metrics["forward_kl_pi0"] = monitor.measure(policy)  # already the mean over ranks
+                over_budget = monitor.over_budget(metrics["forward_kl_pi0"], iteration)
             last = all_reduce_mean({k: v for k, v in metrics.items() if np.isfinite(v)}, dist_info)
             logger.log(iteration, last, prefix="train/")
             bar.update(1)
             bar.set_postfix(success=f"{metrics.get('episode_success', float('nan')):.2f}")
+            if over_budget:
+                break  # no checkpoint over budget: the last one written is the last under it
             if evaluator is not None and settings.eval_every and iteration % settings.eval_every == 0:
                 last.update(evaluator(policy, iteration))
-            if (settings.save_every and iteration % settings.save_every == 0) or iteration == total:
+            if saving:
                 checkpoint(last)
+                monitor.last_under_budget = iteration
             if interrupted:
-                checkpoint(last)
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         log.warning("interrupted at iteration %d; checkpoint saved, resume with resume=true", iteration)

@@ -1,0 +1,79 @@
+"""Live forward KL(pi0 || pi) during training and the KL budget (fast simulator-free task)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.trainers.conftest import tiny_policy_cfg
+from tests.trainers.fake_env import FakeReachVectorEnv
+from vla_razor.metrics.divergences import action_token_divergences
+from vla_razor.policies import build_policy
+from vla_razor.trainers.checkpoint import list_checkpoints
+from vla_razor.trainers.kl_monitor import KLProbe, read_budget_record
+from vla_razor.trainers.logger import read_metrics
+from vla_razor.trainers.ppo import PPOSettings, train_ppo
+from vla_razor.trainers.rft import RFTSettings
+
+BASE = dict(
+    lr=1e-2, total_updates=6, num_steps=4, update_epochs=2, minibatch_size=8, save_every=1, keep_last=None
+)
+
+
+def _run(tmp_path, **kw):
+    policy = build_policy(tiny_policy_cfg(finetune="full"))
+    train_ppo(policy, FakeReachVectorEnv(), PPOSettings(**{**BASE, **kw}), tmp_path, {}, progress=False)
+    return read_metrics(tmp_path)
+
+
+def test_monitor_logs_kl_and_leaves_training_unchanged(tmp_path) -> None:
+    plain = _run(tmp_path / "plain")
+    watched = _run(tmp_path / "watched", kl_every=1, kl_states=16)
+    kls = [m["train/forward_kl_pi0"] for m in watched]
+    assert len(kls) == 6 and all(k >= 0 for k in kls) and kls[-1] > 0
+    for a, b in zip(plain, watched, strict=True):
+        for key in ("train/pg_loss", "train/v_loss", "train/approx_kl", "train/episode_success"):
+            assert a[key] == b[key], key  # the monitor draws from its own generator only
+
+
+def test_budget_stops_before_a_checkpoint_over_it(tmp_path) -> None:
+    reference = [m["train/forward_kl_pi0"] for m in _run(tmp_path / "ref", kl_every=1, kl_states=16)]
+    budget = max(reference[:2]) * 1.0001
+    assert max(reference[2:]) > budget, reference  # the run does drift past its first two steps
+    out = tmp_path / "budget"
+    logged = _run(out, kl_every=1, kl_states=16, kl_budget=budget)
+    record = read_budget_record(out)
+    assert record is not None and record["forward_kl_at_stop"] > budget
+    stop = record["stopped_before_step"]
+    assert stop < 6 and len(logged) == stop
+    saved = [int(p.name.split("_")[1]) for p in list_checkpoints(out)]
+    assert saved and max(saved) == record["last_checkpoint_under_budget"] == stop - 1
+    by_step = {m["step"]: m["train/forward_kl_pi0"] for m in logged}
+    assert all(by_step[s] <= budget for s in saved)
+
+
+def test_probe_matches_the_study_estimator(tmp_path) -> None:
+    """One cached prefix per state reproduces action_token_divergences' forward KL with the same
+    prefixes: the monitor reports the quantity the study reports."""
+    policy = build_policy(tiny_policy_cfg(finetune="lora", lora={"r": 4, "alpha": 8}))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    obs, _ = FakeReachVectorEnv(num_envs=8).reset(seed=3)
+    batch = policy.prepare(obs, list(obs["instruction"]))
+    probe = KLProbe.build(policy, batch, seed=11)
+    study = action_token_divergences(policy, policy, batch, generator=torch.Generator().manual_seed(11))[
+        "forward_kl"
+    ]
+    assert probe.forward_kl(policy) == pytest.approx(float(study.mean()), rel=1e-6)
+
+
+def test_bad_budget_is_one_line() -> None:
+    with pytest.raises(ValueError, match="trainer.kl_budget must be a finite number > 0, got -1"):
+        PPOSettings(kl_every=1, kl_budget=-1)
+    with pytest.raises(ValueError, match="needs trainer.kl_every > 0"):
+        RFTSettings(kl_budget=0.5)
+    assert json.loads(json.dumps(PPOSettings(kl_every=2, kl_budget=0.5).kl_budget)) == 0.5
