@@ -9,8 +9,11 @@ import torch
 
 from tests.trainers.conftest import tiny_policy_cfg
 from tests.trainers.fake_env import FakeReachVectorEnv
+from vla_razor.data.normalization import ActionNormStats
+from vla_razor.data.steps import load_steps
 from vla_razor.metrics.divergences import action_token_divergences
 from vla_razor.policies import build_policy
+from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import list_checkpoints
 from vla_razor.trainers.kl_monitor import KLProbe, read_budget_record
 from vla_razor.trainers.logger import read_metrics
@@ -77,3 +80,29 @@ def test_bad_budget_is_one_line() -> None:
     with pytest.raises(ValueError, match="needs trainer.kl_every > 0"):
         RFTSettings(kl_budget=0.5)
     assert json.loads(json.dumps(PPOSettings(kl_every=2, kl_budget=0.5).kl_budget)) == 0.5
+
+
+def test_bc_logs_forward_kl_on_demo_states_and_obeys_the_budget(lift_demos, tmp_path) -> None:
+    train = load_steps([lift_demos], ["agentview_image"], split="train")
+    stats = ActionNormStats.from_actions(train.actions).to_dict()
+    settings = dict(lr=2e-3, batch_size=16, max_steps=12, log_every=4, val_every=0, save_every=4, shift_pad=0)
+    policy = build_policy(tiny_policy_cfg(norm_stats=stats))
+    train_bc(
+        policy, train, BCSettings(**settings, kl_every=4, kl_states=16), tmp_path / "a", {}, progress=False
+    )
+    kls = [m["train/forward_kl_pi0"] for m in read_metrics(tmp_path / "a") if "train/forward_kl_pi0" in m]
+    assert len(kls) == 3 and kls[-1] > kls[0] >= 0
+    policy = build_policy(tiny_policy_cfg(norm_stats=stats))
+    budget = (kls[0] + kls[1]) / 2  # BC on fixed labels drifts steadily away from pi0
+    run = tmp_path / "b"
+    train_bc(
+        policy,
+        train,
+        BCSettings(**settings, kl_every=4, kl_states=16, kl_budget=budget),
+        run,
+        {},
+        progress=False,
+    )
+    record = read_budget_record(run)
+    assert record["stopped_before_step"] == 8 and record["last_checkpoint_under_budget"] == 4
+    assert [p.name for p in list_checkpoints(run)] == ["step_000004"]

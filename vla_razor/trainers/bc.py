@@ -8,6 +8,7 @@ validation (loss, token accuracy on held-back demos), in-training evaluation and
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from vla_razor.trainers.distributed import (
     broadcast_parameters,
 )
 from vla_razor.trainers.fsdp import full_backbone_state, load_optimizer_state, optimizer_state
+from vla_razor.trainers.kl_monitor import KLMonitor, evenly_spaced
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
@@ -190,6 +192,9 @@ def train_bc(
                 backbone_state=backbone,
             )
 
+    # BC has no rollouts of pi0: the probe takes new-task states from the demos.
+    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999)
+    monitor.ensure_probe(policy, functools.partial(demo_states, policy, train_data, settings.kl_states))
     interrupted = InterruptFlag()
     policy.train()
     bar = tqdm(
@@ -248,12 +253,20 @@ def train_bc(
                 )
                 logger.log(step, val, prefix="val/")
                 last.update({f"val_{k}": v for k, v in val.items()})
+            saving = bool(settings.save_every and step % settings.save_every == 0)
+            saving = saving or step == settings.max_steps or bool(interrupted)
+            if monitor.due(step, saving):
+                kl = monitor.measure(policy)
+                last["forward_kl_pi0"] = kl
+                logger.log(step, {"forward_kl_pi0": kl}, prefix="train/", summary=False)
+                if monitor.over_budget(kl, step):
+                    break  # no checkpoint over budget: the last one written is the last under it
             if evaluator is not None and settings.eval_every and step % settings.eval_every == 0:
                 last.update(evaluator(policy, step))
-            if settings.save_every and step % settings.save_every == 0 or step == settings.max_steps:
+            if saving:
                 checkpoint(last)
+                monitor.last_under_budget = step
             if interrupted:
-                checkpoint(last)
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         log.warning("interrupted at step %d; checkpoint saved, resume with resume=true", step)
@@ -263,6 +276,13 @@ def train_bc(
         bar.close()
         logger.close()
     return last
+
+
+def demo_states(policy: Any, data: StepData, n: int) -> Any:
+    """``n`` demo states spread over the data set, as one PolicyBatch (no augmentation)."""
+    index = evenly_spaced(len(data), n).numpy()
+    obs, instructions, _ = data.batch(index)
+    return policy.prepare(obs, instructions)
 
 
 def _gather_rng(rng: np.random.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
