@@ -110,3 +110,13 @@ def test_rollouts_without_reward_train_only_the_critic(tmp_path) -> None:
     assert all(torch.equal(p, backbone_before[n]) for n, p in policy.backbone.named_parameters())
     assert any(not torch.equal(p, head_before[n]) for n, p in policy.value_head.named_parameters())
     assert all(m["train/pg_skipped"] == 1.0 for m in read_metrics(tmp_path))
+
+
+def test_no_success_at_all_is_reported_with_remedies(tmp_path, caplog) -> None:
+    never = FakeReachVectorEnv(num_envs=4, horizon=2, threshold=2.0)  # unreachable: never a success
+    settings = PPOSettings(**{**SETTINGS, "total_updates": 3, "save_every": 0})
+    with caplog.at_level("WARNING", logger="vla_razor.trainers.on_policy"):
+        train_ppo(_policy(), never, settings, tmp_path, {}, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if "0 successes" in r.getMessage()]
+    assert warnings and "16 episodes" in warnings[0] and "trainer.reward=shaped" in warnings[0]
+    assert read_metrics(tmp_path)[-1]["train/success_rate_so_far"] == 0.0

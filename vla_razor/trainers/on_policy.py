@@ -28,7 +28,13 @@ from vla_razor.trainers.common import (
     make_optimizer,
     trainable_parameters,
 )
-from vla_razor.trainers.distributed import DistInfo, all_reduce_mean, any_rank, broadcast_parameters
+from vla_razor.trainers.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    any_rank,
+    broadcast_parameters,
+    mean_over_ranks,
+)
 from vla_razor.trainers.fsdp import full_backbone_state, is_sharded, load_optimizer_state, optimizer_state
 from vla_razor.trainers.kl_monitor import KLMonitor
 from vla_razor.trainers.logger import MetricLogger
@@ -63,6 +69,50 @@ def gather_rng(generators: dict[str, torch.Generator], dist_info: DistInfo) -> l
     gathered: list[Any] = [None] * dist_info.world_size
     dist.all_gather_object(gathered, mine)
     return gathered
+
+
+NO_SIGNAL_AFTER = 16  # episodes without a single success before the trainer says so
+
+
+class SignalWatch:
+    """Says plainly when on-policy training has had no successful episode to learn from.
+
+    With a sparse success reward, PPO's policy gradient and RFT's kept set are both empty until pi0
+    succeeds at least once; training then only fits the critic (or nothing) while looking busy.
+    """
+
+    def __init__(self, name: str, dist_info: DistInfo) -> None:
+        self.name = name
+        self.dist_info = dist_info
+        self.episodes = 0.0
+        self.successes = 0.0
+        self.warned_at = 0.0
+
+    def update(self, rollout: Rollout, iteration: int, reward: str) -> float:
+        """Adds this iteration's episodes (over all ranks); returns the success rate seen so far."""
+        world = self.dist_info.world_size
+        self.episodes += world * mean_over_ranks(float(len(rollout.episodes)), self.dist_info)
+        self.successes += world * mean_over_ranks(
+            float(sum(e.success for e in rollout.episodes)), self.dist_info
+        )
+        rate = self.successes / self.episodes if self.episodes else float("nan")
+        # Warn at the first NO_SIGNAL_AFTER episodes, then each time the count doubles.
+        if self.successes == 0 and self.episodes >= max(NO_SIGNAL_AFTER, 2 * self.warned_at):
+            self.warned_at = self.episodes
+            if self.dist_info.is_main:
+                log.warning(
+                    "%s: 0 successes in the %d episodes sampled so far (iterations 1-%d): with reward=%s the "
+                    "policy has nothing to learn from (%s). Remedies: more episodes per update (num_envs, "
+                    "trainer.num_steps); trainer.reward=shaped (PPO); or start from a policy that sometimes "
+                    "succeeds: a short BC warm-up (vla-razor train trainer=bc ...), then policy.pretrained=<its "
+                    "checkpoint> (its KL from pi0 is part of what the study measures)",
+                    self.name,
+                    int(self.episodes),
+                    iteration,
+                    reward,
+                    "PPO updates the critic only" if self.name == "ppo" else "RFT keeps no episode",
+                )
+        return rate
 
 
 def concat_batches(batches: list[Any]) -> Any:
@@ -156,6 +206,7 @@ def run_on_policy(
         return None
 
     monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999)
+    watch = SignalWatch(name, dist_info)
     interrupted = InterruptFlag()
     bar = tqdm(
         total=total, initial=iteration, desc=name, unit="iter", disable=not (progress and dist_info.is_main)
@@ -189,6 +240,7 @@ def run_on_policy(
             totals["policy"] += rollout.policy_seconds
             totals["update"] += t2 - t1
             metrics.update(episode_metrics(rollout))
+            metrics["success_rate_so_far"] = watch.update(rollout, iteration, reward)
             metrics.update(
                 {
                     "reward_mean": float(rollout.rewards.mean()),
