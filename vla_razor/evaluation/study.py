@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from vla_razor.evaluation.fit import polyfit_r2
+from vla_razor.evaluation.frontier import matched_prior_success
 from vla_razor.evaluation.plots import forgetting_plot, pareto_plot
+from vla_razor.evaluation.predictor_fits import (
+    MIN_POINTS_FOR_R2,
+    assess_predictor,
+    compare_predictors,
+    r2_meaningful,
+)
 from vla_razor.io_utils import atomic_path, ensure_writable_dir
 
 # metric key in a point -> (label in tables/plots)
@@ -21,6 +28,10 @@ METRICS = {
     "l2": "L2 between token distributions",
     "weight_l2": "L2 distance of weights from pi0",
 }
+
+
+# New-task success levels at which methods' prior-skill success is compared.
+MATCHED_LEVELS = (0.25, 0.5, 0.75)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -60,6 +71,9 @@ def study_points(document: dict[str, Any]) -> list[dict[str, Any]]:
         points.append(
             {
                 "policy": pid,
+                # Checkpoints of one training run are not independent: out-of-sample fits hold out a
+                # whole run, named by the policy id without its "/step_N".
+                "run": pid.rsplit("/", 1)[0],
                 "method": method,
                 "lr": rec.get("lr"),
                 "seed": rec.get("seed"),
@@ -86,6 +100,71 @@ def fits(points: list[dict[str, Any]]) -> dict[str, Any]:
         ok = np.isfinite(x) & np.isfinite(y)
         out[key] = polyfit_r2(x[ok], y[ok], degree=2)
     return out
+
+
+def predictor_table(points: list[dict[str, Any]]) -> list[str]:
+    """RL's Razor's Table 1 for this study: per predictor, quadratic and monotone fits, in-sample and
+    leave-one-run-out R² with a bootstrap interval over runs; then forward KL against each other
+    predictor on the same resamples. pi0 is left out (its forgetting is 0 by construction)."""
+    pts = [p for p in points if p["method"] != "pi0"]
+    y = np.array([p["forgetting"] for p in pts], dtype=float)
+    runs = np.array([p["run"] for p in pts])
+    lines = [
+        "| predictor | quadratic fit | monotone fit |",
+        "|---|---|---|",
+    ]
+    for key, label in METRICS.items():
+        x = np.array([p[key] for p in pts], dtype=float)
+        cells = [assess_predictor(x, y, runs, kind).describe() for kind in ("quadratic", "monotone")]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    n = int(np.isfinite(y).sum())
+    lines += ["", f"{n} checkpoints from {len(set(runs.tolist()))} training runs."]
+    if not r2_meaningful(n):
+        lines.append(
+            f"With fewer than {MIN_POINTS_FOR_R2} points R² is not meaningful: no predictor is ranked."
+        )
+        return lines
+    lines += [
+        "",
+        "| forward KL vs | R² difference (leave-one-run-out, 95% CI over runs) | verdict |",
+        "|---|---|---|",
+    ]
+    kl = np.array([p["forward_kl"] for p in pts], dtype=float)
+    for key, label in METRICS.items():
+        if key == "forward_kl":
+            continue
+        other = np.array([p[key] for p in pts], dtype=float)
+        cmp = compare_predictors(kl, other, y, runs)
+        verdict = {"A better": "forward KL better", "B better": f"{key} better"}.get(cmp.verdict, cmp.verdict)
+        ci = cmp.interval
+        span = f" [{ci.low:+.2f}, {ci.high:+.2f}]" if ci is not None and ci.n_valid else ""
+        lines.append(f"| {label} | {cmp.difference:+.2f}{span} | {verdict} |")
+    return lines
+
+
+def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...]) -> list[str]:
+    """Prior-skill success of each method's Pareto frontier at matched new-task success (the paper's
+    comparison), with 95% intervals resampling each method's runs."""
+    methods = sorted({p["method"] for p in points if p["method"] != "pi0"})
+    header = "| method | " + " | ".join(f"new-task {lv:.0%}" for lv in levels) + " |"
+    lines = [header, "|---|" + "---|" * len(levels)]
+    for method in methods:
+        pts = [p for p in points if p["method"] == method]
+        matched = matched_prior_success(
+            [p["new_task_success"] for p in pts],
+            [p["prior_success"] for p in pts],
+            [p["run"] for p in pts],
+            levels,
+        )
+        cells = []
+        for value, ci in zip(matched.prior, matched.intervals, strict=True):
+            cells.append(
+                "outside its frontier"
+                if not np.isfinite(value)
+                else f"{value:.0%} [{ci.low:.0%}, {ci.high:.0%}]"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(document: dict[str, Any], out_dir: str | Path, results_table: str) -> Path:
@@ -119,15 +198,17 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         "![forgetting vs forward KL](forgetting_vs_forward_kl.png)",
         "",
-        "## Which metric predicts forgetting? (quadratic fit, R², RL's Razor Table 1 style)",
+        "## Which metric predicts forgetting? (RL's Razor Table 1 style)",
         "",
-        "| metric | R² | points |",
-        "|---|---|---|",
+        "Out-of-sample R² holds out every checkpoint of one training run at a time; intervals resample runs.",
+        "",
+        *predictor_table(points),
+        "",
+        "## Prior-skill success at matched new-task success (Pareto frontiers)",
+        "",
+        *matched_success_table(points, MATCHED_LEVELS),
+        "",
     ]
-    for key, label in METRICS.items():
-        fit = metric_fits[key]
-        r2 = "n/a (too few distinct values)" if not np.isfinite(fit.r2) else f"{fit.r2:.3f}"
-        lines.append(f"| {label} | {r2} | {fit.n} |")
     lines += [
         "",
         "Other metrics: [reverse KL](forgetting_vs_reverse_kl.png), [TV](forgetting_vs_tv.png), "

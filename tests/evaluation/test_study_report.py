@@ -1,0 +1,76 @@
+"""The study report on synthetic results: predictors table with out-of-sample R², verdicts, the
+point-count guard, and the matched-success table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vla_razor.evaluation.study import predictor_table, study_points, write_report
+
+
+def _document(n_runs_per_method: int, steps: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    policies = {}
+    zero = {"forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0, "l2": 0.0}
+    policies["pi0"] = _record(0.1, 0.9, 0.0, zero, 0.0, None)
+    for method, drift in (("ppo", 0.5), ("bc", 2.0)):
+        for r in range(n_runs_per_method):
+            for s in range(1, steps + 1):
+                kl = drift * s * (1 + 0.2 * rng.standard_normal())
+                forgetting = 0.08 * kl + 0.02 * rng.standard_normal()
+                div = {"forward_kl": kl, "reverse_kl": kl * 1.1, "tv": kl / 10, "l2": kl / 20}
+                new = min(0.95, 0.1 + 0.2 * s)
+                policies[f"{method}_seed{r}/step_{s:06d}"] = _record(
+                    new, 0.9 - forgetting, forgetting, div, float(rng.uniform(0, 5)), method
+                )
+    return {
+        "suite": {"name": "synthetic", "new_task": "t", "prior_tasks": ["a", "b"]},
+        "n_per_task": 52,
+        "policies": policies,
+    }
+
+
+def _record(new, prior, forgetting, div, wl2, trainer) -> dict:
+    return {
+        "new_task_success": new,
+        "new_task_success_sem": 0.05,
+        "prior_success": prior,
+        "prior_success_sem": 0.05,
+        "forgetting": {"mean": forgetting, "mean_sem": 0.03},
+        "divergence": div,
+        "weight_l2_from_pi0": wl2,
+        "trainer": trainer,
+    }
+
+
+def test_points_name_their_training_run() -> None:
+    runs = {p["policy"]: p["run"] for p in study_points(_document(1, 2))}
+    assert runs["ppo_seed0/step_000002"] == "ppo_seed0" and runs["pi0"] == "pi0"
+
+
+def test_predictor_table_reports_out_of_sample_r2_and_verdicts(tmp_path) -> None:
+    doc = _document(2, 3)  # 12 checkpoints, 4 runs
+    lines = predictor_table(study_points(doc))
+    text = "\n".join(lines)
+    assert "leave-one-run-out" in text and "CI over runs" in text
+    assert "12 checkpoints from 4 training runs." in text
+    kl_row = next(line for line in lines if line.startswith("| forward KL"))
+    assert "not meaningful" not in kl_row
+    rows = lines[
+        lines.index("| forward KL vs | R² difference (leave-one-run-out, 95% CI over runs) | verdict |") + 2 :
+    ]
+    assert len(rows) == 4  # every other predictor, each with a verdict
+    assert all(
+        r.split("|")[-2].strip() in {"inconclusive", "forward KL better"} or "better" in r for r in rows
+    )
+    # Forgetting is built from KL; weight L2 is noise: its R² difference favours KL.
+    weight_row = next(r for r in rows if r.startswith("| L2 distance of weights"))
+    assert float(weight_row.split("|")[2].split()[0]) > 0.5
+    report = write_report(doc, tmp_path, "(table)").read_text()
+    assert "matched new-task success" in report and "| ppo |" in report and "| bc |" in report
+
+
+def test_few_points_are_not_ranked() -> None:
+    text = "\n".join(predictor_table(study_points(_document(1, 2))))  # 4 checkpoints
+    assert "not meaningful" in text and "no predictor is ranked" in text
+    assert "verdict" not in text
