@@ -63,7 +63,10 @@ def save_checkpoint(
     final = ckpt_root / checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckpt_root))
     try:
-        policy.save_pretrained(tmp / "policy", backbone_state=backbone_state)
+        if backbone_state is None:
+            policy.save_pretrained(tmp / "policy")
+        else:
+            policy.save_pretrained(tmp / "policy", backbone_state=backbone_state)
         torch.save(trainer_state, tmp / "trainer_state.pt")
         cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
         (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
