@@ -171,3 +171,16 @@ def test_dtype_reaches_the_loader_on_this_transformers(ckpt: Path) -> None:
     policy = _policy(ckpt, dtype="bfloat16")
     assert policy.model.get_input_embeddings().weight.dtype == torch.bfloat16
     assert policy.value_head.net[0].weight.dtype == torch.float32  # values stay fp32 over a bf16 trunk
+
+
+def test_float32_load_overrides_openvla_pinned_bf16_text_config(ckpt: Path) -> None:
+    """OpenVLA's config.json pins text_config to bfloat16 and upstream builds its Llama from that
+    sub-config; a float32 load used to give a bf16 LLM beside fp32 vision towers, which failed on the
+    first image (found with upstream's own remote code)."""
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["text_config"].get("dtype", config["text_config"].get("torch_dtype")) == "bfloat16"
+    policy = _policy(ckpt)  # dtype float32
+    dtypes = {p.dtype for p in policy.model.parameters()}
+    assert dtypes == {torch.float32}, dtypes
+    out = policy.act(policy.prepare(_frames(30), INSTR), greedy=True)
+    assert out.token_ids.shape == (2, 7)

@@ -90,13 +90,18 @@ def registrable_auto_class() -> str:
     return next(name for name in AUTO_CLASS_KEYS if hasattr(transformers, name))
 
 
-def remote_model_class(target: str, offline: bool) -> type[nn.Module]:
+# from_pretrained's dtype argument (and PretrainedConfig's attribute) was torch_dtype before 4.56.
+DTYPE_KEY = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
+def remote_model_class(target: str, offline: bool, config: Any | None = None) -> type[nn.Module]:
     """The checkpoint's own model class, named by its config's ``auto_map``.
 
     Resolved directly rather than through an auto class, whose name differs across transformers
     versions while OpenVLA's config.json names only ``AutoModelForVision2Seq``.
     """
-    config = AutoConfig.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
+    if config is None:
+        config = AutoConfig.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
     auto_map = getattr(config, "auto_map", None) or {}
     ref = next((auto_map[k] for k in AUTO_CLASS_KEYS if k in auto_map), None)
     if ref is None:
@@ -163,9 +168,8 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(c["dtype"])
     if dtype is None:
         raise ValueError(f"dtype={c['dtype']!r} is not one of bfloat16, float16, float32")
-    dtype_arg = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
     kwargs: dict[str, Any] = {
-        dtype_arg: dtype,
+        DTYPE_KEY: dtype,
         "low_cpu_mem_usage": True,
         "trust_remote_code": True,
         "local_files_only": offline,
@@ -186,7 +190,13 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     check_torchvision()
     try:
         processor = AutoProcessor.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
-        model = remote_model_class(target, offline).from_pretrained(target, **kwargs)
+        config = AutoConfig.from_pretrained(target, trust_remote_code=True, local_files_only=offline)
+        # OpenVLA's config.json pins text_config's dtype to bfloat16 (its conversion script sets it), and
+        # upstream builds the Llama with AutoModelForCausalLM.from_config, which follows that pin, not
+        # from_pretrained's dtype: a float32 load would get a bf16 LLM beside fp32 vision towers and fail
+        # on the first image. The requested dtype is written into the sub-config first.
+        setattr(config.text_config, DTYPE_KEY, dtype)
+        model = remote_model_class(target, offline, config).from_pretrained(target, config=config, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileNotFoundError(

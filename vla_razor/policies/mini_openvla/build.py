@@ -20,7 +20,7 @@ from vla_razor.policies.mini_openvla.processing_mini_openvla import (
     MiniOpenVLAImageProcessor,
     MiniOpenVLAProcessor,
 )
-from vla_razor.policies.openvla import registrable_auto_class
+from vla_razor.policies.openvla import DTYPE_KEY, registrable_auto_class
 from vla_razor.policies.tiny.processing_tiny_vla import BASE_WORDS
 
 LLAMA_VOCAB = 32000
@@ -66,6 +66,7 @@ def build_mini_openvla(
     """
     torch.manual_seed(seed)
     cfg = MiniOpenVLAConfig(norm_stats=norm_stats, **config)
+    setattr(cfg.text_config, DTYPE_KEY, dtype)  # the LLM follows its sub-config's dtype (see the loader)
     # Upstream's _supports_sdpa property cannot be read during __init__ (see the modeling module), so
     # the model is built eager, exactly as a loader must load it; the LLM's attention is switched later.
     cfg._attn_implementation = "eager"
@@ -97,6 +98,9 @@ def build_mini_openvla_checkpoint(
     MiniOpenVLAForActionPrediction.register_for_auto_class(registrable_auto_class())
     MiniOpenVLAImageProcessor.register_for_auto_class("AutoImageProcessor")
     MiniOpenVLAProcessor.register_for_auto_class("AutoProcessor")
+    # As OpenVLA's released config.json (its conversion script pins it): text_config says bfloat16
+    # whatever the weights are, which is what makes a float32 load a trap for loaders.
+    setattr(model.config.text_config, DTYPE_KEY, torch.bfloat16)
     model.save_pretrained(str(out), safe_serialization=True)
     processor.save_pretrained(str(out))
     return out
