@@ -46,8 +46,10 @@ SIGLIP_SO400M: dict[str, Any] = {
 
 
 class MiniOpenVLAConfig(PretrainedConfig):
+    # No `sub_configs` declaration, as upstream's OpenVLAConfig (written for transformers 4.40): newer
+    # transformers then do not pass from_pretrained's dtype down to text_config, and the LLM is built in
+    # the dtype text_config pins. A loader has to handle that, so the mini must reproduce it.
     model_type = "mini_openvla"
-    sub_configs = {"text_config": LlamaConfig}
 
     def __init__(
         self,
