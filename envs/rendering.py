@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 
 from vla_razor.envs._robosuite import robosuite  # noqa: F401  (configures MUJOCO_GL before the context import)
+from vla_razor.errors import UserError
 
 _PACKAGES_HINT = (
     "install the Mesa GL libraries: `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libopengl0` "
@@ -22,7 +23,7 @@ _PACKAGES_HINT = (
 )
 
 
-class RenderingUnavailableError(RuntimeError):
+class RenderingUnavailableError(UserError):
     """Raised when no offscreen OpenGL context can be created in this process."""
 
 

@@ -16,6 +16,7 @@ from vla_razor.envs._robosuite import load_composite_controller_config, robosuit
 from vla_razor.envs.placement import apply_placement, resolve_placement
 from vla_razor.envs.rendering import apply_fast_render, check_rendering_backend, render_camera
 from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
+from vla_razor.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +59,20 @@ class RobosuiteTaskEnv(gym.Env):
     ) -> None:
         self.spec_task = get_task(task)
         if reward not in _REWARD_MODES:
-            raise ValueError(f"unknown reward {reward!r}; valid: {', '.join(_REWARD_MODES)}")
+            raise BadInputError(f"unknown reward {reward!r}; valid: {', '.join(_REWARD_MODES)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; valid: rgb_array")
+            raise BadInputError(f"unknown render_mode {render_mode!r}; valid: rgb_array")
         cameras = (cameras,) if isinstance(cameras, str) else tuple(cameras)
         if use_camera and not cameras:
-            raise ValueError("use_camera=True needs at least one camera name in cameras")
+            raise BadInputError("use_camera=True needs at least one camera name in cameras")
         if int(image_size) < 8:
-            raise ValueError(f"image_size={image_size!r} must be an integer >= 8")
+            raise BadInputError(f"image_size={image_size!r} must be an integer >= 8")
         self.horizon = int(horizon if horizon is not None else self.spec_task.horizon)
         if self.horizon < 1:
-            raise ValueError(f"horizon={horizon!r} must be >= 1")
+            raise BadInputError(f"horizon={horizon!r} must be >= 1")
         self.control_freq = int(control_freq if control_freq is not None else DEFAULT_CONTROL_FREQ)
         if self.control_freq < 1:
-            raise ValueError(f"control_freq={control_freq!r} must be >= 1")
+            raise BadInputError(f"control_freq={control_freq!r} must be >= 1")
         self.cameras = cameras if use_camera else ()
         self.image_size = int(image_size)
         self.fast_render = bool(fast_render)
@@ -130,7 +131,7 @@ class RobosuiteTaskEnv(gym.Env):
         valid = tuple(self._rs.sim.model.camera_names)
         for cam in (*self.cameras, *([self.render_camera] if self.render_camera else [])):
             if cam not in valid:
-                raise ValueError(f"unknown camera {cam!r}; valid cameras: {', '.join(valid)}")
+                raise BadInputError(f"unknown camera {cam!r}; valid cameras: {', '.join(valid)}")
 
     def _configure_rendering(self) -> None:
         """(Re)apply the fast-render settings whenever robosuite has built a new render context."""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from vla_razor.envs import task_state
+from vla_razor.errors import BadInputError
 
 # One control frequency for every task: an expert finishes a pick-and-place in well under 100 steps.
 DEFAULT_CONTROL_FREQ = 10
@@ -171,4 +172,4 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+        raise BadInputError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None

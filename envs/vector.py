@@ -11,6 +11,7 @@ import gymnasium as gym
 
 from vla_razor.envs.robosuite_env import RobosuiteTaskEnv
 from vla_razor.envs.tasks import get_task
+from vla_razor.errors import BadInputError
 
 _CONTEXTS = ("forkserver", "spawn")
 
@@ -35,7 +36,7 @@ def make_vector_env(
     """
     get_task(task)  # fail fast in the parent with the list of valid names
     if int(num_envs) < 1:
-        raise ValueError(f"num_envs={num_envs!r} must be >= 1")
+        raise BadInputError(f"num_envs={num_envs!r} must be >= 1")
     fns = [functools.partial(_build, task, dict(make_env_kwargs)) for _ in range(int(num_envs))]
     # gymnasium's shared-memory path mangles Text spaces (the instruction comes back as padding), so
     # observations travel through the pipes; at policy-sized images the copy is cheap next to a render.
@@ -45,7 +46,7 @@ def make_vector_env(
     if context is None:
         context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     if context not in _CONTEXTS:
-        raise ValueError(
+        raise BadInputError(
             f"unknown multiprocessing context {context!r}; valid: {', '.join(_CONTEXTS)} (fork hangs with GL)"
         )
     return gym.vector.AsyncVectorEnv(fns, context=context, **extra)

@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "no OpenGL_accelerate" is noise
         try:
             module.run(cfg)
-        except (ValueError, FileNotFoundError, UserError) as exc:
-            # Bad input is reported as one line, not a traceback.
+        except UserError as exc:
+            # Bad input is reported as one line. Anything else is a bug and keeps its traceback: a
+            # ValueError from deep inside torch or robosuite must not read like a typo in a config.
             raise SystemExit(f"error: {exc}") from None
 
     _task.__module__ = module.__name__

@@ -61,6 +61,30 @@ def test_bad_input_is_one_line(tmp_path, args, message) -> None:
     assert last.startswith("error:") and message in last, out.stderr[-2000:]
 
 
+@pytest.mark.parametrize("bug", ["TypeError", "ValueError"])
+def test_code_bug_keeps_its_traceback(tmp_path, bug) -> None:
+    # A command whose code is broken (not its input): even a ValueError must not read like bad input.
+    code = (
+        "import vla_razor.commands.demos as demos\n"
+        f"def broken(cfg):\n    raise {bug}('a bug deep inside the command')\n"
+        "demos.run = broken\n"
+        "from vla_razor.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "demos", "task=lift", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+    assert out.returncode != 0
+    assert "Traceback (most recent call last)" in out.stderr, out.stderr[-2000:]
+    assert f"{bug}: a bug deep inside the command" in out.stderr
+    assert not any(line.startswith("error:") for line in out.stderr.splitlines())
+
+
 def test_expert_rollout_writes_readable_videos(tmp_path) -> None:
     out = cli(
         "rollout",

@@ -6,6 +6,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.errors import BadInputError
+
 
 def env_kwargs_from_cfg(cfg: DictConfig) -> dict[str, Any]:
     """Merge the task group's env overrides with the verb's ``env`` block into ``envs.make_env`` kwargs."""
@@ -22,5 +24,5 @@ def env_kwargs_from_cfg(cfg: DictConfig) -> dict[str, Any]:
 
 def positive_int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise BadInputError(f"{name} must be a positive integer, got {value!r}")
     return value

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from vla_razor.data.demos import DemoFile, collect_demos
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.success import evaluate_success, heldout_seeds
 from vla_razor.io_utils import atomic_path, write_json_atomic
 from vla_razor.trainers.bc import BCSettings, train_bc
@@ -97,7 +98,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
         )
     if not paths:
-        raise ValueError("demos.episodes asks for no demonstrations; give at least one task a count > 0")
+        raise BadInputError("demos.episodes asks for no demonstrations; give at least one task a count > 0")
 
     keys = list(policy_cfg["image_keys"]) + (["proprio"] if policy_cfg.get("use_proprio") else [])
     train = load_steps(paths, keys, split="train")
@@ -110,7 +111,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         resume_state = ckpt.trainer_state
     else:
         if latest_checkpoint(run_dir) is not None:
-            raise ValueError(
+            raise BadInputError(
                 f"{str(run_dir)!r} already holds checkpoints; pass resume=true or choose another out_dir"
             )
         stats = ActionNormStats.from_actions(train.actions)

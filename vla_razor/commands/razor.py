@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.config import config_dir
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.study import load_results, write_report
 from vla_razor.evaluation.suite import SuiteSpec
 from vla_razor.trainers.checkpoint import list_checkpoints
@@ -72,7 +73,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 _train(overrides)
             run_dirs.append(run_dir)
     if not run_dirs:
-        raise ValueError(
+        raise BadInputError(
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
         )
     checkpoints = expand_checkpoints(run_dirs, bool(cfg.all_checkpoints))

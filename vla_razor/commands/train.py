@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.commands.common import env_kwargs_from_cfg
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.evaluator import InTrainingEvaluator
@@ -45,20 +46,20 @@ def load_training_policy(
     assert isinstance(policy_cfg, dict)
     if not cfg.resume:
         if latest_checkpoint(run_dir) is not None:
-            raise ValueError(
+            raise BadInputError(
                 f"{str(run_dir)!r} already holds checkpoints; pass resume=true or choose another out_dir"
             )
         return build_policy(policy_cfg), None
     ckpt = load_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if ckpt is None:
-        raise FileNotFoundError(f"resume=true but {str(run_dir)!r} has no checkpoint to resume from")
+        raise MissingFileError(f"resume=true but {str(run_dir)!r} has no checkpoint to resume from")
     saved_family = OmegaConf.select(ckpt.config, "policy.family")
     if saved_family != policy_cfg.get("family"):
-        raise ValueError(
+        raise BadInputError(
             f"checkpoint in {str(run_dir)!r} is a {saved_family!r} policy, not policy={policy_cfg.get('family')}"
         )
     if ckpt.trainer_state.get("trainer") != cfg.trainer.name.replace("bc_kl", "bc"):
-        raise ValueError(
+        raise BadInputError(
             f"checkpoint in {str(run_dir)!r} was written by trainer {ckpt.trainer_state.get('trainer')!r}"
         )
     policy = load_policy(ckpt.policy_dir, device=policy_cfg.get("device"))
@@ -72,7 +73,7 @@ def load_training_policy(
 def run(cfg: DictConfig) -> dict[str, float]:
     name = str(cfg.trainer.name)
     if name not in TRAINERS:
-        raise ValueError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
+        raise BadInputError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
     dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
     run_dir = Path(cfg.out_dir)
     seed_everything(int(cfg.seed) + dist_info.rank)
@@ -145,7 +146,7 @@ def _run_bc(
     paths = [str(p) for p in cfg.demos]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"demo file(s) {missing} not found; collect them with `vla-razor demos task={cfg.task.name}`"
         )
     keys = list(policy.settings.image_keys) + (["proprio"] if policy.settings.use_proprio else [])
@@ -171,7 +172,7 @@ def check_image_size(data: Any, policy: Any) -> None:
     size = int(policy.settings.image_size)
     for key, value in data.obs.items():
         if key.endswith("_image") and tuple(value.shape[1:3]) != (size, size):
-            raise ValueError(
+            raise BadInputError(
                 f"demo images {key} are {value.shape[1]}x{value.shape[2]} but the policy expects "
                 f"{size}x{size}; recollect demos with env.image_size={size}"
             )

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from vla_razor.errors import UserError
+from vla_razor.errors import BadInputError, MissingFileError, UserError
 from vla_razor.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -164,15 +164,15 @@ def collect_demos(
     from vla_razor import envs
 
     if task not in envs.TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}")
+        raise BadInputError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}")
     if episodes <= 0:
-        raise ValueError(f"episodes must be > 0, got {episodes}")
+        raise BadInputError(f"episodes must be > 0, got {episodes}")
     if num_workers <= 0:
-        raise ValueError(f"num_workers must be > 0, got {num_workers}")
+        raise BadInputError(f"num_workers must be > 0, got {num_workers}")
     if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        raise BadInputError(f"noise_std must be >= 0, got {noise_std}")
     if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+        raise BadInputError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     max_attempts = max_attempts or 3 * episodes
     kwargs = {"task": task, **(env_kwargs or {})}
     out = Path(out)
@@ -287,13 +287,13 @@ class DemoFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"demo file {str(self.path)!r} does not exist")
+            raise MissingFileError(f"demo file {str(self.path)!r} does not exist")
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise ValueError(f"{str(self.path)!r} is not an HDF5 demo file ({exc})") from None
+            raise BadInputError(f"{str(self.path)!r} is not an HDF5 demo file ({exc})") from None
         if "data" not in self._file:
-            raise ValueError(f"{str(self.path)!r} has no 'data' group; not a robomimic-style demo file")
+            raise BadInputError(f"{str(self.path)!r} has no 'data' group; not a robomimic-style demo file")
         self.attrs = dict(self._file["data"].attrs)
 
     def close(self) -> None:
@@ -329,7 +329,7 @@ class DemoFile:
         else:
             if "mask" not in self._file or split not in self._file["mask"]:
                 valid = list(self._file["mask"].keys()) if "mask" in self._file else []
-                raise ValueError(f"split {split!r} not in {str(self.path)!r}; valid splits: {valid}")
+                raise BadInputError(f"split {split!r} not in {str(self.path)!r}; valid splits: {valid}")
             names = [n.decode() for n in self._file["mask"][split][()]]
         return sorted(names, key=lambda n: int(n.split("_")[-1]))
 

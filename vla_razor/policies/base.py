@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.policies.action_tokenizer import ActionTokenizer
 from vla_razor.policies.batch import PolicyBatch
 from vla_razor.policies.lora import LoraSettings, apply_lora, base_state_dict
@@ -71,13 +72,13 @@ class PolicySettings:
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune={self.finetune!r} is not one of {FINETUNE_MODES}")
+            raise BadInputError(f"finetune={self.finetune!r} is not one of {FINETUNE_MODES}")
         if self.finetune == "lora" and self.lora is None:
             self.lora = LoraSettings()
         if self.finetune != "lora":
             self.lora = None
         if "{instruction}" not in self.instruction_template:
-            raise ValueError(f"instruction_template {self.instruction_template!r} lacks '{{instruction}}'")
+            raise BadInputError(f"instruction_template {self.instruction_template!r} lacks '{{instruction}}'")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -220,7 +221,7 @@ class VLAPolicy(nn.Module, ABC):
     ) -> ActOutput:
         """Sample (or argmax) 7 action tokens with the KV cache: one prompt pass + 6 one-token passes."""
         if not greedy and not temperature > 0:
-            raise ValueError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
+            raise BadInputError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
         temperature = float(temperature) if temperature > 0 else 1.0
         model = self._active_model()
         batch = batch.to(self.device)
@@ -375,13 +376,15 @@ def read_policy_record(path: str | Path) -> dict[str, Any]:
     file = p / POLICY_CONFIG_NAME
     if not file.is_file():
         what = "does not exist" if not p.exists() else f"has no {POLICY_CONFIG_NAME}"
-        raise FileNotFoundError(f"not a vla-razor policy checkpoint: {str(p)!r} {what}")
+        raise MissingFileError(f"not a vla-razor policy checkpoint: {str(p)!r} {what}")
     try:
         record = json.loads(file.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"corrupt policy checkpoint {str(file)!r}: {err}") from None
+        raise BadInputError(f"corrupt policy checkpoint {str(file)!r}: {err}") from None
     if record.get("format") != "vla-razor-policy":
-        raise ValueError(f"not a vla-razor policy checkpoint: {str(file)!r} lacks format='vla-razor-policy'")
+        raise BadInputError(
+            f"not a vla-razor policy checkpoint: {str(file)!r} lacks format='vla-razor-policy'"
+        )
     return record
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from vla_razor.errors import BadInputError
 from vla_razor.policies.base import VLAPolicy, read_policy_record
 
 FAMILIES = ("tiny", "openvla")
@@ -22,7 +23,7 @@ def _family_class(family: str) -> type[VLAPolicy]:
         from vla_razor.policies.openvla import OpenVLAPolicy
 
         return OpenVLAPolicy
-    raise ValueError(f"unknown policy family {family!r}; valid: {FAMILIES}")
+    raise BadInputError(f"unknown policy family {family!r}; valid: {FAMILIES}")
 
 
 def load_policy(

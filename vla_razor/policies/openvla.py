@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.policies.base import BASE_DIR, PolicySettings, VLAPolicy, restore_backbone
 from vla_razor.policies.batch import PolicyBatch, left_pad_prompts
 from vla_razor.policies.inputs import check_instructions, get_image
@@ -77,17 +78,17 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     looks_like_path = source.startswith(("/", ".", "~")) or source.count("/") != 1
     if not local.is_dir():
         if looks_like_path:
-            raise FileNotFoundError(f"OpenVLA checkpoint dir {str(local.resolve())!r} does not exist")
+            raise MissingFileError(f"OpenVLA checkpoint dir {str(local.resolve())!r} does not exist")
         if offline:
             from huggingface_hub import try_to_load_from_cache
 
             if not isinstance(try_to_load_from_cache(source, "config.json"), str):
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"OpenVLA weights {source!r} not available offline: looked in {_where_looked(source)}"
                 )
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(c["dtype"])
     if dtype is None:
-        raise ValueError(f"dtype={c['dtype']!r} is not one of bfloat16, float16, float32")
+        raise BadInputError(f"dtype={c['dtype']!r} is not one of bfloat16, float16, float32")
     dtype_arg = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
     kwargs: dict[str, Any] = {
         dtype_arg: dtype,
@@ -113,7 +114,7 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
         model = AutoModelForVision2Seq.from_pretrained(target, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"cannot load OpenVLA {source!r} ({first}); looked in {_where_looked(source)}"
         ) from None
     if not c.get("load_in_4bit"):
@@ -127,17 +128,17 @@ def resolve_norm_stats(model: nn.Module, ours: Any, unnorm_key: str | None) -> A
         return ours if isinstance(ours, ActionNormStats) else ActionNormStats.from_dict(ours)
     table = getattr(model.config, "norm_stats", None) or {}
     if not table:
-        raise ValueError(
+        raise BadInputError(
             "checkpoint has no config.norm_stats; pass norm_stats={q01, q99, mask} to the policy"
         )
     if unnorm_key is None:
         if len(table) != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"checkpoint has norm stats for {len(table)} datasets; choose unnorm_key from {sorted(table)}"
             )
         unnorm_key = next(iter(table))
     if unnorm_key not in table:
-        raise ValueError(f"unnorm_key {unnorm_key!r} not in the checkpoint's norm stats {sorted(table)}")
+        raise BadInputError(f"unnorm_key {unnorm_key!r} not in the checkpoint's norm stats {sorted(table)}")
     return ActionNormStats.from_dict(table[unnorm_key])
 
 
@@ -165,12 +166,12 @@ class OpenVLAPolicy(VLAPolicy):
     def build(cls, cfg: Mapping[str, Any]) -> OpenVLAPolicy:
         unknown = set(cfg) - set(OPENVLA_DEFAULTS) - {"pretrained"}
         if unknown:
-            raise ValueError(
+            raise BadInputError(
                 f"unknown openvla policy keys {sorted(unknown)}; valid: {sorted(OPENVLA_DEFAULTS)}"
             )
         c = {**OPENVLA_DEFAULTS, **cfg}
         if len(c["image_keys"]) != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"OpenVLA takes one camera image; image_keys={c['image_keys']} has {len(c['image_keys'])}"
             )
         source = str(c["model"])
@@ -227,7 +228,7 @@ class OpenVLAPolicy(VLAPolicy):
         )
         alone = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if alone and all(t == self.tokenizer.unk_token_id for t in alone):
-            raise ValueError(f"instruction {instruction!r} tokenizes to unknown tokens only")
+            raise BadInputError(f"instruction {instruction!r} tokenizes to unknown tokens only")
         ids = list(self.tokenizer(self.settings.instruction_template.format(instruction=text))["input_ids"])
         if ids and ids[0] == self.tokenizer.bos_token_id:
             ids = ids[1:]  # <s> goes in column 0 of the batch, ahead of the vision patches

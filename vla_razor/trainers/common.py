@@ -12,7 +12,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
-from vla_razor.errors import UserError
+from vla_razor.errors import BadInputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class TrainerSettings:
         for name in self._positive:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"trainer.{name} must be > 0, got {value!r}")
+                raise BadInputError(f"trainer.{name} must be > 0, got {value!r}")
 
 
 class InterruptFlag:
@@ -67,14 +67,14 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
     ok = value >= 0 if allow_zero else value > 0
     if not isinstance(value, int | float) or not math.isfinite(value) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise BadInputError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
 
 
 def trainable_parameters(policy: torch.nn.Module) -> list[torch.nn.Parameter]:
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
-        raise ValueError(
+        raise BadInputError(
             "the policy has no trainable parameters (LoRA targets matched nothing, or all frozen)"
         )
     return params

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from vla_razor.errors import BadInputError
+
 
 def compute_gae(
     rewards: torch.Tensor,
@@ -27,7 +29,7 @@ def compute_gae(
     ``last_value`` is V(observation after step T-1), used when the episode continues past the rollout.
     """
     if not 0.0 <= gamma <= 1.0 or not 0.0 <= lam <= 1.0:
-        raise ValueError(f"gamma and lambda must be in [0, 1], got gamma={gamma}, lambda={lam}")
+        raise BadInputError(f"gamma and lambda must be in [0, 1], got gamma={gamma}, lambda={lam}")
     T = rewards.shape[0]
     advantages = torch.zeros_like(values, dtype=torch.float32)
     running = torch.zeros_like(last_value, dtype=torch.float32)

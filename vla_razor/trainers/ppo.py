@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.errors import BadInputError
 from vla_razor.trainers.common import (
     NonFiniteLossError,
     TrainerSettings,
@@ -67,7 +68,7 @@ class PPOSettings(TrainerSettings):
         self._check()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
         if self.reward not in {"binary", "shaped"}:
-            raise ValueError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
+            raise BadInputError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
 
 
 def ppo_update(

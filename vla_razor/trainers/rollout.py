@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.errors import BadInputError
+
 OBS_SKIP = ("instruction",)
 
 
@@ -76,7 +78,7 @@ class RolloutCollector:
 
     def __init__(self, venv: Any, reward: str = "binary") -> None:
         if reward not in {"binary", "shaped"}:
-            raise ValueError(f"reward must be 'binary' or 'shaped', got {reward!r}")
+            raise BadInputError(f"reward must be 'binary' or 'shaped', got {reward!r}")
         self.venv = venv
         self.reward = reward
         self.num_envs = int(venv.num_envs)

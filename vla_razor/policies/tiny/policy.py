@@ -13,6 +13,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast
 
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.errors import BadInputError
 from vla_razor.policies.base import (
     BASE_DIR,
     PolicySettings,
@@ -145,7 +146,7 @@ class TinyVLAPolicy(VLAPolicy):
         words = split_words(instruction)
         unknown = [w for w in words if w not in self._vocab]
         if len(unknown) == len(words):
-            raise ValueError(
+            raise BadInputError(
                 f"instruction {instruction!r} has only words unknown to the tiny VLA vocabulary ({unknown[:5]}); "
                 f"build the policy with extra_words=[...] covering them"
             )
