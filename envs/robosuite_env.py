@@ -36,7 +36,9 @@ class RobosuiteTaskEnv(gym.Env):
     """A Panda robosuite task with OSC_POSE delta actions, camera images, proprio and an instruction.
 
     Episodes terminate on success and are truncated at the horizon. robosuite's own horizon/``done``
-    are disabled so that a success is never reported as a time-out and vice versa.
+    are disabled so that a success is never reported as a time-out and vice versa. A MuJoCo instability
+    (``mujoco.FatalError`` or one of the ``_SIM_WARNINGS``) terminates the episode as a failure with
+    ``info["sim_error"]``; any other exception raised while stepping propagates.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": DEFAULT_CONTROL_FREQ}
@@ -203,11 +205,14 @@ class RobosuiteTaskEnv(gym.Env):
             # mj_step leaves positions/contacts one substep behind qpos; recomputing them makes the
             # observation (and success check) a pure function of get_state(), so reset_to replays exactly.
             self._rs.sim.forward()
-            counts = self._sim_warning_counts()
-            if counts != self._warning_counts:
+        except mujoco.FatalError as exc:
+            # A physics blow-up MuJoCo cannot recover from must end the episode, never the run. Only
+            # MuJoCo's own errors qualify: any other exception is a bug (ours, a controller's, an
+            # expert's) and propagates with its traceback instead of hiding as a failed episode.
+            rs_reward, sim_error = 0.0, f"MuJoCo error: {exc}"
+        else:
+            if self._sim_warning_counts() != self._warning_counts:
                 sim_error = "MuJoCo instability (bad qacc/qpos/qvel); the simulator reset its state"
-        except Exception as exc:  # a physics blow-up must end the episode, never the run
-            rs_reward, sim_error = 0.0, f"{type(exc).__name__}: {exc}"
         if sim_error is not None:
             logger.warning(
                 "task %s step %d: %s; episode ends as a failure",
@@ -218,7 +223,9 @@ class RobosuiteTaskEnv(gym.Env):
             self._needs_reset = True
             info.update(is_success=False, sim_error=sim_error)
             obs = self._safe_observation()
-            return obs, 0.0, False, True, info
+            # terminated, not truncated: the episode failed, and a learner must not bootstrap a value
+            # from a state the simulator has already thrown away.
+            return obs, 0.0, True, False, info
         success = bool(self.spec_task.success(self._rs))
         reward = float(success) if self.reward_mode == "binary" else float(rs_reward) + float(success)
         terminated = success

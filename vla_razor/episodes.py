@@ -87,7 +87,7 @@ def make_actor(
 
 
 def run_episode(env: Any, actor: Actor, seed: int, recorder: EpisodeRecorder | None = None) -> EpisodeResult:
-    """Run one seeded episode to termination (success) or truncation (horizon / simulator error)."""
+    """Run one seeded episode to termination (success or simulator error) or truncation (horizon)."""
     actor.reset()
     obs, _ = env.reset(seed=seed)
     base = env.unwrapped

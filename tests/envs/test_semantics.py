@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -13,7 +14,8 @@ from tests.envs.conftest import run_expert
 from vla_razor import envs
 
 _CHILD = """
-import json, envs
+import json
+from vla_razor import envs
 env = envs.make_env("pick_place_milk", use_camera=False)
 obs, _ = env.reset(seed=123)
 print(json.dumps(obs["object_state"].tolist() + obs["proprio"].tolist()))
@@ -111,16 +113,49 @@ def test_render_frame_only_when_configured(can_env):
     env.close()
 
 
-def test_sim_error_ends_episode_without_raising(monkeypatch):
+def test_mujoco_error_ends_episode_as_a_failure(monkeypatch):
     env = envs.make_env("lift", use_camera=False, horizon=10)
     env.reset(seed=0)
     rs = env.unwrapped.robosuite_env
 
     def explode(action):
-        raise RuntimeError("simulated MuJoCo instability")
+        raise mujoco.FatalError("mj_stepSkip: simulation unstable")
 
     monkeypatch.setattr(rs, "step", explode)
     _, reward, terminated, truncated, info = env.step(np.zeros(7))
-    assert (reward, terminated, truncated, info["is_success"]) == (0.0, False, True, False)
+    # A failure, not a time-out: terminated, so no learner bootstraps from the lost state.
+    assert (reward, terminated, truncated, info["is_success"]) == (0.0, True, False, False)
+    assert "unstable" in info["sim_error"]
+    env.close()
+
+
+def test_mujoco_instability_warning_ends_episode_as_a_failure(monkeypatch):
+    env = envs.make_env("lift", use_camera=False, horizon=10)
+    env.reset(seed=0)
+    rs = env.unwrapped.robosuite_env
+    step = rs.step
+
+    def unstable_step(action):
+        out = step(action)
+        rs.sim.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number += 1  # what mj_step does on a blow-up
+        return out
+
+    monkeypatch.setattr(rs, "step", unstable_step)
+    _, reward, terminated, truncated, info = env.step(np.zeros(7))
+    assert (reward, terminated, truncated) == (0.0, True, False)
     assert "instability" in info["sim_error"]
+    env.close()
+
+
+def test_non_mujoco_exception_propagates_from_step(monkeypatch):
+    env = envs.make_env("lift", use_camera=False, horizon=10)
+    env.reset(seed=0)
+    robot = env.unwrapped.robosuite_env.robots[0]
+
+    def broken_controller(*args, **kwargs):
+        raise RuntimeError("a bug in the controller")
+
+    monkeypatch.setattr(robot, "control", broken_controller)
+    with pytest.raises(RuntimeError, match="a bug in the controller"):
+        env.step(np.zeros(7))
     env.close()

@@ -87,11 +87,9 @@ def _init_worker(env_kwargs: dict[str, Any]) -> None:
 
 def _worker_episode(job: tuple[int, float]) -> EpisodeRecord:
     seed, noise_std = job
-    try:
-        return run_expert_episode(_WORKER["env"], _WORKER["task"], seed, noise_std)
-    except Exception as exc:  # a crashed episode is a failed episode, never a dead collection run
-        log.exception("expert episode seed=%d crashed", seed)
-        return EpisodeRecord(seed=seed, success=False, error=f"{type(exc).__name__}: {exc}")
+    # No catch-all here: a MuJoCo instability already comes back as a failed episode (record.error);
+    # anything else is a bug in an expert or the env and must stop the collection with its traceback.
+    return run_expert_episode(_WORKER["env"], _WORKER["task"], seed, noise_std)
 
 
 def run_expert_episode(env: Any, task: str, seed: int, noise_std: float = 0.0) -> EpisodeRecord:
