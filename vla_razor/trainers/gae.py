@@ -1,7 +1,8 @@
 """Generalised advantage estimation that tells the two ways an episode ends apart.
 
-- terminated (success / failure state): the future is worth nothing, so no bootstrap;
-- truncated (time limit, simulator error): the episode was cut, not finished, so bootstrap from
+- terminated (success, or a simulator error: a failure whose state is lost): the future is worth
+  nothing, so no bootstrap;
+- truncated (time limit): the episode was cut, not finished, so bootstrap from
   V(final observation) — the observation the env reached before the autoreset replaced it.
 CleanRL's PPO treats both as terminal, which biases values near the horizon; we don't.
 """
