@@ -63,11 +63,12 @@ class PolicySettings:
     family: str
     finetune: str = "full"
     lora: LoraSettings | None = None
-    image_keys: list[str] = field(default_factory=lambda: ["agentview_image"])
-    image_size: int = 64
-    use_proprio: bool = False
+    # No defaults: each family's typed config (TinyPolicyConfig, OPENVLA_DEFAULTS) is their one source.
+    image_keys: list[str] = field(kw_only=True)
+    image_size: int = field(kw_only=True)
+    use_proprio: bool = field(kw_only=True)
     instruction_template: str = "In: What action should the robot take to {instruction}?\nOut:"
-    value_head_dims: list[int] = field(default_factory=lambda: [128, 32])
+    value_head_dims: list[int] = field(kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, Self
 
@@ -22,17 +23,32 @@ class NonFiniteLossError(UserError):
 
 
 class TrainerSettings:
-    """Mixin for the trainers' settings dataclasses: built from a hydra mapping, validated on creation."""
+    """Mixin for the trainers' settings dataclasses: built from a hydra mapping, validated on creation.
 
+    The dataclass is the one source of every default (it is also registered with hydra as the schema of
+    ``configs/trainer/<name>.yaml``, see :mod:`vla_razor.schemas`); a key it does not declare is a typo,
+    never something to drop silently.
+    """
+
+    # Declared by every trainer's dataclass (annotations only here: they are not dataclass fields).
+    name: str
+    lr: float
+    eval_every: int
+    seed: int
     _positive: tuple[str, ...] = ()
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        valid = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise BadInputError(
+                f"unknown trainer setting(s) {', '.join(unknown)} for {cls.__name__}; valid: {', '.join(valid)}"
+            )
+        return cls(**values)
 
     def _check(self) -> None:
-        check_positive("trainer.lr", getattr(self, "lr"))  # noqa: B009
+        check_positive("trainer.lr", self.lr)
         for name in self._positive:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:

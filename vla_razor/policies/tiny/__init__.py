@@ -2,7 +2,11 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForVision2Seq
 
-from vla_razor.policies.tiny.configuration_tiny_vla import OPENVLA_PROMPT_TEMPLATE, TinyVLAConfig
+from vla_razor.policies.tiny.configuration_tiny_vla import (
+    OPENVLA_PROMPT_TEMPLATE,
+    TinyPolicyConfig,
+    TinyVLAConfig,
+)
 from vla_razor.policies.tiny.modeling_tiny_vla import TinyVLAForActionPrediction
 from vla_razor.policies.tiny.processing_tiny_vla import build_tokenizer
 
@@ -11,4 +15,10 @@ AutoConfig.register(TinyVLAConfig.model_type, TinyVLAConfig, exist_ok=True)
 AutoModel.register(TinyVLAConfig, TinyVLAForActionPrediction, exist_ok=True)
 AutoModelForVision2Seq.register(TinyVLAConfig, TinyVLAForActionPrediction, exist_ok=True)
 
-__all__ = ["OPENVLA_PROMPT_TEMPLATE", "TinyVLAConfig", "TinyVLAForActionPrediction", "build_tokenizer"]
+__all__ = [
+    "OPENVLA_PROMPT_TEMPLATE",
+    "TinyPolicyConfig",
+    "TinyVLAConfig",
+    "TinyVLAForActionPrediction",
+    "build_tokenizer",
+]
