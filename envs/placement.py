@@ -13,7 +13,12 @@ _KEYS = ("x_range", "y_range", "rotation")
 
 def resolve_placement(spec: TaskSpec, placement: Placement | None) -> Placement:
     """Merge user overrides into the task defaults; return JSON-friendly lists."""
-    merged = dict(spec.default_placement)
+    return merge_placement(spec.default_placement, placement)
+
+
+def merge_placement(defaults: Placement, placement: Placement | None) -> Placement:
+    """``defaults`` updated with ``placement``, validated: x/y ranges low <= high, rotation None/angle/range."""
+    merged = dict(defaults)
     for key, value in (placement or {}).items():
         if key not in _KEYS:
             raise BadInputError(f"unknown placement key {key!r}; valid keys: {', '.join(_KEYS)}")
@@ -61,7 +66,7 @@ def apply_placement(rs: Any, spec: TaskSpec, placement: Placement) -> None:
     # Our ranges are for the object's centre; robosuite would otherwise shrink them by the object's
     # radius (and fail on ranges narrower than the object).
     sampler.ensure_object_boundary_in_range = False
-    if spec.sampled_object is not None:
+    if spec.objects:
         # Single-object scenes hide the other objects after sampling anyway; dropping them from the
         # sampler keeps narrow ranges feasible and the active object's distribution exactly uniform.
-        sampler.mujoco_objects = [o for o in sampler.mujoco_objects if o.name == spec.sampled_object]
+        sampler.mujoco_objects = [o for o in sampler.mujoco_objects if o.name in spec.objects]

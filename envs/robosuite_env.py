@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import string
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from vla_razor.envs._robosuite import load_composite_controller_config, robosuite
+from vla_razor.envs._robosuite import REGISTERED_ENVS, load_composite_controller_config, robosuite
 from vla_razor.envs.placement import apply_placement, resolve_placement
 from vla_razor.envs.rendering import apply_fast_render, check_rendering_backend, render_camera
 from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
@@ -23,13 +24,30 @@ logger = logging.getLogger(__name__)
 ACTION_DIM = 7
 PROPRIO_DIM = 9
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,'-"
-_REWARD_MODES = ("binary", "shaped")
+REWARD_MODES = ("binary", "shaped")
 # MuJoCo resets the data itself after these warnings: the state is no longer the episode's.
 _SIM_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQACC,
     mujoco.mjtWarning.mjWARN_BADQPOS,
     mujoco.mjtWarning.mjWARN_BADQVEL,
 )
+
+
+def robosuite_env_name(name: str) -> str:
+    """robosuite's registry name of a task's environment.
+
+    ``module.Class`` names a user's own robosuite environment: importing its module registers the class
+    with robosuite (robosuite's metaclass does that), in whichever process builds the env.
+    """
+    module, _, cls = name.rpartition(".")
+    if module:
+        importlib.import_module(module)
+    if cls not in REGISTERED_ENVS:
+        raise BadInputError(
+            f"unknown robosuite environment {name!r}; valid: {', '.join(sorted(REGISTERED_ENVS))}, or "
+            "module.Class of your own robosuite environment"
+        )
+    return cls
 
 
 class RobosuiteTaskEnv(gym.Env):
@@ -47,21 +65,24 @@ class RobosuiteTaskEnv(gym.Env):
         self,
         task: str,
         *,
-        cameras: Sequence[str] = ("agentview",),
+        cameras: Sequence[str] | None = None,
         image_size: int = 64,
         fast_render: bool = True,
         use_camera: bool = True,
         horizon: int | None = None,
         control_freq: int | None = None,
         placement: Placement | None = None,
-        reward: str = "binary",
+        reward: str | None = None,
         render_camera: str | None = None,
         render_size: int | None = None,
         render_mode: str | None = None,
     ) -> None:
         self.spec_task = get_task(task)
-        if reward not in _REWARD_MODES:
-            raise BadInputError(f"unknown reward {reward!r}; valid: {', '.join(_REWARD_MODES)}")
+        # Unset cameras and reward are the task's own defaults (a config-defined task may choose them).
+        cameras = self.spec_task.default_cameras if cameras is None else cameras
+        reward = self.spec_task.default_reward if reward is None else reward
+        if reward not in REWARD_MODES:
+            raise BadInputError(f"unknown reward {reward!r}; valid: {', '.join(REWARD_MODES)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise BadInputError(f"unknown render_mode {render_mode!r}; valid: rgb_array")
         cameras = (cameras,) if isinstance(cameras, str) else tuple(cameras)
@@ -91,7 +112,7 @@ class RobosuiteTaskEnv(gym.Env):
         if needs_gl:
             check_rendering_backend()
         self._rs = robosuite.make(
-            self.spec_task.robosuite_env,
+            robosuite_env_name(self.spec_task.robosuite_env),
             robots="Panda",
             controller_configs=load_composite_controller_config(controller="BASIC", robot="Panda"),
             has_renderer=False,

@@ -78,9 +78,11 @@ class DemoSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(env_kwargs: dict[str, Any]) -> None:
+def _init_worker(env_kwargs: dict[str, Any], spec: Any) -> None:
     from vla_razor import envs  # imported in the worker so the parent never needs a GL context
 
+    # A task defined in a config file exists in the parent's registry only: the worker registers it too.
+    envs.register_task(spec)
     _WORKER["env"] = envs.make_env(**env_kwargs)
     _WORKER["task"] = env_kwargs["task"]
 
@@ -161,8 +163,7 @@ def collect_demos(
     """
     from vla_razor import envs
 
-    if task not in envs.TASKS:
-        raise BadInputError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}")
+    spec = envs.get_task(task)  # an unknown task fails here, with the list of valid ones
     if episodes <= 0:
         raise BadInputError(f"episodes must be > 0, got {episodes}")
     if num_workers <= 0:
@@ -182,7 +183,7 @@ def collect_demos(
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         bar = tqdm(total=episodes, desc=f"demos {task}", unit="demo", disable=not progress)
-        for record in _run_episodes(kwargs, seeds, num_workers):
+        for record in _run_episodes(kwargs, spec, seeds, num_workers):
             tried += 1
             if record.error:
                 errors += 1
@@ -208,7 +209,7 @@ def collect_demos(
                 "total": total,
                 "episodes_tried": tried,
                 "episodes_succeeded": succeeded,
-                "instruction": envs.TASKS[task].instruction,
+                "instruction": spec.instruction,
                 "noise_std": noise_std,
                 "seed_start": seed,
                 "format_version": FORMAT_VERSION,
@@ -235,11 +236,11 @@ def _env_args(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_episodes(
-    env_kwargs: dict[str, Any], jobs: Sequence[tuple[int, float]], num_workers: int
+    env_kwargs: dict[str, Any], spec: Any, jobs: Sequence[tuple[int, float]], num_workers: int
 ) -> Iterator[EpisodeRecord]:
     """Yield episodes in seed order; workers run ahead, and are stopped as soon as the caller stops."""
     if num_workers == 1:
-        _init_worker(env_kwargs)
+        _init_worker(env_kwargs, spec)
         try:
             for job in jobs:
                 yield _worker_episode(job)
@@ -247,7 +248,7 @@ def _run_episodes(
             _WORKER.pop("env").close()
         return
     ctx = mp.get_context("forkserver")
-    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(env_kwargs,)) as pool:
+    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(env_kwargs, spec)) as pool:
         yield from pool.imap(_worker_episode, jobs, chunksize=1)
         pool.terminate()
 
