@@ -101,7 +101,7 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     device = c.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     if c.get("load_in_4bit"):
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ImportError("load_in_4bit=True needs bitsandbytes: pip install 'vla-razor[openvla]'")
+            raise BadInputError("load_in_4bit=True needs bitsandbytes: pip install 'vla-razor[openvla]'")
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
