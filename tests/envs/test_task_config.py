@@ -128,3 +128,43 @@ def test_worked_example_expert_solves_it_in_worker_processes(registered) -> None
         assert success.all()
     finally:
         venv.close()
+
+
+def test_custom_python_plugs_in_through_target(registered) -> None:
+    # A distinct task in the Lift scene: another placement and instruction, the user's own success check
+    # (tests/envs/custom_task.py, with an argument) and a library expert configured through _target_.
+    registered(
+        "raise_block",
+        {
+            "robosuite_env": "Lift",
+            "instruction": "raise the red block",
+            "horizon": 50,
+            "objects": ["cube"],
+            "placement": {"sampler": "ObjectSampler", "x_range": [0.04, 0.06], "y_range": [-0.02, 0.02]},
+            "success": {"_target_": "tests.envs.custom_task.cube_above_table", "height": 0.09},
+            "expert": {
+                "_target_": "vla_razor.envs.experts.PickPlaceExpert",
+                "lift_only": True,
+                "yaw_period": 1.5707963,
+                "lift_height": 0.12,
+            },
+        },
+    )
+    env = envs.make_env("raise_block", use_camera=False)
+    expert = envs.make_expert("raise_block")
+    try:
+        obs, _ = env.reset(seed=0)
+        assert (
+            0.04 - 1e-6 <= obs["object_state"][0] - env.unwrapped.robosuite_env.table_offset[0] <= 0.06 + 1e-6
+        )
+        heights = []
+        for _ in range(50):
+            obs, _, terminated, truncated, info = env.step(expert.act(obs))
+            heights.append(float(obs["object_state"][2]))
+            if terminated or truncated:
+                break
+        # Terminated by the custom check, once the cube rose 9 cm (robosuite's own Lift needs only 4 cm).
+        assert terminated and info["is_success"]
+        assert heights[-1] - env.unwrapped.robosuite_env.model.mujoco_arena.table_offset[2] > 0.09
+    finally:
+        env.close()
