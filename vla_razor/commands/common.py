@@ -58,7 +58,8 @@ def _named_tasks(cfg: DictConfig) -> Iterator[str]:
     suite = cfg.get("suite")
     if suite is not None:
         yield from (str(t) for t in (suite.get("new_task"), *suite.get("prior_tasks", [])) if t)
-    episodes = OmegaConf.select(cfg, "demos.episodes")
+    demos = cfg.get("demos")  # pretrain: {episodes: {task: count}}; train: a list of demo files
+    episodes = demos.get("episodes") if isinstance(demos, DictConfig) else None
     if isinstance(episodes, DictConfig):
         yield from (str(t) for t in episodes)
 
