@@ -4,7 +4,7 @@
 
 Everything runs in one process, side by side, under the same render settings (the policy's two 64x64
 cameras, fast render): raw vectorised env stepping with random actions, then PPO updates with the
-tiny-default architecture (configs/policy/tiny_scratch.yaml). It prints the share of PPO wall time
+tiny-default architecture (TinyPolicyConfig's defaults: pi0's). It prints the share of PPO wall time
 spent in the simulator vs the policy vs the learner, and PPO env-steps/s relative to the raw env.
 """
 
@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from vla_razor import envs
-from vla_razor.config import config_dir
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.policies import build_policy
 from vla_razor.trainers.bc import bc_batch_loss
@@ -28,9 +26,8 @@ from vla_razor.trainers.ppo import PPOSettings, train_ppo
 
 
 def tiny_default_policy(words: list[str]) -> object:
-    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "policy" / "tiny_scratch.yaml"))
-    assert isinstance(cfg, dict)
-    return build_policy({**cfg, "extra_words": words})
+    # TinyPolicyConfig's defaults are pi0's architecture (what configs/policy/tiny_scratch.yaml builds).
+    return build_policy({"family": "tiny", "extra_words": words})
 
 
 def env_kwargs(policy: object) -> dict:
@@ -98,7 +95,7 @@ def main() -> None:
         args.task, args.num_envs, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs
     )
     settings = PPOSettings(
-        total_updates=args.updates, num_steps=args.num_steps, minibatch_size=32, save_every=0
+        num_iterations=args.updates, num_steps=args.num_steps, minibatch_size=32, save_every=0
     )
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -1,7 +1,8 @@
 """vla-razor's environment layer: robosuite manipulation tasks behind gymnasium.
 
 Importing this package configures robosuite (private macros, quiet logs, headless GL) and registers
-every task under the ``vla_razor/`` gymnasium namespace.
+every built-in task under the ``vla_razor/`` gymnasium namespace; tasks defined in config files join
+with :func:`register_task` (see :mod:`vla_razor.envs.task_config`).
 """
 
 from __future__ import annotations
@@ -9,27 +10,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
-
 from vla_razor.envs import _robosuite  # noqa: F401  (must run before any other robosuite import)
 from vla_razor.envs.experts import Expert, make_expert
 from vla_razor.envs.rendering import RenderingUnavailableError
 from vla_razor.envs.robosuite_env import ACTION_DIM, PROPRIO_DIM, RobosuiteTaskEnv
-from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, TASKS, TaskSpec, get_task
+from vla_razor.envs.task_config import TaskConfig, task_from_config
+from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, TASKS, TaskSpec, get_task, register_task
 from vla_razor.envs.vector import make_vector_env
 
 
 def make_env(
     task: str,
     *,
-    cameras: Sequence[str] = ("agentview",),
+    cameras: Sequence[str] | None = None,
     image_size: int = 64,
     fast_render: bool = True,
     use_camera: bool = True,
     horizon: int | None = None,
     control_freq: int | None = None,
     placement: dict[str, Any] | None = None,
-    reward: str = "binary",
+    reward: str | None = None,
     render_camera: str | None = None,
     render_size: int | None = None,
     render_mode: str | None = None,
@@ -51,24 +51,12 @@ def make_env(
     )
 
 
-def _register_all() -> None:
-    for spec in TASKS.values():
-        if spec.gym_id not in gym.registry:
-            # No max_episode_steps: the env truncates at its own horizon (TimeLimit would double it up).
-            gym.register(
-                id=spec.gym_id,
-                entry_point="vla_razor.envs.robosuite_env:RobosuiteTaskEnv",
-                kwargs={"task": spec.name},
-            )
-
-
-_register_all()
-
 __all__ = [
     "ACTION_DIM",
     "DEFAULT_CONTROL_FREQ",
     "PROPRIO_DIM",
     "TASKS",
+    "TaskConfig",
     "Expert",
     "RenderingUnavailableError",
     "RobosuiteTaskEnv",
@@ -77,4 +65,6 @@ __all__ = [
     "make_env",
     "make_expert",
     "make_vector_env",
+    "register_task",
+    "task_from_config",
 ]

@@ -45,6 +45,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import robosuite  # noqa: E402
     from robosuite.controllers import load_composite_controller_config  # noqa: E402
+    from robosuite.environments.base import REGISTERED_ENVS  # noqa: E402
 
 # robosuite's logger prints "controller for head/base/legs not found" at WARNING during env creation
 # for single-arm robots; those parts simply do not exist on a Panda.
@@ -52,4 +53,4 @@ logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
 for _handler in logging.getLogger("robosuite_logs").handlers:
     _handler.setLevel(logging.ERROR)
 
-__all__ = ["robosuite", "load_composite_controller_config"]
+__all__ = ["REGISTERED_ENVS", "load_composite_controller_config", "robosuite"]

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vla_razor.errors import BadInputError
+
 # OSC_POSE maps an action of 1 to 5 cm and 0.5 rad per policy step.
 POS_SCALE_M = 0.05
 ROT_SCALE_RAD = 0.5
@@ -412,5 +414,12 @@ def make_expert(task: str) -> Expert:
     from vla_razor.envs.tasks import get_task  # late import: tasks does not depend on experts
 
     spec = get_task(task)
+    if spec.expert is None:
+        raise BadInputError(
+            f"task {task!r} has no scripted expert; give its task config one "
+            "(define.expert: {_target_: your.module.YourExpert}) to record demos or roll it out"
+        )
+    if callable(spec.expert):  # a task defined in a config file: its own expert factory
+        return spec.expert()
     obj = spec.name.rsplit("_", 1)[-1]
     return EXPERT_FACTORIES[spec.expert](obj)

@@ -6,22 +6,30 @@ import math
 from typing import Any
 
 from vla_razor.envs.tasks import Placement, TaskSpec
+from vla_razor.errors import BadInputError
 
 _KEYS = ("x_range", "y_range", "rotation")
 
 
 def resolve_placement(spec: TaskSpec, placement: Placement | None) -> Placement:
     """Merge user overrides into the task defaults; return JSON-friendly lists."""
-    merged = dict(spec.default_placement)
+    return merge_placement(spec.default_placement, placement)
+
+
+def merge_placement(defaults: Placement, placement: Placement | None) -> Placement:
+    """``defaults`` updated with ``placement``, validated: x/y ranges low <= high, rotation None/angle/range."""
+    merged = dict(defaults)
     for key, value in (placement or {}).items():
         if key not in _KEYS:
-            raise ValueError(f"unknown placement key {key!r}; valid keys: {', '.join(_KEYS)}")
+            raise BadInputError(f"unknown placement key {key!r}; valid keys: {', '.join(_KEYS)}")
         merged[key] = value
     out: Placement = {}
     for key in ("x_range", "y_range"):
         lo, hi = (float(v) for v in merged[key])
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise ValueError(f"placement {key}={merged[key]!r} must be two finite numbers with low <= high")
+            raise BadInputError(
+                f"placement {key}={merged[key]!r} must be two finite numbers with low <= high"
+            )
         out[key] = [lo, hi]
     rot = merged["rotation"]
     if rot is None or isinstance(rot, int | float):
@@ -29,7 +37,7 @@ def resolve_placement(spec: TaskSpec, placement: Placement | None) -> Placement:
     else:
         lo, hi = (float(v) for v in rot)
         if lo > hi:
-            raise ValueError(f"placement rotation={rot!r} must have low <= high")
+            raise BadInputError(f"placement rotation={rot!r} must have low <= high")
         out["rotation"] = [lo, hi]
     return out
 
@@ -40,7 +48,11 @@ def _find_sampler(rs: Any, name: str) -> Any:
         return initializer
     samplers = getattr(initializer, "samplers", {})
     if name not in samplers:
-        raise RuntimeError(f"placement sampler {name!r} not found in {type(rs).__name__}")
+        valid = [getattr(initializer, "name", None), *samplers]
+        raise BadInputError(
+            f"placement sampler {name!r} not found in {type(rs).__name__}; valid samplers: "
+            + ", ".join(str(v) for v in valid if v)
+        )
     return samplers[name]
 
 
@@ -54,7 +66,7 @@ def apply_placement(rs: Any, spec: TaskSpec, placement: Placement) -> None:
     # Our ranges are for the object's centre; robosuite would otherwise shrink them by the object's
     # radius (and fail on ranges narrower than the object).
     sampler.ensure_object_boundary_in_range = False
-    if spec.sampled_object is not None:
+    if spec.objects:
         # Single-object scenes hide the other objects after sampling anyway; dropping them from the
         # sampler keeps narrow ranges feasible and the active object's distribution exactly uniform.
-        sampler.mujoco_objects = [o for o in sampler.mujoco_objects if o.name == spec.sampled_object]
+        sampler.mujoco_objects = [o for o in sampler.mujoco_objects if o.name in spec.objects]

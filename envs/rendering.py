@@ -28,6 +28,7 @@ import numpy as np
 
 # Through the gateway: it configures MUJOCO_GL before robosuite's rendering modules are imported.
 from vla_razor.envs._robosuite import robosuite
+from vla_razor.errors import UserError
 
 _PACKAGES_HINT = (
     "install the Mesa GL libraries: `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libopengl0` "
@@ -35,7 +36,7 @@ _PACKAGES_HINT = (
 )
 
 
-class RenderingUnavailableError(RuntimeError):
+class RenderingUnavailableError(UserError):
     """Raised when no offscreen OpenGL context can be created in this process."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import string
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from vla_razor.envs._robosuite import load_composite_controller_config, robosuite
+from vla_razor.envs._robosuite import REGISTERED_ENVS, load_composite_controller_config, robosuite
 from vla_razor.envs.placement import apply_placement, resolve_placement
 from vla_razor.envs.rendering import (
     apply_fast_render,
@@ -21,13 +22,14 @@ from vla_razor.envs.rendering import (
     render_camera,
 )
 from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, Placement, get_task
+from vla_razor.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
 ACTION_DIM = 7
 PROPRIO_DIM = 9
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,'-"
-_REWARD_MODES = ("binary", "shaped")
+REWARD_MODES = ("binary", "shaped")
 # Seed of robosuite's generator while the model is built. Some tasks draw the model itself from
 # ``env.rng`` at construction: Lift's cube half-extents are uniform in [0.020, 0.022]^3. robosuite's
 # default (seed=None) draws them from OS entropy, and with hard_reset=False the model is never rebuilt, so
@@ -42,11 +44,30 @@ _SIM_WARNINGS = (
 )
 
 
+def robosuite_env_name(name: str) -> str:
+    """robosuite's registry name of a task's environment.
+
+    ``module.Class`` names a user's own robosuite environment: importing its module registers the class
+    with robosuite (robosuite's metaclass does that), in whichever process builds the env.
+    """
+    module, _, cls = name.rpartition(".")
+    if module:
+        importlib.import_module(module)
+    if cls not in REGISTERED_ENVS:
+        raise BadInputError(
+            f"unknown robosuite environment {name!r}; valid: {', '.join(sorted(REGISTERED_ENVS))}, or "
+            "module.Class of your own robosuite environment"
+        )
+    return cls
+
+
 class RobosuiteTaskEnv(gym.Env):
     """A Panda robosuite task with OSC_POSE delta actions, camera images, proprio and an instruction.
 
     Episodes terminate on success and are truncated at the horizon. robosuite's own horizon/``done``
-    are disabled so that a success is never reported as a time-out and vice versa.
+    are disabled so that a success is never reported as a time-out and vice versa. A MuJoCo instability
+    (``mujoco.FatalError`` or one of the ``_SIM_WARNINGS``) terminates the episode as a failure with
+    ``info["sim_error"]``; any other exception raised while stepping propagates.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": DEFAULT_CONTROL_FREQ}
@@ -55,34 +76,37 @@ class RobosuiteTaskEnv(gym.Env):
         self,
         task: str,
         *,
-        cameras: Sequence[str] = ("agentview",),
+        cameras: Sequence[str] | None = None,
         image_size: int = 64,
         fast_render: bool = True,
         use_camera: bool = True,
         horizon: int | None = None,
         control_freq: int | None = None,
         placement: Placement | None = None,
-        reward: str = "binary",
+        reward: str | None = None,
         render_camera: str | None = None,
         render_size: int | None = None,
         render_mode: str | None = None,
     ) -> None:
         self.spec_task = get_task(task)
-        if reward not in _REWARD_MODES:
-            raise ValueError(f"unknown reward {reward!r}; valid: {', '.join(_REWARD_MODES)}")
+        # Unset cameras and reward are the task's own defaults (a config-defined task may choose them).
+        cameras = self.spec_task.default_cameras if cameras is None else cameras
+        reward = self.spec_task.default_reward if reward is None else reward
+        if reward not in REWARD_MODES:
+            raise BadInputError(f"unknown reward {reward!r}; valid: {', '.join(REWARD_MODES)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"unknown render_mode {render_mode!r}; valid: rgb_array")
+            raise BadInputError(f"unknown render_mode {render_mode!r}; valid: rgb_array")
         cameras = (cameras,) if isinstance(cameras, str) else tuple(cameras)
         if use_camera and not cameras:
-            raise ValueError("use_camera=True needs at least one camera name in cameras")
+            raise BadInputError("use_camera=True needs at least one camera name in cameras")
         if int(image_size) < 8:
-            raise ValueError(f"image_size={image_size!r} must be an integer >= 8")
+            raise BadInputError(f"image_size={image_size!r} must be an integer >= 8")
         self.horizon = int(horizon if horizon is not None else self.spec_task.horizon)
         if self.horizon < 1:
-            raise ValueError(f"horizon={horizon!r} must be >= 1")
+            raise BadInputError(f"horizon={horizon!r} must be >= 1")
         self.control_freq = int(control_freq if control_freq is not None else DEFAULT_CONTROL_FREQ)
         if self.control_freq < 1:
-            raise ValueError(f"control_freq={control_freq!r} must be >= 1")
+            raise BadInputError(f"control_freq={control_freq!r} must be >= 1")
         self.cameras = cameras if use_camera else ()
         self.image_size = int(image_size)
         self.fast_render = bool(fast_render)
@@ -99,7 +123,7 @@ class RobosuiteTaskEnv(gym.Env):
         if needs_gl:
             check_rendering_backend()
         self._rs = robosuite.make(
-            self.spec_task.robosuite_env,
+            robosuite_env_name(self.spec_task.robosuite_env),
             robots="Panda",
             controller_configs=load_composite_controller_config(controller="BASIC", robot="Panda"),
             has_renderer=False,
@@ -146,7 +170,7 @@ class RobosuiteTaskEnv(gym.Env):
         valid = tuple(self._rs.sim.model.camera_names)
         for cam in (*self.cameras, *([self.render_camera] if self.render_camera else [])):
             if cam not in valid:
-                raise ValueError(f"unknown camera {cam!r}; valid cameras: {', '.join(valid)}")
+                raise BadInputError(f"unknown camera {cam!r}; valid cameras: {', '.join(valid)}")
 
     def _configure_rendering(self) -> None:
         """(Re)apply the fast-render settings whenever robosuite has built a new render context."""
@@ -218,11 +242,14 @@ class RobosuiteTaskEnv(gym.Env):
             # mj_step leaves positions/contacts one substep behind qpos; recomputing them makes the
             # observation (and success check) a pure function of get_state(), so reset_to replays exactly.
             self._rs.sim.forward()
-            counts = self._sim_warning_counts()
-            if counts != self._warning_counts:
+        except mujoco.FatalError as exc:
+            # A physics blow-up MuJoCo cannot recover from must end the episode, never the run. Only
+            # MuJoCo's own errors qualify: any other exception is a bug (ours, a controller's, an
+            # expert's) and propagates with its traceback instead of hiding as a failed episode.
+            rs_reward, sim_error = 0.0, f"MuJoCo error: {exc}"
+        else:
+            if self._sim_warning_counts() != self._warning_counts:
                 sim_error = "MuJoCo instability (bad qacc/qpos/qvel); the simulator reset its state"
-        except Exception as exc:  # a physics blow-up must end the episode, never the run
-            rs_reward, sim_error = 0.0, f"{type(exc).__name__}: {exc}"
         if sim_error is not None:
             logger.warning(
                 "task %s step %d: %s; episode ends as a failure",
@@ -233,7 +260,9 @@ class RobosuiteTaskEnv(gym.Env):
             self._needs_reset = True
             info.update(is_success=False, sim_error=sim_error)
             obs = self._safe_observation()
-            return obs, 0.0, False, True, info
+            # terminated, not truncated: the episode failed, and a learner must not bootstrap a value
+            # from a state the simulator has already thrown away.
+            return obs, 0.0, True, False, info
         success = bool(self.spec_task.success(self._rs))
         reward = float(success) if self.reward_mode == "binary" else float(rs_reward) + float(success)
         terminated = success

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_razor.errors import BadInputError
+
 # Grasp-and-lift succeeds when the object's bottom is this far above its resting height while grasped.
 GRASP_LIFT_HEIGHT_M = 0.08
 
@@ -81,3 +83,16 @@ def nut_assembly_state(rs: Any) -> np.ndarray:
 
 def robosuite_success(rs: Any) -> bool:
     return bool(rs._check_success())
+
+
+def object_poses(rs: Any, names: tuple[str, ...]) -> np.ndarray:
+    """[pos (3), quat xyzw (4)] of each named robosuite object, in order: the default object state of a
+    task defined in a config file (``objects: [...]``)."""
+    by_name = {obj.name: obj for obj in rs.model.mujoco_objects}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise BadInputError(
+            f"objects {missing} are not in {type(rs).__name__}; its objects: {', '.join(sorted(by_name))}"
+        )
+    ids = [rs.sim.model.body_name2id(by_name[n].root_body) for n in names]
+    return np.concatenate([_body_pose(rs, i) for i in ids])

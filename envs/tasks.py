@@ -1,4 +1,5 @@
-"""The task table: one row per task, everything else reads from here.
+"""The task table: one row per built-in task, everything else reads from here (tasks defined in config
+files join it at run time through :func:`register_task`).
 
 Default placement ranges (``placement`` argument of :func:`envs.make_env`; metres relative to the
 sampler's reference point, rotation in radians about z; ``None`` rotation = any angle):
@@ -23,9 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from vla_razor.envs import task_state
+from vla_razor.errors import BadInputError
 
 # One control frequency for every task: an expert finishes a pick-and-place in well under 100 steps.
 DEFAULT_CONTROL_FREQ = 10
@@ -35,23 +38,34 @@ Placement = dict[str, Any]
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Everything needed to build, solve and describe one task."""
+    """Everything needed to build, solve and describe one task.
+
+    Built-in tasks are the rows below; a config file can define more (:mod:`vla_razor.envs.task_config`),
+    registered at run time with :func:`register_task`. Callables are compared by nothing: two specs are
+    the same task when their data (and, for config tasks, their source definition) are equal.
+    """
 
     name: str
     gym_id: str
     instruction: str
-    robosuite_env: str
+    robosuite_env: str  # a robosuite environment name, or module.Class for a user's own robosuite env
     horizon: int
-    expert: str  # key into vla_razor.envs.experts.EXPERT_FACTORIES (keeps this module free of expert code)
+    # A key into vla_razor.envs.experts.EXPERT_FACTORIES (keeps this module free of expert code), a
+    # zero-argument factory of fresh experts (tasks defined in configs), or None: no scripted expert.
+    expert: str | Callable[[], Any] | None = field(compare=False)
     default_placement: Placement
     sampler_name: str  # which robosuite placement sampler the placement ranges apply to
-    object_state: Callable[[Any], np.ndarray]
-    success: Callable[[Any], bool]
+    object_state: Callable[[Any], np.ndarray] = field(compare=False)
+    success: Callable[[Any], bool] = field(compare=False)
     object_state_dim: int
     family: str
     robosuite_kwargs: dict[str, Any] = field(default_factory=dict)
-    # Objects other than these are dropped from the sampler (single-object scenes place only the active one).
-    sampled_object: str | None = None
+    # The robosuite objects the placement sampler keeps; the others are dropped from it (single-object
+    # scenes place only the active one). Empty: the sampler places all of its objects.
+    objects: tuple[str, ...] = ()
+    default_cameras: tuple[str, ...] = ("agentview",)  # when the caller names no cameras
+    default_reward: str = "binary"  # binary | shaped, when the caller names none
+    source: str | None = None  # the JSON definition a task from a config file was built from
 
 
 def _camel(name: str) -> str:
@@ -88,7 +102,7 @@ def _pick_place_tasks() -> list[TaskSpec]:
                     success=success,
                     object_state_dim=10,
                     family=family,
-                    sampled_object=obj.capitalize(),
+                    objects=(obj.capitalize(),),
                 )
             )
     return specs
@@ -164,6 +178,38 @@ def _prior_tasks() -> list[TaskSpec]:
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*_pick_place_tasks(), *_prior_tasks())}
+BUILTIN_TASKS = frozenset(TASKS)
+
+
+def gym_id_for(name: str) -> str:
+    return f"vla_razor/{_camel(name)}-v0"
+
+
+def _register_gym(spec: TaskSpec) -> None:
+    if spec.gym_id not in gym.registry:
+        # No max_episode_steps: the env truncates at its own horizon (TimeLimit would double it up).
+        gym.register(
+            id=spec.gym_id,
+            entry_point="vla_razor.envs.robosuite_env:RobosuiteTaskEnv",
+            kwargs={"task": spec.name},
+        )
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a task to TASKS and to gymnasium's registry (``vla_razor/<CamelName>-v0``).
+
+    Registering the same definition again is a no-op (worker processes re-register what their parent
+    sent them); another task under a taken name is an error.
+    """
+    existing = TASKS.get(spec.name)
+    if existing is not None:
+        if existing == spec:
+            return existing
+        where = "a built-in task" if spec.name in BUILTIN_TASKS else "already defined differently"
+        raise BadInputError(f"task name {spec.name!r} is {where}; give the new task another name")
+    TASKS[spec.name] = spec
+    _register_gym(spec)
+    return spec
 
 
 def get_task(name: str) -> TaskSpec:
@@ -171,4 +217,8 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+        raise BadInputError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+
+
+for _spec in TASKS.values():
+    _register_gym(_spec)

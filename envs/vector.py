@@ -10,13 +10,17 @@ from typing import Any
 import gymnasium as gym
 
 from vla_razor.envs.robosuite_env import RobosuiteTaskEnv
-from vla_razor.envs.tasks import get_task
+from vla_razor.envs.tasks import TaskSpec, get_task, register_task
+from vla_razor.errors import BadInputError
 
 _CONTEXTS = ("forkserver", "spawn")
 
 
-def _build(task: str, kwargs: dict[str, Any]) -> RobosuiteTaskEnv:
-    return RobosuiteTaskEnv(task, **kwargs)
+def _build(spec: TaskSpec, kwargs: dict[str, Any]) -> RobosuiteTaskEnv:
+    # Workers get the whole spec, not only its name: a task defined in a config file at run time exists
+    # only in the parent's registry until it is registered here too.
+    register_task(spec)
+    return RobosuiteTaskEnv(spec.name, **kwargs)
 
 
 def make_vector_env(
@@ -33,10 +37,10 @@ def make_vector_env(
     ``context`` defaults to forkserver where the platform has it, else spawn. ``vector_kwargs`` go to
     the gymnasium vector env (e.g. ``autoreset_mode``).
     """
-    get_task(task)  # fail fast in the parent with the list of valid names
+    spec = get_task(task)  # fail fast in the parent with the list of valid names
     if int(num_envs) < 1:
-        raise ValueError(f"num_envs={num_envs!r} must be >= 1")
-    fns = [functools.partial(_build, task, dict(make_env_kwargs)) for _ in range(int(num_envs))]
+        raise BadInputError(f"num_envs={num_envs!r} must be >= 1")
+    fns = [functools.partial(_build, spec, dict(make_env_kwargs)) for _ in range(int(num_envs))]
     # gymnasium's shared-memory path mangles Text spaces (the instruction comes back as padding), so
     # observations travel through the pipes; at policy-sized images the copy is cheap next to a render.
     extra = {"shared_memory": False, **(vector_kwargs or {})} if asynchronous else dict(vector_kwargs or {})
@@ -45,7 +49,7 @@ def make_vector_env(
     if context is None:
         context = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     if context not in _CONTEXTS:
-        raise ValueError(
+        raise BadInputError(
             f"unknown multiprocessing context {context!r}; valid: {', '.join(_CONTEXTS)} (fork hangs with GL)"
         )
     return gym.vector.AsyncVectorEnv(fns, context=context, **extra)

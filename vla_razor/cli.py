@@ -67,19 +67,25 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from vla_razor.commands.common import register_config_tasks
+    from vla_razor.schemas import register_schemas
+
     module = importlib.import_module(f"vla_razor.commands.{verb}")
 
     def _task(cfg: DictConfig) -> None:
         logging.getLogger("vla_razor").setLevel(logging.INFO)
         logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "no OpenGL_accelerate" is noise
         try:
+            register_config_tasks(cfg)
             module.run(cfg)
-        except (ValueError, FileNotFoundError, UserError) as exc:
-            # Bad input is reported as one line, not a traceback.
+        except UserError as exc:
+            # Bad input is reported as one line. Anything else is a bug and keeps its traceback: a
+            # ValueError from deep inside torch or robosuite must not read like a typo in a config.
             raise SystemExit(f"error: {exc}") from None
 
     _task.__module__ = module.__name__
     register_resolvers()
+    register_schemas()
     sys.argv = [f"vla-razor {verb}", *argv]
     hydra.main(config_path=str(config_dir()), config_name=verb, version_base="1.3")(_task)()
 

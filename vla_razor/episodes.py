@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from vla_razor.sampling import seeded_generator
+from vla_razor.errors import BadInputError
 from vla_razor.video import EpisodeRecorder
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,12 @@ def make_actor(
 
         return envs.make_expert(task)
     if not checkpoint:
-        raise ValueError(f"policy={family} needs checkpoint=DIR (a saved policy directory); got none")
+        raise BadInputError(f"policy={family} needs checkpoint=DIR (a saved policy directory); got none")
     from vla_razor.policies import load_policy
 
     policy = load_policy(checkpoint)
     if policy.family != family:
-        raise ValueError(
+        raise BadInputError(
             f"checkpoint {checkpoint!r} holds a {policy.family!r} policy but policy={family} was requested"
         )
     policy.eval()
@@ -84,7 +85,7 @@ def make_actor(
 
 
 def run_episode(env: Any, actor: Actor, seed: int, recorder: EpisodeRecorder | None = None) -> EpisodeResult:
-    """Run one seeded episode to termination (success) or truncation (horizon / simulator error)."""
+    """Run one seeded episode to termination (success or simulator error) or truncation (horizon)."""
     actor.reset()
     obs, _ = env.reset(seed=seed)
     base = env.unwrapped
@@ -113,4 +114,4 @@ def _frame(base: Any, obs: dict[str, Any]) -> np.ndarray:
     for key, value in obs.items():
         if key.endswith("_image"):
             return np.asarray(value)
-    raise ValueError("no camera image in the observation and no render camera configured; enable a camera")
+    raise BadInputError("no camera image in the observation and no render camera configured; enable a camera")

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vla_razor.errors import BadInputError
+
 
 def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output directory") -> Path:
     """Create ``path`` if needed and check we can write into it; one-line error otherwise."""
@@ -17,11 +19,11 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str = "output direct
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(
+        raise BadInputError(
             f"{what} {str(directory)!r} cannot be created ({exc.strerror}); choose a writable path"
         ) from None
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {str(directory)!r} is not writable; choose a writable path")
+        raise BadInputError(f"{what} {str(directory)!r} is not writable; choose a writable path")
     return directory
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
+from vla_razor.errors import BadInputError
 from vla_razor.io_utils import atomic_path, ensure_writable_dir
 
 
@@ -32,7 +33,7 @@ class EpisodeRecorder:
 
     def __init__(self, fps: int = 10) -> None:
         if fps <= 0:
-            raise ValueError(f"video fps must be > 0, got {fps}")
+            raise BadInputError(f"video fps must be > 0, got {fps}")
         self.fps = fps
         self._frames: list[np.ndarray] = []
 

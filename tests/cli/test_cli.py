@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,8 +51,16 @@ def test_unknown_task_lists_valid_options(tmp_path) -> None:
             ("rollout", "task=lift", "policy=tiny", "checkpoint=/nonexistent/ckpt", "episodes=1"),
             "does not exist",
         ),
-        (("train", "trainer=bc", "trainer.lr=-1", "policy.pretrained=/nonexistent"), "does not exist"),
+        (("train", "trainer=bc", "trainer.lr=-1"), "trainer.lr must be a finite number > 0, got -1.0"),
+        (("train", "trainer=bc", "policy.pretrained=/nonexistent"), "does not exist"),
         (("eval", "suite.episodes=0"), "episodes must be > 0"),
+        # Unknown keys are refused (never dropped) with the list of valid ones.
+        (
+            ("train", "trainer=rft", "+trainer.grad_clip=1.0"),
+            "unknown trainer setting(s) grad_clip for RFTSettings; valid: name, lr,",
+        ),
+        (("pretrain", "+policy.hiden_size=3"), "unknown tiny policy key(s) hiden_size; valid: family,"),
+        (("train", "+policy.vision_grid=4"), "vision_grid have no effect on the saved policy"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message) -> None:
@@ -59,6 +68,30 @@ def test_bad_input_is_one_line(tmp_path, args, message) -> None:
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and message in last, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bug", ["TypeError", "ValueError"])
+def test_code_bug_keeps_its_traceback(tmp_path, bug) -> None:
+    # A command whose code is broken (not its input): even a ValueError must not read like bad input.
+    code = (
+        "import vla_razor.commands.demos as demos\n"
+        f"def broken(cfg):\n    raise {bug}('a bug deep inside the command')\n"
+        "demos.run = broken\n"
+        "from vla_razor.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "demos", "task=lift", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+    assert out.returncode != 0
+    assert "Traceback (most recent call last)" in out.stderr, out.stderr[-2000:]
+    assert f"{bug}: a bug deep inside the command" in out.stderr
+    assert not any(line.startswith("error:") for line in out.stderr.splitlines())
 
 
 def test_expert_rollout_writes_readable_videos(tmp_path) -> None:
@@ -139,3 +172,40 @@ def test_policy_rollout_uses_the_checkpoint_cameras(tmp_path) -> None:
     (video,) = (tmp_path / "videos").glob("*.mp4")
     assert video.name == "lift_seed100000_failure.mp4"
     assert read_video(video).shape[1:] == (32, 32, 3)  # what the policy sees: agentview at 32x32
+
+
+def test_config_defined_task_end_to_end(tmp_path) -> None:
+    # configs/task/nut_assembly_square.yaml defines a task the library does not ship; nothing else
+    # registers it. Its expert (via _target_) solves it and the success check sees it ...
+    out = cli(
+        "rollout",
+        "task=nut_assembly_square",
+        "policy=expert",
+        "episodes=1",
+        "env.cameras=[agentview]",
+        f"video_dir={tmp_path}/videos",
+        f"hydra.run.dir={tmp_path}/h",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [v.name for v in (tmp_path / "videos").glob("*.mp4")] == [
+        "nut_assembly_square_seed100000_success.mp4"
+    ]
+    # ... and the suite file that lists it as a prior skill evaluates end to end (pi0, small N), in the
+    # suite's worker processes.
+    out = cli(
+        "eval",
+        "suite=square_nut",
+        "suite.prior_tasks=[nut_assembly_square]",  # the suite's other prior skill (lift) costs time only
+        "suite.episodes=1",
+        "suite.kl_states=4",
+        "suite.kl_state_seeds=1",
+        "videos=0",
+        f"out_dir={tmp_path}/eval",
+        f"hydra.run.dir={tmp_path}/h2",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert (doc["suite"]["name"], doc["suite"]["prior_tasks"]) == ("square_nut", ["nut_assembly_square"])
+    tasks = doc["policies"]["pi0"]["tasks"]
+    assert tasks["nut_assembly_square"]["n"] == 1 and tasks["grasp_lift_bread"]["n"] == 1
+    assert "| policy | nut_assembly_square | grasp_lift_bread (new) |" in out.stdout

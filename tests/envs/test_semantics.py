@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import pytest
 
@@ -145,16 +146,49 @@ def test_render_frame_only_when_configured(can_env):
     env.close()
 
 
-def test_sim_error_ends_episode_without_raising(monkeypatch):
+def test_mujoco_error_ends_episode_as_a_failure(monkeypatch):
     env = envs.make_env("lift", use_camera=False, horizon=10)
     env.reset(seed=0)
     rs = env.unwrapped.robosuite_env
 
     def explode(action):
-        raise RuntimeError("simulated MuJoCo instability")
+        raise mujoco.FatalError("mj_stepSkip: simulation unstable")
 
     monkeypatch.setattr(rs, "step", explode)
     _, reward, terminated, truncated, info = env.step(np.zeros(7))
-    assert (reward, terminated, truncated, info["is_success"]) == (0.0, False, True, False)
+    # A failure, not a time-out: terminated, so no learner bootstraps from the lost state.
+    assert (reward, terminated, truncated, info["is_success"]) == (0.0, True, False, False)
+    assert "unstable" in info["sim_error"]
+    env.close()
+
+
+def test_mujoco_instability_warning_ends_episode_as_a_failure(monkeypatch):
+    env = envs.make_env("lift", use_camera=False, horizon=10)
+    env.reset(seed=0)
+    rs = env.unwrapped.robosuite_env
+    step = rs.step
+
+    def unstable_step(action):
+        out = step(action)
+        rs.sim.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number += 1  # what mj_step does on a blow-up
+        return out
+
+    monkeypatch.setattr(rs, "step", unstable_step)
+    _, reward, terminated, truncated, info = env.step(np.zeros(7))
+    assert (reward, terminated, truncated) == (0.0, True, False)
     assert "instability" in info["sim_error"]
+    env.close()
+
+
+def test_non_mujoco_exception_propagates_from_step(monkeypatch):
+    env = envs.make_env("lift", use_camera=False, horizon=10)
+    env.reset(seed=0)
+    robot = env.unwrapped.robosuite_env.robots[0]
+
+    def broken_controller(*args, **kwargs):
+        raise RuntimeError("a bug in the controller")
+
+    monkeypatch.setattr(robot, "control", broken_controller)
+    with pytest.raises(RuntimeError, match="a bug in the controller"):
+        env.step(np.zeros(7))
     env.close()

@@ -136,6 +136,8 @@ def test_per_token_tv_and_l2_hand_computed() -> None:
 
 
 SMALL = {
+    "image_keys": ["agentview_image"],
+    "use_proprio": False,
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_layers": 2,

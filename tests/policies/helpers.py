@@ -11,6 +11,8 @@ from vla_razor.policies import VLAPolicy, build_policy
 
 SMALL: dict[str, Any] = {
     "family": "tiny",
+    "image_keys": ["agentview_image"],
+    "use_proprio": False,
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_layers": 2,

@@ -11,8 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from tests.policies.helpers import INSTRUCTIONS, make_obs, make_policy
+from vla_razor.config import asset_path
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.errors import BadInputError
 from vla_razor.policies import VLAPolicy, build_policy, load_policy
+from vla_razor.policies.tiny import TinyPolicyConfig
 
 
 def _logits(policy: VLAPolicy, ids: torch.Tensor, obs: dict) -> torch.Tensor:
@@ -85,5 +88,31 @@ def test_not_a_checkpoint_errors_name_the_path(tmp_path: Path) -> None:
         load_policy(tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown policy family 'gpt'"):
         build_policy({"family": "gpt"})
-    with pytest.raises(ValueError, match=r"unknown tiny policy keys \['hiden_size'\]"):
+    with pytest.raises(BadInputError, match=r"unknown tiny policy key\(s\) hiden_size; valid: .*hidden_size"):
         make_policy(hiden_size=3)
+
+
+def test_saved_policy_rejects_architecture_keys_it_would_ignore(tmp_path: Path) -> None:
+    make_policy().save_pretrained(tmp_path)
+    with pytest.raises(BadInputError, match=r"hidden_size have no effect .*valid with pretrained: family"):
+        build_policy({"family": "tiny", "pretrained": str(tmp_path), "hidden_size": 256})
+    # The family's own defaults (what hydra's schema fills in) and the load keys are fine.
+    policy = build_policy(
+        {"family": "tiny", "pretrained": str(tmp_path), "vision_grid": 3, "finetune": "frozen"}
+    )
+    assert policy.finetune == "frozen"
+
+
+def test_committed_pi0_has_the_typed_default_architecture() -> None:
+    # One source of truth: a fresh tiny VLA is built with exactly the committed pi0's architecture.
+    pi0 = load_policy(asset_path("pi0_tiny"), finetune="frozen")
+    fresh = build_policy({"family": "tiny"})
+    for policy in (pi0, fresh):
+        config = policy.model.config
+        assert (config.vision_grid, config.text_config.hidden_size, config.text_config.num_hidden_layers) == (
+            3,
+            192,
+            3,
+        )
+    assert pi0.settings.image_keys == fresh.settings.image_keys == TinyPolicyConfig().image_keys
+    assert pi0.num_parameters() == fresh.num_parameters()

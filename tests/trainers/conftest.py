@@ -32,6 +32,7 @@ def tiny_policy_cfg(**overrides: object) -> dict:
     cfg = {
         "family": "tiny",
         "image_keys": ["agentview_image"],
+        "use_proprio": False,
         "image_size": IMAGE_SIZE,
         "vision_channels": [8, 16],
         "vision_grid": 2,

@@ -55,7 +55,7 @@ def main(mode: str, out: Path, demos: str | None) -> None:
         train_bc(
             policy,
             data,
-            BCSettings(lr=1e-3, batch_size=8, max_steps=6, log_every=2, val_every=0, save_every=3),
+            BCSettings(lr=1e-3, minibatch_size=8, num_iterations=6, log_every=2, val_every=0, save_every=3),
             out,
             {},
             dist_info=info,
@@ -68,7 +68,7 @@ def main(mode: str, out: Path, demos: str | None) -> None:
         train_rft(
             policy,
             FakeReachVectorEnv(num_envs=2, horizon=1),
-            RFTSettings(lr=1e-3, iterations=3, num_steps=4, batch_size=2, save_every=3),
+            RFTSettings(lr=1e-3, num_iterations=3, num_steps=4, minibatch_size=2, save_every=3),
             out,
             {},
             dist_info=info,
@@ -133,7 +133,7 @@ def main(mode: str, out: Path, demos: str | None) -> None:
         train_ppo(
             policy,
             FakeReachVectorEnv(num_envs=2, horizon=1),
-            PPOSettings(lr=1e-3, total_updates=3, num_steps=4, minibatch_size=4, save_every=3),
+            PPOSettings(lr=1e-3, num_iterations=3, num_steps=4, minibatch_size=4, save_every=3),
             out,
             {},
             dist_info=info,

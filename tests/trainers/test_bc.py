@@ -27,8 +27,8 @@ def test_bc_lowers_loss_and_raises_token_accuracy(lift_demos, tmp_path) -> None:
     before = validate(policy, train, batch_size=64, max_batches=4)
     settings = BCSettings(
         lr=2e-3,
-        batch_size=32,
-        max_steps=80,
+        minibatch_size=32,
+        num_iterations=80,
         warmup_steps=5,
         log_every=20,
         val_every=0,
@@ -59,8 +59,8 @@ def test_resume_continues_exactly(lift_demos, tmp_path) -> None:
     train = load_steps([lift_demos], KEYS, split="train")
     settings = BCSettings(
         lr=1e-3,
-        batch_size=16,
-        max_steps=30,
+        minibatch_size=16,
+        num_iterations=30,
         warmup_steps=3,
         log_every=5,
         val_every=0,
@@ -117,7 +117,7 @@ def test_nan_loss_stops_and_saves_last_good_checkpoint(lift_demos, tmp_path, mon
     train = load_steps([lift_demos], KEYS, split="train")
     policy = _policy(train)
     settings = BCSettings(
-        lr=1e-3, batch_size=8, max_steps=10, log_every=1, val_every=0, save_every=0, shift_pad=0
+        lr=1e-3, minibatch_size=8, num_iterations=10, log_every=1, val_every=0, save_every=0, shift_pad=0
     )
     with pytest.raises(NonFiniteLossError, match="at step 3"):
         train_bc(policy, train, settings, tmp_path, {}, progress=False)

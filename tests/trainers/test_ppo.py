@@ -15,7 +15,7 @@ from vla_razor.trainers.ppo import PPOSettings, train_ppo
 
 SETTINGS = dict(
     lr=1e-2,
-    total_updates=15,
+    num_iterations=15,
     num_steps=8,
     update_epochs=4,
     minibatch_size=16,
@@ -48,7 +48,7 @@ def test_ppo_raises_success_on_easy_task(tmp_path) -> None:
 
 
 def test_ppo_resume_matches_uninterrupted_run(tmp_path) -> None:
-    settings = PPOSettings(**{**SETTINGS, "total_updates": 6, "save_every": 3})
+    settings = PPOSettings(**{**SETTINGS, "num_iterations": 6, "save_every": 3})
     full, cut = tmp_path / "full", tmp_path / "cut"
     train_ppo(_policy(), FakeReachVectorEnv(), settings, full, {}, progress=False)
 
@@ -62,7 +62,7 @@ def test_ppo_resume_matches_uninterrupted_run(tmp_path) -> None:
         train_ppo(
             _policy(),
             FakeReachVectorEnv(),
-            PPOSettings(**{**SETTINGS, "total_updates": 6, "save_every": 3, "eval_every": 1}),
+            PPOSettings(**{**SETTINGS, "num_iterations": 6, "save_every": 3, "eval_every": 1}),
             cut,
             {},
             evaluator=StopAt4(),
@@ -105,7 +105,7 @@ def test_rollouts_without_reward_train_only_the_critic(tmp_path) -> None:
     backbone_before = {n: p.detach().clone() for n, p in policy.backbone.named_parameters()}
     head_before = {n: p.detach().clone() for n, p in policy.value_head.named_parameters()}
     never = FakeReachVectorEnv(num_envs=2, horizon=2, threshold=2.0)  # unreachable: reward is always 0
-    settings = PPOSettings(**{**SETTINGS, "total_updates": 2, "save_every": 0})
+    settings = PPOSettings(**{**SETTINGS, "num_iterations": 2, "save_every": 0})
     train_ppo(policy, never, settings, tmp_path, {}, progress=False)
     assert all(torch.equal(p, backbone_before[n]) for n, p in policy.backbone.named_parameters())
     assert any(not torch.equal(p, head_before[n]) for n, p in policy.value_head.named_parameters())

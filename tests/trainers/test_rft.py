@@ -46,7 +46,7 @@ def test_rft_raises_success_on_easy_task(tmp_path) -> None:
     policy = build_policy(tiny_policy_cfg(finetune="full"))
     before = success_probability(policy)
     settings = RFTSettings(
-        lr=1e-2, iterations=15, num_steps=8, epochs_per_iteration=4, batch_size=16, save_every=0
+        lr=1e-2, num_iterations=15, num_steps=8, update_epochs=4, minibatch_size=16, save_every=0
     )
     train_rft(
         policy,

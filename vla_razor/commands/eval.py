@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.suite import (
     ResultsStore,
     SuiteSpec,
@@ -34,11 +35,11 @@ def expand_checkpoints(paths: list[str], all_checkpoints: bool) -> list[tuple[st
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise FileNotFoundError(f"checkpoint {raw!r} does not exist")
+            raise MissingFileError(f"checkpoint {raw!r} does not exist")
         if (path / "checkpoints").is_dir():
             steps = list_checkpoints(path)
             if not steps:
-                raise FileNotFoundError(f"run directory {raw!r} has no checkpoints")
+                raise MissingFileError(f"run directory {raw!r} has no checkpoints")
             for step in steps if all_checkpoints else steps[-1:]:
                 out.append((f"{path.name}/{step.name}", step / "policy"))
         else:
@@ -89,7 +90,7 @@ def run_suite(
         if record is None:
             policy = load_policy(policy_dir, device=device)
             if policy.family != pi0.family:
-                raise ValueError(
+                raise BadInputError(
                     f"checkpoint {str(policy_dir)!r} is a {policy.family!r} policy but pi0 is {pi0.family!r}"
                 )
             record = evaluate_policy(
@@ -184,7 +185,7 @@ def _num(value: float | None, sem: float | None = None) -> str:
 def run(cfg: DictConfig) -> dict[str, Any]:
     suite = SuiteSpec.from_mapping(OmegaConf.to_container(cfg.suite, resolve=True))
     if int(cfg.videos) < 0:
-        raise ValueError(f"videos must be >= 0, got {cfg.videos}")
+        raise BadInputError(f"videos must be >= 0, got {cfg.videos}")
     checkpoints = expand_checkpoints([str(p) for p in cfg.checkpoints], bool(cfg.all_checkpoints))
     document = run_suite(
         cfg.pi0,

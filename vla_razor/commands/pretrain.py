@@ -20,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from vla_razor.data.demos import DemoFile, collect_demos
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.success import evaluate_success, heldout_seeds
 from vla_razor.io_utils import atomic_path, write_json_atomic
+from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
 from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.logger import MetricLogger
@@ -76,8 +78,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     tasks = [*suite.prior_tasks, suite.new_task]
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
     assert isinstance(policy_cfg, dict)
-    cameras = tuple(k[: -len("_image")] for k in policy_cfg["image_keys"])
-    env_kwargs = {"cameras": cameras, "image_size": int(policy_cfg["image_size"])}
+    # pi0 is a fresh tiny VLA: its typed config says what the demos must record (and rejects typos).
+    arch = TinyPolicyConfig.from_mapping(policy_cfg)
+    settings = BCSettings.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True))  # type: ignore[arg-type]
+    cameras = tuple(k[: -len("_image")] for k in arch.image_keys)
+    env_kwargs = {"cameras": cameras, "image_size": int(arch.image_size)}
     demo_dir = Path(cfg.demos.dir)
 
     paths = []
@@ -97,9 +102,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
         )
     if not paths:
-        raise ValueError("demos.episodes asks for no demonstrations; give at least one task a count > 0")
+        raise BadInputError("demos.episodes asks for no demonstrations; give at least one task a count > 0")
 
-    keys = list(policy_cfg["image_keys"]) + (["proprio"] if policy_cfg.get("use_proprio") else [])
+    keys = list(arch.image_keys) + (["proprio"] if arch.use_proprio else [])
     train = load_steps(paths, keys, split="train")
     val = load_steps(paths, keys, split="valid", allow_empty=True)
     run_dir = Path(cfg.out_dir)
@@ -110,7 +115,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         resume_state = ckpt.trainer_state
     else:
         if latest_checkpoint(run_dir) is not None:
-            raise ValueError(
+            raise BadInputError(
                 f"{str(run_dir)!r} already holds checkpoints; pass resume=true or choose another out_dir"
             )
         stats = ActionNormStats.from_actions(train.actions)
@@ -124,9 +129,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         run_dir,
         tensorboard=bool(cfg.logging.tensorboard),
         wandb=OmegaConf.to_container(cfg.logging.wandb, resolve=True),
-    )
-    settings = BCSettings.from_mapping(
-        {**OmegaConf.to_container(cfg.trainer, resolve=True), "seed": int(cfg.seed)}
     )
     train_bc(policy, train, settings, run_dir, cfg, val_data=val, resume_state=resume_state, logger=logger)
 

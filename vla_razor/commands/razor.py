@@ -12,8 +12,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.config import config_dir
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.study import load_results, write_report
 from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.schemas import register_schemas
 from vla_razor.trainers.checkpoint import list_checkpoints
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 _train(overrides)
             run_dirs.append(run_dir)
     if not run_dirs:
-        raise ValueError(
+        raise BadInputError(
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
         )
     checkpoints = expand_checkpoints(run_dirs, bool(cfg.all_checkpoints))
@@ -98,13 +100,16 @@ def _finished(run_dir: str | Path) -> bool:
     ckpt = load_checkpoint(run_dir)
     settings = ckpt.trainer_state.get("settings", {})
     done = ckpt.trainer_state.get("update", ckpt.trainer_state.get("step"))
-    total = settings.get("max_steps") or settings.get("total_updates") or settings.get("iterations")
+    total = settings.get("num_iterations")
+    if total is None:  # checkpoints written before the trainers shared one budget name
+        total = settings.get("max_steps") or settings.get("total_updates") or settings.get("iterations")
     return total is not None and done >= total
 
 
 def _train(overrides: list[str]) -> None:
     from vla_razor.commands import train
 
+    register_schemas()  # a no-op under the CLI, needed when called from Python
     if GlobalHydra.instance().is_initialized():  # inside `vla-razor razor`: same config dir, compose directly
         cfg = compose(config_name="train", overrides=overrides)
     else:

@@ -16,15 +16,26 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.commands.common import env_kwargs_from_cfg
+from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
+from vla_razor.trainers.common import TrainerSettings
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.evaluator import InTrainingEvaluator
 from vla_razor.trainers.fsdp import shard_policy
 from vla_razor.trainers.logger import MetricLogger
+from vla_razor.trainers.ppo import PPOSettings, train_ppo
+from vla_razor.trainers.rft import RFTSettings, train_rft
 from vla_razor.trainers.rng import seed_everything
 
 log = logging.getLogger(__name__)
-TRAINERS = ("bc", "bc_kl", "ppo", "rft")
+# Which settings class (and so which loop) each configs/trainer/<name>.yaml selects.
+TRAINERS: dict[str, type[TrainerSettings]] = {
+    "bc": BCSettings,
+    "bc_kl": BCSettings,
+    "ppo": PPOSettings,
+    "rft": RFTSettings,
+}
 
 
 def policy_env_kwargs(policy: Any, cfg: DictConfig) -> dict[str, Any]:
@@ -47,20 +58,20 @@ def load_training_policy(
     assert isinstance(policy_cfg, dict)
     if not cfg.resume:
         if latest_checkpoint(run_dir) is not None:
-            raise ValueError(
+            raise BadInputError(
                 f"{str(run_dir)!r} already holds checkpoints; pass resume=true or choose another out_dir"
             )
         return build_policy(policy_cfg), None
     ckpt = load_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if ckpt is None:
-        raise FileNotFoundError(f"resume=true but {str(run_dir)!r} has no checkpoint to resume from")
+        raise MissingFileError(f"resume=true but {str(run_dir)!r} has no checkpoint to resume from")
     saved_family = OmegaConf.select(ckpt.config, "policy.family")
     if saved_family != policy_cfg.get("family"):
-        raise ValueError(
+        raise BadInputError(
             f"checkpoint in {str(run_dir)!r} is a {saved_family!r} policy, not policy={policy_cfg.get('family')}"
         )
     if ckpt.trainer_state.get("trainer") != cfg.trainer.name.replace("bc_kl", "bc"):
-        raise ValueError(
+        raise BadInputError(
             f"checkpoint in {str(run_dir)!r} was written by trainer {ckpt.trainer_state.get('trainer')!r}"
         )
     policy = load_policy(ckpt.policy_dir, device=policy_cfg.get("device"))
@@ -76,10 +87,19 @@ def load_training_policy(
     return policy, ckpt.trainer_state
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    """The trainer's typed settings from ``cfg.trainer`` (unknown keys are an error that lists the valid ones)."""
     name = str(cfg.trainer.name)
     if name not in TRAINERS:
-        raise ValueError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
+        raise BadInputError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
+    values = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(values, dict)
+    return TRAINERS[name].from_mapping(values)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    settings = trainer_settings(cfg)
+    name = settings.name
     dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
     run_dir = Path(cfg.out_dir)
     seed_everything(int(cfg.seed) + dist_info.rank)
@@ -104,7 +124,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     evaluator = None
-    if int(cfg.trainer.get("eval_every", 0) or 0) > 0:
+    if settings.eval_every > 0:
         evaluator = InTrainingEvaluator(
             run_dir,
             env_kwargs,
@@ -118,16 +138,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
         if resume_state is None:
             evaluator(policy, 0)  # the starting point (pi0) is the first point of every curve
-    settings_map = {**OmegaConf.to_container(cfg.trainer, resolve=True), "seed": int(cfg.seed)}
     try:
-        if name in ("bc", "bc_kl"):
-            result = _run_bc(policy, cfg, settings_map, run_dir, resume_state, dist_info, evaluator, logger)
+        if isinstance(settings, BCSettings):
+            result = _run_bc(policy, cfg, settings, run_dir, resume_state, dist_info, evaluator, logger)
         else:
             result = _run_on_policy(
-                name,
                 policy,
                 cfg,
-                settings_map,
+                settings,
                 env_kwargs,
                 run_dir,
                 resume_state,
@@ -148,7 +166,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _run_bc(
     policy: Any,
     cfg: DictConfig,
-    settings_map: dict[str, Any],
+    settings: BCSettings,
     run_dir: Path,
     resume_state: Any,
     dist_info: DistInfo,
@@ -156,19 +174,17 @@ def _run_bc(
     logger: MetricLogger,
 ) -> dict[str, float]:
     from vla_razor.data.steps import load_steps
-    from vla_razor.trainers.bc import BCSettings, train_bc
 
     paths = [str(p) for p in cfg.demos]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"demo file(s) {missing} not found; collect them with `vla-razor demos task={cfg.task.name}`"
         )
     keys = list(policy.settings.image_keys) + (["proprio"] if policy.settings.use_proprio else [])
     train = load_steps(paths, keys, split="train")
-    val = load_steps(paths, keys, split="valid", allow_empty=True) if cfg.trainer.get("val_every") else None
+    val = load_steps(paths, keys, split="valid", allow_empty=True) if settings.val_every else None
     check_image_size(train, policy)
-    settings = BCSettings.from_mapping(settings_map)
     return train_bc(
         policy,
         train,
@@ -187,17 +203,16 @@ def check_image_size(data: Any, policy: Any) -> None:
     size = int(policy.settings.image_size)
     for key, value in data.obs.items():
         if key.endswith("_image") and tuple(value.shape[1:3]) != (size, size):
-            raise ValueError(
+            raise BadInputError(
                 f"demo images {key} are {value.shape[1]}x{value.shape[2]} but the policy expects "
                 f"{size}x{size}; recollect demos with env.image_size={size}"
             )
 
 
 def _run_on_policy(
-    name: str,
     policy: Any,
     cfg: DictConfig,
-    settings_map: dict[str, Any],
+    settings: PPOSettings | RFTSettings,
     env_kwargs: dict[str, Any],
     run_dir: Path,
     resume_state: Any,
@@ -211,19 +226,17 @@ def _run_on_policy(
 
     kwargs = dict(env_kwargs)
     task = kwargs.pop("task")
-    if name == "ppo" and settings_map.get("reward") == "shaped":
+    if isinstance(settings, PPOSettings) and settings.reward == "shaped":
         kwargs["reward"] = "shaped"
     venv = envs.make_vector_env(
         task, int(cfg.num_envs), vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs
     )
     try:
-        if name == "ppo":
-            from vla_razor.trainers.ppo import PPOSettings, train_ppo
-
+        if isinstance(settings, PPOSettings):
             return train_ppo(
                 policy,
                 venv,
-                PPOSettings.from_mapping(settings_map),
+                settings,
                 run_dir,
                 cfg,
                 resume_state=resume_state,
@@ -231,12 +244,10 @@ def _run_on_policy(
                 evaluator=evaluator,
                 logger=logger,
             )
-        from vla_razor.trainers.rft import RFTSettings, train_rft
-
         return train_rft(
             policy,
             venv,
-            RFTSettings.from_mapping(settings_map),
+            settings,
             run_dir,
             cfg,
             resume_state=resume_state,

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from vla_razor.errors import UserError
+from vla_razor.errors import BadInputError, MissingFileError, UserError
 from vla_razor.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -78,20 +78,20 @@ class DemoSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(env_kwargs: dict[str, Any]) -> None:
+def _init_worker(env_kwargs: dict[str, Any], spec: Any) -> None:
     from vla_razor import envs  # imported in the worker so the parent never needs a GL context
 
+    # A task defined in a config file exists in the parent's registry only: the worker registers it too.
+    envs.register_task(spec)
     _WORKER["env"] = envs.make_env(**env_kwargs)
     _WORKER["task"] = env_kwargs["task"]
 
 
 def _worker_episode(job: tuple[int, float]) -> EpisodeRecord:
     seed, noise_std = job
-    try:
-        return run_expert_episode(_WORKER["env"], _WORKER["task"], seed, noise_std)
-    except Exception as exc:  # a crashed episode is a failed episode, never a dead collection run
-        log.exception("expert episode seed=%d crashed", seed)
-        return EpisodeRecord(seed=seed, success=False, error=f"{type(exc).__name__}: {exc}")
+    # No catch-all here: a MuJoCo instability already comes back as a failed episode (record.error);
+    # anything else is a bug in an expert or the env and must stop the collection with its traceback.
+    return run_expert_episode(_WORKER["env"], _WORKER["task"], seed, noise_std)
 
 
 def run_expert_episode(env: Any, task: str, seed: int, noise_std: float = 0.0) -> EpisodeRecord:
@@ -163,16 +163,15 @@ def collect_demos(
     """
     from vla_razor import envs
 
-    if task not in envs.TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}")
+    spec = envs.get_task(task)  # an unknown task fails here, with the list of valid ones
     if episodes <= 0:
-        raise ValueError(f"episodes must be > 0, got {episodes}")
+        raise BadInputError(f"episodes must be > 0, got {episodes}")
     if num_workers <= 0:
-        raise ValueError(f"num_workers must be > 0, got {num_workers}")
+        raise BadInputError(f"num_workers must be > 0, got {num_workers}")
     if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        raise BadInputError(f"noise_std must be >= 0, got {noise_std}")
     if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+        raise BadInputError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     max_attempts = max_attempts or 3 * episodes
     kwargs = {"task": task, **(env_kwargs or {})}
     out = Path(out)
@@ -184,7 +183,7 @@ def collect_demos(
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         bar = tqdm(total=episodes, desc=f"demos {task}", unit="demo", disable=not progress)
-        for record in _run_episodes(kwargs, seeds, num_workers):
+        for record in _run_episodes(kwargs, spec, seeds, num_workers):
             tried += 1
             if record.error:
                 errors += 1
@@ -210,7 +209,7 @@ def collect_demos(
                 "total": total,
                 "episodes_tried": tried,
                 "episodes_succeeded": succeeded,
-                "instruction": envs.TASKS[task].instruction,
+                "instruction": spec.instruction,
                 "noise_std": noise_std,
                 "seed_start": seed,
                 "format_version": FORMAT_VERSION,
@@ -237,11 +236,11 @@ def _env_args(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_episodes(
-    env_kwargs: dict[str, Any], jobs: Sequence[tuple[int, float]], num_workers: int
+    env_kwargs: dict[str, Any], spec: Any, jobs: Sequence[tuple[int, float]], num_workers: int
 ) -> Iterator[EpisodeRecord]:
     """Yield episodes in seed order; workers run ahead, and are stopped as soon as the caller stops."""
     if num_workers == 1:
-        _init_worker(env_kwargs)
+        _init_worker(env_kwargs, spec)
         try:
             for job in jobs:
                 yield _worker_episode(job)
@@ -249,7 +248,7 @@ def _run_episodes(
             _WORKER.pop("env").close()
         return
     ctx = mp.get_context("forkserver")
-    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(env_kwargs,)) as pool:
+    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(env_kwargs, spec)) as pool:
         yield from pool.imap(_worker_episode, jobs, chunksize=1)
         pool.terminate()
 
@@ -287,13 +286,13 @@ class DemoFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"demo file {str(self.path)!r} does not exist")
+            raise MissingFileError(f"demo file {str(self.path)!r} does not exist")
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise ValueError(f"{str(self.path)!r} is not an HDF5 demo file ({exc})") from None
+            raise BadInputError(f"{str(self.path)!r} is not an HDF5 demo file ({exc})") from None
         if "data" not in self._file:
-            raise ValueError(f"{str(self.path)!r} has no 'data' group; not a robomimic-style demo file")
+            raise BadInputError(f"{str(self.path)!r} has no 'data' group; not a robomimic-style demo file")
         self.attrs = dict(self._file["data"].attrs)
 
     def close(self) -> None:
@@ -329,7 +328,7 @@ class DemoFile:
         else:
             if "mask" not in self._file or split not in self._file["mask"]:
                 valid = list(self._file["mask"].keys()) if "mask" in self._file else []
-                raise ValueError(f"split {split!r} not in {str(self.path)!r}; valid splits: {valid}")
+                raise BadInputError(f"split {split!r} not in {str(self.path)!r}; valid splits: {valid}")
             names = [n.decode() for n in self._file["mask"][split][()]]
         return sorted(names, key=lambda n: int(n.split("_")[-1]))
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_razor.errors import BadInputError
+
 # Avoids a division by zero for dimensions that never move in the data (q99 == q01).
 _EPS = 1e-8
 
@@ -30,12 +32,12 @@ class ActionNormStats:
         q99 = np.asarray(self.q99, dtype=np.float64).reshape(-1)
         mask = np.asarray(self.mask, dtype=bool).reshape(-1)
         if not (q01.shape == q99.shape == mask.shape):
-            raise ValueError(
+            raise BadInputError(
                 f"ActionNormStats: q01 {q01.shape}, q99 {q99.shape} and mask {mask.shape} must have one length"
             )
         if np.any(q99 < q01):
             bad = int(np.argmax(q99 < q01))
-            raise ValueError(f"ActionNormStats: q99 < q01 in dimension {bad} ({q99[bad]} < {q01[bad]})")
+            raise BadInputError(f"ActionNormStats: q99 < q01 in dimension {bad} ({q99[bad]} < {q01[bad]})")
         object.__setattr__(self, "q01", q01)
         object.__setattr__(self, "q99", q99)
         object.__setattr__(self, "mask", mask)
@@ -58,9 +60,9 @@ class ActionNormStats:
         """Percentile stats of ``actions`` [N, D]; by default every dimension but the last (gripper)."""
         arr = np.asarray(actions, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[0] == 0:
-            raise ValueError(f"from_actions expects a non-empty [N, D] array, got shape {arr.shape}")
+            raise BadInputError(f"from_actions expects a non-empty [N, D] array, got shape {arr.shape}")
         if not np.all(np.isfinite(arr)):
-            raise ValueError("from_actions: actions contain NaN or inf")
+            raise BadInputError("from_actions: actions contain NaN or inf")
         if mask is None:
             mask = np.ones(arr.shape[1], dtype=bool)
             mask[-1] = False
@@ -98,7 +100,7 @@ class ActionNormStats:
             data = data["action"]
         missing = [k for k in ("q01", "q99") if k not in data]
         if missing:
-            raise ValueError(f"norm stats dict lacks {missing}; keys present: {sorted(data)}")
+            raise BadInputError(f"norm stats dict lacks {missing}; keys present: {sorted(data)}")
         q01 = np.asarray(data["q01"], dtype=np.float64)
         mask = data.get("mask")
         if mask is None:

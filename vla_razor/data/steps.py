@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_razor.data.demos import DemoFile
+from vla_razor.errors import BadInputError
 
 
 @dataclass
@@ -37,11 +38,11 @@ class StepData:
     def concat(parts: Sequence[StepData]) -> StepData:
         parts = [p for p in parts if len(p)]
         if not parts:
-            raise ValueError("no demonstration steps to train on (all demo files/splits empty)")
+            raise BadInputError("no demonstration steps to train on (all demo files/splits empty)")
         keys = set(parts[0].obs)
         for p in parts[1:]:
             if set(p.obs) != keys:
-                raise ValueError(
+                raise BadInputError(
                     f"demo files disagree on observation keys: {sorted(keys)} vs {sorted(p.obs)}"
                 )
         instructions: list[str] = []
@@ -86,7 +87,7 @@ def load_steps(
             available = demo.obs_keys()
             missing = [k for k in obs_keys if k not in available]
             if missing:
-                raise ValueError(
+                raise BadInputError(
                     f"demo file {str(path)!r} lacks observation(s) {missing}; it has {available} "
                     "(collect demos with the cameras the policy uses)"
                 )
@@ -96,7 +97,7 @@ def load_steps(
             for e, name in enumerate(names):
                 ep = demo.episode(name)
                 if ep["actions"].shape[-1] != action_dim:
-                    raise ValueError(
+                    raise BadInputError(
                         f"demo file {str(path)!r} has {ep['actions'].shape[-1]}-dim actions; the policy "
                         f"expects {action_dim}"
                     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.errors import BadInputError
 from vla_razor.io_utils import atomic_path
 from vla_razor.sampling import seeded_generator
 
@@ -36,7 +37,7 @@ def collect_kl_states(
     from vla_razor.trainers.rollout import evaluate_seeds
 
     if max_states <= 0:
-        raise ValueError(f"max_states must be > 0, got {max_states}")
+        raise BadInputError(f"max_states must be > 0, got {max_states}")
     kwargs = dict(env_kwargs)
     task = kwargs.pop("task")
     venv = envs.make_vector_env(

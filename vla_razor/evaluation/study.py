@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.fit import polyfit_r2
 from vla_razor.evaluation.frontier import matched_prior_success
 from vla_razor.evaluation.plots import forgetting_plot, pareto_plot
@@ -39,7 +40,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no results.json in {str(path)!r}; run `vla-razor eval` or `vla-razor razor` first"
         )
     return json.loads(file.read_text())
@@ -48,11 +49,11 @@ def load_results(path: str | Path) -> dict[str, Any]:
 def merge_results(documents: list[dict[str, Any]]) -> dict[str, Any]:
     """Combine several results documents of the SAME suite (refuses to mix suites)."""
     if not documents:
-        raise ValueError("no results to merge")
+        raise BadInputError("no results to merge")
     first = documents[0]
     for doc in documents[1:]:
         if doc["suite"] != first["suite"]:
-            raise ValueError(
+            raise BadInputError(
                 f"results of different suites cannot be mixed: {first['suite'].get('name')!r} vs "
                 f"{doc['suite'].get('name')!r} (or different seeds/N)"
             )

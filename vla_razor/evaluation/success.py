@@ -9,6 +9,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from vla_razor.sampling import seeded_generator
+from vla_razor.errors import BadInputError
 from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
 
 HELDOUT_SEED_START = 100_000
@@ -65,7 +66,7 @@ def evaluate_success(
     kwargs = dict(env_kwargs)
     task = kwargs.pop("task")
     if not seeds:
-        raise ValueError("evaluation needs at least one seed (episodes must be > 0)")
+        raise BadInputError("evaluation needs at least one seed (episodes must be > 0)")
     venv = envs.make_vector_env(
         task,
         max(1, min(num_envs, len(seeds))),
@@ -94,5 +95,5 @@ def evaluate_success(
 
 def heldout_seeds(n: int, start: int = HELDOUT_SEED_START) -> list[int]:
     if n <= 0:
-        raise ValueError(f"number of evaluation episodes must be > 0, got {n}")
+        raise BadInputError(f"number of evaluation episodes must be > 0, got {n}")
     return list(range(start, start + n))

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.kl_states import (
     collect_kl_states,
     load_kl_states,
@@ -55,13 +56,13 @@ class SuiteSpec:
 
         for task in (self.new_task, *self.prior_tasks):
             if task not in envs.TASKS:
-                raise ValueError(
+                raise BadInputError(
                     f"suite {self.name!r} names unknown task {task!r}; valid tasks: {', '.join(sorted(envs.TASKS))}"
                 )
         if self.episodes <= 0:
-            raise ValueError(f"suite.episodes must be > 0, got {self.episodes}")
+            raise BadInputError(f"suite.episodes must be > 0, got {self.episodes}")
         if self.new_task in self.prior_tasks:
-            raise ValueError(
+            raise BadInputError(
                 f"suite {self.name!r}: the new task {self.new_task!r} is also listed as a prior skill"
             )
         if self.seed < 100_000:
@@ -135,7 +136,7 @@ class ResultsStore:
         if suite_file.is_file():
             existing = json.loads(suite_file.read_text())
             if existing != suite.identity():
-                raise ValueError(
+                raise BadInputError(
                     f"results folder {str(self.dir)!r} holds suite {existing.get('name')!r} with different settings; "
                     "use another out_dir (results of different suites must not be mixed)"
                 )

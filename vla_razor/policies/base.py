@@ -26,6 +26,7 @@ from torch import nn
 
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.policies.action_adapter import get_adapter
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.policies.action_tokenizer import ActionTokenizer
 from vla_razor.policies.batch import PolicyBatch
 from vla_razor.policies.lora import LoraSettings, apply_lora, base_state_dict
@@ -64,11 +65,12 @@ class PolicySettings:
     family: str
     finetune: str = "full"
     lora: LoraSettings | None = None
-    image_keys: list[str] = field(default_factory=lambda: ["agentview_image"])
-    image_size: int = 64
-    use_proprio: bool = False
+    # No defaults: each family's typed config (TinyPolicyConfig, OPENVLA_DEFAULTS) is their one source.
+    image_keys: list[str] = field(kw_only=True)
+    image_size: int = field(kw_only=True)
+    use_proprio: bool = field(kw_only=True)
     instruction_template: str = "In: What action should the robot take to {instruction}?\nOut:"
-    value_head_dims: list[int] = field(default_factory=lambda: [128, 32])
+    value_head_dims: list[int] = field(kw_only=True)
     extra: dict[str, Any] = field(default_factory=dict)
     # The checkpoint's gripper convention (see policies/action_adapter.py), applied on decode and
     # inverted on encode, so a policy trained elsewhere drives robosuite's gripper the right way round.
@@ -79,14 +81,14 @@ class PolicySettings:
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune={self.finetune!r} is not one of {FINETUNE_MODES}")
+            raise BadInputError(f"finetune={self.finetune!r} is not one of {FINETUNE_MODES}")
         if self.finetune == "lora" and self.lora is None:
             self.lora = LoraSettings()
         if self.finetune != "lora":
             self.lora = None
         get_adapter(self.action_adapter)  # fails in one line, listing the presets
         if "{instruction}" not in self.instruction_template:
-            raise ValueError(f"instruction_template {self.instruction_template!r} lacks '{{instruction}}'")
+            raise BadInputError(f"instruction_template {self.instruction_template!r} lacks '{{instruction}}'")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -229,7 +231,7 @@ class VLAPolicy(nn.Module, ABC):
     ) -> ActOutput:
         """Sample (or argmax) 7 action tokens with the KV cache: one prompt pass + 6 one-token passes."""
         if not greedy and not temperature > 0:
-            raise ValueError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
+            raise BadInputError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
         temperature = float(temperature) if temperature > 0 else 1.0
         if not greedy:
             check_generator_device(generator, self.device)
@@ -392,13 +394,15 @@ def read_policy_record(path: str | Path) -> dict[str, Any]:
     file = p / POLICY_CONFIG_NAME
     if not file.is_file():
         what = "does not exist" if not p.exists() else f"has no {POLICY_CONFIG_NAME}"
-        raise FileNotFoundError(f"not a vla-razor policy checkpoint: {str(p)!r} {what}")
+        raise MissingFileError(f"not a vla-razor policy checkpoint: {str(p)!r} {what}")
     try:
         record = json.loads(file.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"corrupt policy checkpoint {str(file)!r}: {err}") from None
+        raise BadInputError(f"corrupt policy checkpoint {str(file)!r}: {err}") from None
     if record.get("format") != "vla-razor-policy":
-        raise ValueError(f"not a vla-razor policy checkpoint: {str(file)!r} lacks format='vla-razor-policy'")
+        raise BadInputError(
+            f"not a vla-razor policy checkpoint: {str(file)!r} lacks format='vla-razor-policy'"
+        )
     return record
 
 

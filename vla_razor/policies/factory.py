@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vla_razor.errors import BadInputError
 from vla_razor.policies.base import VLAPolicy, read_policy_record
+from vla_razor.policies.openvla import OPENVLA_DEFAULTS, OpenVLAPolicy
+from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
+from vla_razor.policies.tiny.policy import TinyVLAPolicy
 
-FAMILIES = ("tiny", "openvla")
+FAMILIES: dict[str, type[VLAPolicy]] = {"tiny": TinyVLAPolicy, "openvla": OpenVLAPolicy}
+# Each family's one source of defaults (hydra registers the same objects as schemas).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tiny": asdict(TinyPolicyConfig()),
+    "openvla": dict(OPENVLA_DEFAULTS),
+}
+# The keys that apply to a saved policy (pretrained=DIR): how it is fine-tuned and where it runs.
+LOAD_KEYS = ("family", "pretrained", "finetune", "lora", "device")
 
 
 def _family_class(family: str) -> type[VLAPolicy]:
-    if family == "tiny":
-        from vla_razor.policies.tiny.policy import TinyVLAPolicy
-
-        return TinyVLAPolicy
-    if family == "openvla":
-        from vla_razor.policies.openvla import OpenVLAPolicy
-
-        return OpenVLAPolicy
-    raise ValueError(f"unknown policy family {family!r}; valid: {FAMILIES}")
+    if family not in FAMILIES:
+        raise BadInputError(f"unknown policy family {family!r}; valid: {', '.join(FAMILIES)}")
+    return FAMILIES[family]
 
 
 def load_policy(
@@ -42,17 +48,32 @@ def load_policy(
 def build_policy(cfg: Mapping[str, Any]) -> VLAPolicy:
     """A policy from a config mapping (hydra's ``policy`` node).
 
-    ``pretrained: <dir>`` loads a saved policy (``finetune``/``lora``/``device`` still apply); otherwise a
-    fresh one is built from the family's keys (see TINY_DEFAULTS / OPENVLA_DEFAULTS).
+    ``pretrained: <dir>`` loads a saved policy, of which only ``LOAD_KEYS`` can change anything; otherwise
+    a fresh one is built from the family's typed config (TinyPolicyConfig / OPENVLA_DEFAULTS), which
+    rejects unknown keys.
     """
     cfg = dict(cfg)
     family = cfg.get("family", "tiny")
+    cls = _family_class(family)
     if cfg.get("pretrained"):
+        # A saved policy carries its own architecture: a key set to anything but the family default
+        # would silently not apply, so it is an error (hydra's schemas fill in the defaults themselves).
+        defaults = FAMILY_DEFAULTS[family]
+        ignored = sorted(
+            k
+            for k, v in cfg.items()
+            if k not in LOAD_KEYS and v is not None and (k not in defaults or v != defaults[k])
+        )
+        if ignored:
+            raise BadInputError(
+                f"policy key(s) {', '.join(ignored)} have no effect on the saved policy "
+                f"pretrained={cfg['pretrained']!r}; valid with pretrained: {', '.join(LOAD_KEYS)}"
+            )
         policy = load_policy(
             cfg["pretrained"], finetune=cfg.get("finetune"), lora=cfg.get("lora"), device=cfg.get("device")
         )
     else:
-        policy = _family_class(family).build(cfg)  # type: ignore[attr-defined]
+        policy = cls.build(cfg)  # type: ignore[attr-defined]
     if policy.finetune == "full" and policy.settings.reference is None:
         policy.settings.reference = reference_spec(cfg)
     return policy
@@ -74,7 +95,7 @@ def rebuild_reference(policy: VLAPolicy, device: str | torch.device | None = Non
     """pi0 of a full fine-tune, rebuilt from ``policy.settings.reference`` (see :func:`reference_spec`)."""
     spec = policy.settings.reference
     if spec is None:
-        raise ValueError(
+        raise BadInputError(
             "this full fine-tune records no reference policy (saved before vla-razor recorded one); "
             "pass policy.pretrained=<pi0 dir> so pi0 can be rebuilt"
         )

@@ -11,6 +11,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
+from vla_razor.errors import BadInputError
+
 LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -27,14 +29,14 @@ class LoraSettings:
         data = dict(data or {})
         unknown = set(data) - {"r", "alpha", "dropout", "target_modules"}
         if unknown:
-            raise ValueError(
+            raise BadInputError(
                 f"unknown LoRA settings {sorted(unknown)}; valid: r, alpha, dropout, target_modules"
             )
         out = cls(**data)
         if out.r <= 0:
-            raise ValueError(f"LoRA rank r={out.r} must be positive")
+            raise BadInputError(f"LoRA rank r={out.r} must be positive")
         if not 0.0 <= out.dropout < 1.0:
-            raise ValueError(f"LoRA dropout={out.dropout} must be in [0, 1)")
+            raise BadInputError(f"LoRA dropout={out.dropout} must be in [0, 1)")
         if not isinstance(out.target_modules, str):
             out.target_modules = list(out.target_modules)
         return out
@@ -56,15 +58,15 @@ def validate_targets(model: nn.Module, targets: list[str] | str) -> None:
         return
     if isinstance(targets, str):
         if not any(re.fullmatch(targets, n) for n in names):
-            raise ValueError(
+            raise BadInputError(
                 f"LoRA target regex {targets!r} matches no module; valid module names include: {hint}"
             )
         return
     if not targets:
-        raise ValueError(f"LoRA target_modules is empty; valid module names include: {hint}")
+        raise BadInputError(f"LoRA target_modules is empty; valid module names include: {hint}")
     for t in targets:
         if not any(n == t or n.endswith("." + t) for n in names):
-            raise ValueError(
+            raise BadInputError(
                 f"LoRA target module {t!r} does not exist in the model; valid names include: {hint}"
             )
 

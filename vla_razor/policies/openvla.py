@@ -25,6 +25,7 @@ from transformers import AutoConfig, AutoProcessor
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.policies.base import BASE_DIR, PolicySettings, VLAPolicy, restore_backbone
 from vla_razor.policies.batch import PolicyBatch, left_pad_prompts
 from vla_razor.policies.inputs import check_instructions, get_image
@@ -67,9 +68,9 @@ def set_language_model_attention(model: nn.Module, implementation: str | None) -
     """
     impl = implementation or "sdpa"
     if impl not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(f"attn_implementation={impl!r} is not one of {ATTENTION_IMPLEMENTATIONS} (or null)")
+        raise BadInputError(f"attn_implementation={impl!r} is not one of {ATTENTION_IMPLEMENTATIONS} (or null)")
     if impl.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
-        raise ImportError(
+        raise BadInputError(
             f"attn_implementation={impl!r} needs the flash-attn package (pip install flash-attn)"
         )
     lm = model.language_model
@@ -105,7 +106,7 @@ def remote_model_class(target: str, offline: bool, config: Any | None = None) ->
     auto_map = getattr(config, "auto_map", None) or {}
     ref = next((auto_map[k] for k in AUTO_CLASS_KEYS if k in auto_map), None)
     if ref is None:
-        raise ValueError(
+        raise BadInputError(
             f"{target!r} is not an OpenVLA-format checkpoint: its config.json auto_map has none of "
             f"{AUTO_CLASS_KEYS} (OpenVLA's remote code entry)"
         )
@@ -126,7 +127,7 @@ def check_torchvision() -> None:
         importlib.import_module("torchvision")
     except (RuntimeError, ImportError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ImportError(
+        raise BadInputError(
             f"torchvision does not work beside torch {torch.__version__} ({first}); install the "
             "torchvision built for this torch (matching versions from the same index, e.g. "
             "`pip install torch==2.14.1 torchvision==0.29.1`), or uninstall torchvision for the mini checkpoint"
@@ -157,17 +158,17 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     looks_like_path = source.startswith(("/", ".", "~")) or source.count("/") != 1
     if not local.is_dir():
         if looks_like_path:
-            raise FileNotFoundError(f"OpenVLA checkpoint dir {str(local.resolve())!r} does not exist")
+            raise MissingFileError(f"OpenVLA checkpoint dir {str(local.resolve())!r} does not exist")
         if offline:
             from huggingface_hub import try_to_load_from_cache
 
             if not isinstance(try_to_load_from_cache(source, "config.json"), str):
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"OpenVLA weights {source!r} not available offline: looked in {_where_looked(source)}"
                 )
     dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(c["dtype"])
     if dtype is None:
-        raise ValueError(f"dtype={c['dtype']!r} is not one of bfloat16, float16, float32")
+        raise BadInputError(f"dtype={c['dtype']!r} is not one of bfloat16, float16, float32")
     kwargs: dict[str, Any] = {
         DTYPE_KEY: dtype,
         "low_cpu_mem_usage": True,
@@ -179,7 +180,7 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
     device = c.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
     if c.get("load_in_4bit"):
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ImportError("load_in_4bit=True needs bitsandbytes: pip install 'vla-razor[openvla]'")
+            raise BadInputError("load_in_4bit=True needs bitsandbytes: pip install 'vla-razor[openvla]'")
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -199,7 +200,7 @@ def load_openvla(source: str, c: Mapping[str, Any]) -> tuple[nn.Module, Any]:
         model = remote_model_class(target, offline, config).from_pretrained(target, config=config, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"cannot load OpenVLA {source!r} ({first}); looked in {_where_looked(source)}"
         ) from None
     set_language_model_attention(model, c.get("attn_implementation"))
@@ -214,17 +215,17 @@ def resolve_norm_stats(model: nn.Module, ours: Any, unnorm_key: str | None) -> A
         return ours if isinstance(ours, ActionNormStats) else ActionNormStats.from_dict(ours)
     table = getattr(model.config, "norm_stats", None) or {}
     if not table:
-        raise ValueError(
+        raise BadInputError(
             "checkpoint has no config.norm_stats; pass norm_stats={q01, q99, mask} to the policy"
         )
     if unnorm_key is None:
         if len(table) != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"checkpoint has norm stats for {len(table)} datasets; choose unnorm_key from {sorted(table)}"
             )
         unnorm_key = next(iter(table))
     if unnorm_key not in table:
-        raise ValueError(f"unnorm_key {unnorm_key!r} not in the checkpoint's norm stats {sorted(table)}")
+        raise BadInputError(f"unnorm_key {unnorm_key!r} not in the checkpoint's norm stats {sorted(table)}")
     return ActionNormStats.from_dict(table[unnorm_key])
 
 
@@ -252,12 +253,12 @@ class OpenVLAPolicy(VLAPolicy):
     def build(cls, cfg: Mapping[str, Any]) -> OpenVLAPolicy:
         unknown = set(cfg) - set(OPENVLA_DEFAULTS) - {"pretrained"}
         if unknown:
-            raise ValueError(
+            raise BadInputError(
                 f"unknown openvla policy keys {sorted(unknown)}; valid: {sorted(OPENVLA_DEFAULTS)}"
             )
         c = {**OPENVLA_DEFAULTS, **cfg}
         if len(c["image_keys"]) != 1:
-            raise ValueError(
+            raise BadInputError(
                 f"OpenVLA takes one camera image; image_keys={c['image_keys']} has {len(c['image_keys'])}"
             )
         source = str(c["model"])
@@ -323,7 +324,7 @@ class OpenVLAPolicy(VLAPolicy):
         )
         alone = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if alone and all(t == self.tokenizer.unk_token_id for t in alone):
-            raise ValueError(f"instruction {instruction!r} tokenizes to unknown tokens only")
+            raise BadInputError(f"instruction {instruction!r} tokenizes to unknown tokens only")
         ids = list(self.tokenizer(self.settings.instruction_template.format(instruction=text))["input_ids"])
         if ids and ids[0] == self.tokenizer.bos_token_id:
             ids = ids[1:]  # <s> goes in column 0 of the batch, ahead of the vision patches

@@ -51,24 +51,45 @@ Evaluator = Callable[[Any, int], dict[str, float]]
 
 @dataclass
 class BCSettings(TrainerSettings):
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    batch_size: int = 64
-    max_steps: int = 2000
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    shift_pad: int = 4
-    kl_coef: float = 0.0
-    log_every: int = 20
-    val_every: int = 200
-    val_batches: int = 8
-    save_every: int = 500
-    keep_last: int | None = 3
-    eval_every: int = 0
-    seed: int = 0
+    """Behaviour cloning on action tokens: the one source of its defaults (configs/trainer/bc.yaml and
+    bc_kl.yaml only override)."""
 
-    _positive = ("batch_size", "max_steps", "log_every")
+    name: str = "bc"
+    """the trainer's name in configs and checkpoints (bc, or bc_kl: BC with a KL penalty)"""
+    lr: float = 3e-4
+    """peak learning rate of AdamW"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    minibatch_size: int = 64
+    """demonstration steps per gradient step"""
+    num_iterations: int = 2000
+    """the training budget: gradient steps"""
+    warmup_steps: int = 100
+    """linear learning-rate warm-up steps, followed by a cosine decay"""
+    min_lr_ratio: float = 0.1
+    """the cosine decay ends at min_lr_ratio * lr"""
+    max_grad_norm: float = 1.0
+    """the maximum global gradient norm (0: no clipping)"""
+    shift_pad: int = 4
+    """random-shift image augmentation in pixels (0: off)"""
+    kl_coef: float = 0.0
+    """weight of KL(pi0 || pi) on the batch's states (0: plain SFT)"""
+    log_every: int = 20
+    """log training metrics every N steps"""
+    val_every: int = 200
+    """validation loss on held-back demos every N steps (0: never)"""
+    val_batches: int = 8
+    """minibatches per validation"""
+    save_every: int = 500
+    """checkpoint every N steps (and at the end)"""
+    keep_last: int | None = 3
+    """checkpoints kept on disk (null: all)"""
+    eval_every: int = 0
+    """in-training rollouts on the new task every N steps (0: off)"""
+    seed: int = 0
+    """seed of the minibatch and augmentation streams (train.yaml sets it to the run's seed)"""
+
+    _positive = ("minibatch_size", "num_iterations", "log_every")
 
     def __post_init__(self) -> None:
         self._check()
@@ -143,7 +164,7 @@ def train_bc(
     logger: MetricLogger | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Run behaviour cloning until ``settings.max_steps``; returns the last logged metrics."""
+    """Run behaviour cloning for ``settings.num_iterations`` steps; returns the last logged metrics."""
     dist_info = dist_info or DistInfo()
     params = trainable_parameters(policy)
     broadcast_parameters(params, dist_info)
@@ -152,7 +173,7 @@ def train_bc(
         settings.lr,
         settings.weight_decay,
         settings.warmup_steps,
-        settings.max_steps,
+        settings.num_iterations,
         settings.min_lr_ratio,
     )
     # Each rank draws its own minibatches; the seed list makes the streams independent and reproducible.
@@ -198,15 +219,15 @@ def train_bc(
     interrupted = InterruptFlag()
     policy.train()
     bar = tqdm(
-        total=settings.max_steps,
+        total=settings.num_iterations,
         initial=step,
         desc="bc",
         unit="step",
         disable=not (progress and dist_info.is_main),
     )
     try:
-        while step < settings.max_steps:
-            index = rng.integers(0, len(train_data), size=settings.batch_size)
+        while step < settings.num_iterations:
+            index = rng.integers(0, len(train_data), size=settings.minibatch_size)
             obs, instructions, actions = train_data.batch(index)
             loss, metrics = bc_batch_loss(
                 policy,
@@ -227,7 +248,7 @@ def train_bc(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             all_reduce_gradients(params, dist_info)
-            metrics["grad_norm"] = grad_norm_and_clip(params, settings.grad_clip)
+            metrics["grad_norm"] = grad_norm_and_clip(params, settings.max_grad_norm)
             if not np.isfinite(metrics["grad_norm"]):  # the same on every rank (all-reduced gradients)
                 checkpoint(last)
                 raise NonFiniteLossError(
@@ -239,22 +260,22 @@ def train_bc(
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
-            if step % settings.log_every == 0 or step == settings.max_steps:
+            if step % settings.log_every == 0 or step == settings.num_iterations:
                 metrics["lr"] = scheduler.get_last_lr()[0]
                 last = all_reduce_mean(metrics, dist_info)
                 logger.log(step, last, prefix="train/", summary=False)
             if (
                 val_data is not None
                 and settings.val_every
-                and (step % settings.val_every == 0 or step == settings.max_steps)
+                and (step % settings.val_every == 0 or step == settings.num_iterations)
             ):
                 val = all_reduce_mean(
-                    validate(policy, val_data, settings.batch_size, settings.val_batches), dist_info
+                    validate(policy, val_data, settings.minibatch_size, settings.val_batches), dist_info
                 )
                 logger.log(step, val, prefix="val/")
                 last.update({f"val_{k}": v for k, v in val.items()})
             saving = bool(settings.save_every and step % settings.save_every == 0)
-            saving = saving or step == settings.max_steps or bool(interrupted)
+            saving = saving or step == settings.num_iterations or bool(interrupted)
             if monitor.due(step, saving):
                 kl = monitor.measure(policy)
                 last["forward_kl_pi0"] = kl

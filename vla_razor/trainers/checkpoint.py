@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.errors import MissingFileError
 from vla_razor.io_utils import atomic_path, ensure_writable_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,13 @@ def resolve_policy_dir(path: str | Path) -> Path:
     """Accept a policy folder, a checkpoint folder or a run folder; return the policy folder inside."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise MissingFileError(f"checkpoint {str(path)!r} does not exist")
     if (path / "policy").is_dir():
         return path / "policy"
     if (path / "checkpoints").is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise FileNotFoundError(f"run directory {str(path)!r} has no checkpoints yet")
+            raise MissingFileError(f"run directory {str(path)!r} has no checkpoints yet")
         return latest / "policy"
     return path
 
@@ -129,11 +130,11 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if (path / "checkpoints").is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise FileNotFoundError(f"run directory {str(path)!r} has no checkpoints to resume from")
+            raise MissingFileError(f"run directory {str(path)!r} has no checkpoints to resume from")
         path = latest
     state_file = path / "trainer_state.pt"
     if not state_file.is_file():
-        raise FileNotFoundError(f"{str(path)!r} is not a training checkpoint (no trainer_state.pt)")
+        raise MissingFileError(f"{str(path)!r} is not a training checkpoint (no trainer_state.pt)")
     # Our own files: they hold numpy RNG tuples and python objects, so full unpickling is needed.
     trainer_state = torch.load(state_file, map_location="cpu", weights_only=False)
     config = OmegaConf.load(path / "config.yaml")

@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 import math
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import torch
 from torch.distributed.tensor import DTensor
 
-from vla_razor.errors import UserError
+from vla_razor.errors import BadInputError, UserError
 from vla_razor.trainers.fsdp import clip_grad_norm
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,17 @@ class NonFiniteLossError(UserError):
 class TrainerSettings:
     """Base of the trainers' settings dataclasses: built from a hydra mapping, validated on creation.
 
-    The fields here are shared by every trainer: the live forward-KL monitor and the KL budget.
+    The dataclasses are the one source of every default (each is also registered with hydra as the
+    schema of ``configs/trainer/<name>.yaml``, see :mod:`vla_razor.schemas`); a key they do not declare
+    is a typo, never something to drop silently. The fields here are shared by every trainer: the live
+    forward-KL monitor and the KL budget.
     """
+
+    if TYPE_CHECKING:  # declared by every trainer's own dataclass (not fields of this base)
+        name: str
+        lr: float
+        eval_every: int
+        seed: int
 
     # Measure forward KL(pi0 || pi) on cached new-task states every N updates (PPO/RFT) or steps (BC),
     # and at every checkpoint; 0 turns the monitor off. One teacher-forced pass over the cached states.
@@ -42,27 +52,32 @@ class TrainerSettings:
     _positive: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        valid = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise BadInputError(
+                f"unknown trainer setting(s) {', '.join(unknown)} for {cls.__name__}; valid: {', '.join(valid)}"
+            )
+        return cls(**values)
 
     def _check(self) -> None:
-        check_positive("trainer.lr", getattr(self, "lr"))  # noqa: B009
+        check_positive("trainer.lr", self.lr)
         if self.kl_budget is not None:
             check_positive("trainer.kl_budget", self.kl_budget)
             if self.kl_every <= 0:
-                raise ValueError(
+                raise BadInputError(
                     f"trainer.kl_budget={self.kl_budget} needs trainer.kl_every > 0 (how often to measure "
                     f"the KL), got kl_every={self.kl_every}"
                 )
         if not isinstance(self.kl_every, int) or self.kl_every < 0:
-            raise ValueError(f"trainer.kl_every must be an integer >= 0, got {self.kl_every!r}")
+            raise BadInputError(f"trainer.kl_every must be an integer >= 0, got {self.kl_every!r}")
         if self.kl_every and (not isinstance(self.kl_states, int) or self.kl_states <= 0):
-            raise ValueError(f"trainer.kl_states must be > 0 when kl_every > 0, got {self.kl_states!r}")
+            raise BadInputError(f"trainer.kl_states must be > 0 when kl_every > 0, got {self.kl_states!r}")
         for name in self._positive:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"trainer.{name} must be > 0, got {value!r}")
+                raise BadInputError(f"trainer.{name} must be > 0, got {value!r}")
 
 
 class InterruptFlag:
@@ -93,14 +108,14 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> floa
     ok = value >= 0 if allow_zero else value > 0
     if not isinstance(value, int | float) or not math.isfinite(value) or not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise BadInputError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
 
 
 def trainable_parameters(policy: torch.nn.Module) -> list[torch.nn.Parameter]:
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
-        raise ValueError(
+        raise BadInputError(
             "the policy has no trainable parameters (LoRA targets matched nothing, or all frozen)"
         )
     return params

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.kl_states import (
     collect_kl_states,
     load_kl_states,
@@ -40,7 +41,7 @@ class InTrainingEvaluator:
         enabled: bool = True,
     ) -> None:
         if episodes <= 0:
-            raise ValueError(f"eval.episodes must be > 0, got {episodes}")
+            raise BadInputError(f"eval.episodes must be > 0, got {episodes}")
         self.run_dir = Path(run_dir)
         self.env_kwargs = dict(env_kwargs)
         self.seeds = [seed + i for i in range(episodes)]

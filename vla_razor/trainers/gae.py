@@ -1,7 +1,8 @@
 """Generalised advantage estimation that tells the two ways an episode ends apart.
 
-- terminated (success / failure state): the future is worth nothing, so no bootstrap;
-- truncated (time limit, simulator error): the episode was cut, not finished, so bootstrap from
+- terminated (success, or a simulator error: a failure whose state is lost): the future is worth
+  nothing, so no bootstrap;
+- truncated (time limit): the episode was cut, not finished, so bootstrap from
   V(final observation) — the observation the env reached before the autoreset replaced it.
 CleanRL's PPO treats both as terminal, which biases values near the horizon; we don't.
 """
@@ -9,6 +10,8 @@ CleanRL's PPO treats both as terminal, which biases values near the horizon; we 
 from __future__ import annotations
 
 import torch
+
+from vla_razor.errors import BadInputError
 
 
 def compute_gae(
@@ -27,7 +30,7 @@ def compute_gae(
     ``last_value`` is V(observation after step T-1), used when the episode continues past the rollout.
     """
     if not 0.0 <= gamma <= 1.0 or not 0.0 <= lam <= 1.0:
-        raise ValueError(f"gamma and lambda must be in [0, 1], got gamma={gamma}, lambda={lam}")
+        raise BadInputError(f"gamma and lambda must be in [0, 1], got gamma={gamma}, lambda={lam}")
     T = rewards.shape[0]
     advantages = torch.zeros_like(values, dtype=torch.float32)
     running = torch.zeros_like(last_value, dtype=torch.float32)

@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vla_razor.errors import BadInputError
+
 log = logging.getLogger("vla_razor.train")
 
 
@@ -40,7 +42,7 @@ class MetricLogger:
             try:
                 import wandb as wandb_lib
             except ImportError:
-                raise ValueError(
+                raise BadInputError(
                     "wandb.enabled=true but wandb is not installed; pip install 'vla-razor[wandb]'"
                 ) from None
             self._wandb = wandb_lib.init(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.errors import BadInputError
 from vla_razor.trainers.common import (
     NonFiniteLossError,
     TrainerSettings,
@@ -43,41 +44,68 @@ __all__ = ["PPOSettings", "ppo_update", "train_ppo", "update_seeds"]
 
 @dataclass
 class PPOSettings(TrainerSettings):
-    lr: float = 2e-5
-    weight_decay: float = 0.0
-    total_updates: int = 50
-    num_steps: int = 64
-    update_epochs: int = 2
-    minibatch_size: int = 32
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
-    clip_vloss: bool = True
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    target_kl: float | None = 0.1
-    norm_adv: bool = True
-    skip_unrewarded: bool = True
-    temperature: float = 1.0
-    kl_coef: float = 0.0
-    # Recompute the behaviour log-probs with one teacher-forced `score` pass before the update epochs.
-    # `act` decodes token by token with a KV cache; in bf16 on a 7B model that differs from a full pass
-    # enough to inflate the first epoch's clip fraction and approx_kl. Costs one forward over the rollout.
-    recompute_logprobs: bool = True
-    reward: str = "binary"
-    save_every: int = 10
-    keep_last: int | None = 3
-    eval_every: int = 0
-    seed: int = 0
+    """PPO on action tokens: the one source of its defaults (configs/trainer/ppo.yaml only overrides)."""
 
-    _positive = ("total_updates", "num_steps", "update_epochs", "minibatch_size", "temperature")
+    name: str = "ppo"
+    """the trainer's name in configs and checkpoints"""
+    lr: float = 2e-5
+    """learning rate of AdamW (constant)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    num_iterations: int = 50
+    """the training budget: rollout-and-update iterations"""
+    num_steps: int = 64
+    """steps per env per iteration (the envs are re-seeded every iteration)"""
+    update_epochs: int = 2
+    """epochs over each rollout"""
+    minibatch_size: int = 32
+    """rollout steps per gradient step"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalised advantage estimation"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """clip the value loss as PPO clips the surrogate"""
+    vf_coef: float = 0.5
+    """weight of the value loss"""
+    ent_coef: float = 0.0
+    """weight of the entropy bonus"""
+    max_grad_norm: float = 1.0
+    """the maximum global gradient norm (0: no clipping)"""
+    target_kl: float | None = 0.1
+    """stop an iteration's epochs once approx KL(old || new) exceeds it (null: never)"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    skip_unrewarded: bool = True
+    """a rollout with no reward at all updates the critic only (no signal for the policy)"""
+    temperature: float = 1.0
+    """sampling temperature of the action tokens"""
+    kl_coef: float = 0.0
+    """weight of a KL(pi0 || pi) penalty (0: pure PPO, as in RL's Razor)"""
+    recompute_logprobs: bool = True
+    """recompute the behaviour log-probs with the update's teacher-forced pass before the epochs: cached
+    token-by-token decoding differs from a full pass in bf16 on a 7B model (0.13 nats seen on an H200),
+    which would inflate the first epoch's clipping"""
+    reward: str = "binary"
+    """binary (success) or shaped (robosuite's dense reward + success)"""
+    save_every: int = 10
+    """checkpoint every N iterations (and at the end)"""
+    keep_last: int | None = 3
+    """checkpoints kept on disk (null: all)"""
+    eval_every: int = 0
+    """in-training rollouts on the new task every N iterations (0: off)"""
+    seed: int = 0
+    """seed of the env seeds and the sampling stream (train.yaml sets it to the run's seed)"""
+
+    _positive = ("num_iterations", "num_steps", "update_epochs", "minibatch_size", "temperature")
 
     def __post_init__(self) -> None:
         self._check()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
         if self.reward not in {"binary", "shaped"}:
-            raise ValueError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
+            raise BadInputError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
 
 
 @torch.no_grad()
@@ -233,14 +261,14 @@ def ppo_update(
 def train_ppo(
     policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **loop: Any
 ) -> dict[str, float]:
-    """Run PPO for ``settings.total_updates`` updates; ``loop`` goes to :func:`run_on_policy`
+    """Run PPO for ``settings.num_iterations`` iterations; ``loop`` goes to :func:`run_on_policy`
     (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
     return run_on_policy(
         "ppo",
         policy,
         venv,
         settings,
-        settings.total_updates,
+        settings.num_iterations,
         ppo_update,
         run_dir,
         config,

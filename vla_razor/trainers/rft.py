@@ -25,20 +25,37 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RFTSettings(TrainerSettings):
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    iterations: int = 20
-    num_steps: int = 64
-    temperature: float = 1.0
-    epochs_per_iteration: int = 2
-    batch_size: int = 32
-    grad_clip: float = 1.0
-    save_every: int = 5
-    keep_last: int | None = 3
-    eval_every: int = 0
-    seed: int = 0
+    """Rejection-sampling fine-tuning: the one source of its defaults (configs/trainer/rft.yaml only
+    overrides)."""
 
-    _positive = ("iterations", "num_steps", "epochs_per_iteration", "batch_size", "temperature")
+    name: str = "rft"
+    """the trainer's name in configs and checkpoints"""
+    lr: float = 1e-4
+    """learning rate of AdamW (constant)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    num_iterations: int = 20
+    """the training budget: sample-filter-clone iterations"""
+    num_steps: int = 64
+    """steps per env per iteration (the envs are re-seeded every iteration)"""
+    temperature: float = 1.0
+    """sampling temperature of the action tokens"""
+    update_epochs: int = 2
+    """epochs over the iteration's kept (successful) steps"""
+    minibatch_size: int = 32
+    """kept steps per gradient step"""
+    max_grad_norm: float = 1.0
+    """the maximum global gradient norm (0: no clipping)"""
+    save_every: int = 5
+    """checkpoint every N iterations (and at the end)"""
+    keep_last: int | None = 3
+    """checkpoints kept on disk (null: all)"""
+    eval_every: int = 0
+    """in-training rollouts on the new task every N iterations (0: off)"""
+    seed: int = 0
+    """seed of the env seeds and the sampling stream (train.yaml sets it to the run's seed)"""
+
+    _positive = ("num_iterations", "num_steps", "update_epochs", "minibatch_size", "temperature")
 
     def __post_init__(self) -> None:
         self._check()
@@ -77,20 +94,20 @@ def rft_update(
     # Under DDP every rank must take the same number of optimizer steps (each step all-reduces), so all
     # ranks run the largest rank's minibatch count; a rank with fewer kept steps cycles through its own,
     # and a rank with none contributes zero gradients.
-    n_batches = max_over_ranks(-(-kept // settings.batch_size), dist_info)
+    n_batches = max_over_ranks(-(-kept // settings.minibatch_size), dist_info)
     if n_batches == 0:
         return {"kept_steps": 0.0, "loss": float("nan")}
     batch = type(rollout.batches[0]).cat(rollout.batches)
     tokens = rollout.token_ids.reshape(keep.shape[0], -1)
     kept_index = torch.nonzero(keep).squeeze(1)
     policy.train()
-    for _ in range(settings.epochs_per_iteration):
+    for _ in range(settings.update_epochs):
         order = kept_index[torch.randperm(kept, generator=generator)] if kept else kept_index
         for b in range(n_batches):
             optimizer.zero_grad(set_to_none=True)
             if kept:
-                idx = order[(torch.arange(settings.batch_size) + b * settings.batch_size) % kept][
-                    : min(kept, settings.batch_size)
+                idx = order[(torch.arange(settings.minibatch_size) + b * settings.minibatch_size) % kept][
+                    : min(kept, settings.minibatch_size)
                 ]
                 loss = -policy.score(batch[idx].to(device), tokens[idx].to(device)).token_log_probs.mean()
             else:
@@ -104,7 +121,7 @@ def rft_update(
                 loss.backward()
                 losses.append(float(loss.detach()))
             all_reduce_gradients(params, dist_info)
-            if not np.isfinite(grad_norm_and_clip(params, settings.grad_clip)):
+            if not np.isfinite(grad_norm_and_clip(params, settings.max_grad_norm)):
                 raise NonFiniteLossError(f"non-finite RFT gradient norm in minibatch {b}")
             optimizer.step()
     return {"kept_steps": float(kept), "loss": float(np.mean(losses)) if losses else float("nan")}
@@ -113,14 +130,14 @@ def rft_update(
 def train_rft(
     policy: Any, venv: Any, settings: RFTSettings, run_dir: str | Path, config: Any, **loop: Any
 ) -> dict[str, float]:
-    """Run ``settings.iterations`` sample-filter-clone iterations; ``loop`` goes to :func:`run_on_policy`
+    """Run ``settings.num_iterations`` sample-filter-clone iterations; ``loop`` goes to :func:`run_on_policy`
     (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
     return run_on_policy(
         "rft",
         policy,
         venv,
         settings,
-        settings.iterations,
+        settings.num_iterations,
         rft_update,
         run_dir,
         config,

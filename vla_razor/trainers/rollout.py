@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.errors import BadInputError
+
 OBS_SKIP = ("instruction",)
 
 
@@ -80,7 +82,7 @@ class RolloutCollector:
         """``lockstep(needed)`` says whether any rank needs a data-dependent extra policy pass (FSDP:
         such passes are collectives, so every rank must take part); None for one process or DDP."""
         if reward not in {"binary", "shaped"}:
-            raise ValueError(f"reward must be 'binary' or 'shaped', got {reward!r}")
+            raise BadInputError(f"reward must be 'binary' or 'shaped', got {reward!r}")
         self.venv = venv
         self.reward = reward
         self.lockstep: Callable[[bool], bool] = lockstep or (lambda needed: needed)

@@ -3,7 +3,11 @@
 import transformers
 from transformers import AutoConfig, AutoModel
 
-from vla_razor.policies.tiny.configuration_tiny_vla import OPENVLA_PROMPT_TEMPLATE, TinyVLAConfig
+from vla_razor.policies.tiny.configuration_tiny_vla import (
+    OPENVLA_PROMPT_TEMPLATE,
+    TinyPolicyConfig,
+    TinyVLAConfig,
+)
 from vla_razor.policies.tiny.modeling_tiny_vla import TinyVLAForActionPrediction
 from vla_razor.policies.tiny.processing_tiny_vla import build_tokenizer
 
@@ -15,4 +19,10 @@ for _auto in ("AutoModelForVision2Seq", "AutoModelForImageTextToText"):
     if hasattr(transformers, _auto):
         getattr(transformers, _auto).register(TinyVLAConfig, TinyVLAForActionPrediction, exist_ok=True)
 
-__all__ = ["OPENVLA_PROMPT_TEMPLATE", "TinyVLAConfig", "TinyVLAForActionPrediction", "build_tokenizer"]
+__all__ = [
+    "OPENVLA_PROMPT_TEMPLATE",
+    "TinyPolicyConfig",
+    "TinyVLAConfig",
+    "TinyVLAForActionPrediction",
+    "build_tokenizer",
+]

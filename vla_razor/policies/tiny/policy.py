@@ -13,6 +13,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast
 
 from vla_razor.data.normalization import ActionNormStats
+from vla_razor.errors import BadInputError
 from vla_razor.policies.base import (
     BASE_DIR,
     PolicySettings,
@@ -22,33 +23,9 @@ from vla_razor.policies.base import (
 from vla_razor.policies.batch import PolicyBatch, left_pad_prompts
 from vla_razor.policies.inputs import check_instructions, get_image, get_proprio
 from vla_razor.policies.lora import LoraSettings
-from vla_razor.policies.tiny.configuration_tiny_vla import OPENVLA_PROMPT_TEMPLATE, TinyVLAConfig
+from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig, TinyVLAConfig
 from vla_razor.policies.tiny.modeling_tiny_vla import TinyVLAForActionPrediction
 from vla_razor.policies.tiny.processing_tiny_vla import build_tokenizer, split_words
-
-# Every key build_policy accepts for family "tiny", with its default.
-TINY_DEFAULTS: dict[str, Any] = {
-    "family": "tiny",
-    "image_keys": ["agentview_image"],
-    "image_size": 64,
-    "use_proprio": False,
-    "proprio_dim": 9,
-    "vision_channels": [32, 64, 128],
-    "vision_grid": 4,
-    "hidden_size": 256,
-    "num_layers": 4,
-    "num_heads": 4,
-    "num_kv_heads": 4,
-    "intermediate_size": 688,
-    "value_head_dims": [128, 32],
-    "extra_words": [],
-    "instruction_template": OPENVLA_PROMPT_TEMPLATE,
-    "norm_stats": None,
-    "finetune": "full",
-    "lora": None,
-    "seed": 0,
-    "device": "cpu",
-}
 
 
 class TinyVLAPolicy(VLAPolicy):
@@ -72,49 +49,46 @@ class TinyVLAPolicy(VLAPolicy):
     # ----- construction -------------------------------------------------------------------------
     @classmethod
     def build(cls, cfg: Mapping[str, Any]) -> TinyVLAPolicy:
-        unknown = set(cfg) - set(TINY_DEFAULTS) - {"pretrained"}
-        if unknown:
-            raise ValueError(f"unknown tiny policy keys {sorted(unknown)}; valid: {sorted(TINY_DEFAULTS)}")
-        c = {**TINY_DEFAULTS, **cfg}
-        torch.manual_seed(int(c["seed"]))
-        tokenizer = build_tokenizer(c["extra_words"])
+        """A freshly initialised tiny VLA; ``cfg`` holds :class:`TinyPolicyConfig` keys (the rest default)."""
+        c = TinyPolicyConfig.from_mapping(cfg)
+        torch.manual_seed(int(c.seed))
+        tokenizer = build_tokenizer(c.extra_words)
         config = TinyVLAConfig(
-            image_keys=c["image_keys"],
-            image_size=c["image_size"],
-            use_proprio=c["use_proprio"],
-            proprio_dim=c["proprio_dim"],
-            vision_channels=c["vision_channels"],
-            vision_grid=c["vision_grid"],
+            image_keys=c.image_keys,
+            image_size=c.image_size,
+            use_proprio=c.use_proprio,
+            proprio_dim=c.proprio_dim,
+            vision_channels=c.vision_channels,
+            vision_grid=c.vision_grid,
             text_config={
                 "vocab_size": len(tokenizer),
-                "hidden_size": c["hidden_size"],
-                "intermediate_size": c["intermediate_size"],
-                "num_hidden_layers": c["num_layers"],
-                "num_attention_heads": c["num_heads"],
-                "num_key_value_heads": c["num_kv_heads"],
+                "hidden_size": c.hidden_size,
+                "intermediate_size": c.intermediate_size,
+                "num_hidden_layers": c.num_layers,
+                "num_attention_heads": c.num_heads,
+                "num_key_value_heads": c.num_kv_heads,
                 "bos_token_id": tokenizer.bos_token_id,
                 "eos_token_id": tokenizer.eos_token_id,
                 "pad_token_id": tokenizer.pad_token_id,
             },
-            prompt_template=c["instruction_template"],
+            prompt_template=c.instruction_template,
         )
-        model = TinyVLAForActionPrediction(config).to(c["device"])
-        norm = c["norm_stats"]
-        if norm is None:
+        model = TinyVLAForActionPrediction(config).to(c.device)
+        if c.norm_stats is None:
             stats = ActionNormStats.identity(config.action_dim)
-        elif isinstance(norm, ActionNormStats):
-            stats = norm
+        elif isinstance(c.norm_stats, ActionNormStats):
+            stats = c.norm_stats
         else:
-            stats = ActionNormStats.from_dict(norm)
+            stats = ActionNormStats.from_dict(c.norm_stats)
         settings = PolicySettings(
             family="tiny",
-            finetune=c["finetune"],
-            lora=LoraSettings.from_mapping(c["lora"]) if c["finetune"] == "lora" else None,
-            image_keys=list(c["image_keys"]),
-            image_size=int(c["image_size"]),
-            use_proprio=bool(c["use_proprio"]),
-            instruction_template=c["instruction_template"],
-            value_head_dims=list(c["value_head_dims"]),
+            finetune=c.finetune,
+            lora=LoraSettings.from_mapping(c.lora) if c.finetune == "lora" else None,
+            image_keys=list(c.image_keys),
+            image_size=int(c.image_size),
+            use_proprio=bool(c.use_proprio),
+            instruction_template=c.instruction_template,
+            value_head_dims=list(c.value_head_dims),
         )
         return cls(model, tokenizer, settings, stats)
 
@@ -145,7 +119,7 @@ class TinyVLAPolicy(VLAPolicy):
         words = split_words(instruction)
         unknown = [w for w in words if w not in self._vocab]
         if len(unknown) == len(words):
-            raise ValueError(
+            raise BadInputError(
                 f"instruction {instruction!r} has only words unknown to the tiny VLA vocabulary ({unknown[:5]}); "
                 f"build the policy with extra_words=[...] covering them"
             )
