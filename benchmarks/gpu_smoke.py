@@ -108,7 +108,7 @@ def fake_obs(n: int, size: int, seed: int) -> dict[str, Any]:
 def ppo_settings(num_steps: int, minibatch: int) -> PPOSettings:
     return PPOSettings(
         lr=1e-4,
-        total_updates=1,
+        num_iterations=1,
         num_steps=num_steps,
         update_epochs=1,
         minibatch_size=minibatch,

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from vla_razor.sampling import seeded_generator
 from vla_razor.errors import BadInputError
+from vla_razor.sampling import seeded_generator
 from vla_razor.video import EpisodeRecorder
 
 log = logging.getLogger(__name__)

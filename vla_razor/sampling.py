@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from vla_razor.errors import BadInputError
+
 
 def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` (pass ``policy.device``), seeded with ``seed``.
@@ -23,7 +25,7 @@ def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gen
 def check_generator_device(generator: torch.Generator | None, device: torch.device) -> None:
     """Fail with one clear line (instead of deep inside torch.multinomial) on a device mismatch."""
     if generator is not None and generator.device.type != device.type:
-        raise ValueError(
+        raise BadInputError(
             f"sampling generator is on {generator.device.type!r} but the policy is on {device.type!r}; "
             "build it with vla_razor.sampling.seeded_generator(seed, policy.device)"
         )

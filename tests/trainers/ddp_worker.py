@@ -93,7 +93,7 @@ def main(mode: str, out: Path, demos: str | None) -> None:
             FakeReachVectorEnv(num_envs=2, horizon=2),
             PPOSettings(
                 lr=1e-3,
-                total_updates=3 if mode == "ppo_fsdp_resume" else 2,
+                num_iterations=3 if mode == "ppo_fsdp_resume" else 2,
                 num_steps=4,
                 minibatch_size=4,
                 save_every=2,
@@ -116,7 +116,7 @@ def main(mode: str, out: Path, demos: str | None) -> None:
                 policy,
                 FakeReachVectorEnv(num_envs=2, horizon=1),
                 PPOSettings(
-                    lr=1e-3, total_updates=3, num_steps=4, minibatch_size=2, target_kl=0.01, save_every=0
+                    lr=1e-3, num_iterations=3, num_steps=4, minibatch_size=2, target_kl=0.01, save_every=0
                 ),
                 out,
                 {},

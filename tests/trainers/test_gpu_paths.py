@@ -18,7 +18,7 @@ from vla_razor.trainers.logger import read_metrics
 from vla_razor.trainers.ppo import PPOSettings, train_ppo
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
-SETTINGS = dict(lr=1e-2, total_updates=2, num_steps=4, update_epochs=2, minibatch_size=8, save_every=2)
+SETTINGS = dict(lr=1e-2, num_iterations=2, num_steps=4, update_epochs=2, minibatch_size=8, save_every=2)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -54,7 +54,7 @@ def test_nonfinite_ppo_loss_saves_last_good_weights_and_names_the_iteration(tmp_
         return out
 
     policy.score = nan_in_second_update
-    settings = PPOSettings(**{**SETTINGS, "update_epochs": 1, "total_updates": 3, "save_every": 0})
+    settings = PPOSettings(**{**SETTINGS, "update_epochs": 1, "num_iterations": 3, "save_every": 0})
     with pytest.raises(NonFiniteLossError, match=r"iteration 2; last good weights saved in .*step_000001"):
         train_ppo(policy, FakeReachVectorEnv(), settings, tmp_path, {}, progress=False)
     ckpt = load_checkpoint(tmp_path)

@@ -114,7 +114,7 @@ def test_rollouts_without_reward_train_only_the_critic(tmp_path) -> None:
 
 def test_no_success_at_all_is_reported_with_remedies(tmp_path, caplog) -> None:
     never = FakeReachVectorEnv(num_envs=4, horizon=2, threshold=2.0)  # unreachable: never a success
-    settings = PPOSettings(**{**SETTINGS, "total_updates": 3, "save_every": 0})
+    settings = PPOSettings(**{**SETTINGS, "num_iterations": 3, "save_every": 0})
     with caplog.at_level("WARNING", logger="vla_razor.trainers.on_policy"):
         train_ppo(_policy(), never, settings, tmp_path, {}, progress=False)
     warnings = [r.getMessage() for r in caplog.records if "0 successes" in r.getMessage()]

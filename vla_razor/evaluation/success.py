@@ -8,8 +8,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from vla_razor.sampling import seeded_generator
 from vla_razor.errors import BadInputError
+from vla_razor.sampling import seeded_generator
 from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
 
 HELDOUT_SEED_START = 100_000

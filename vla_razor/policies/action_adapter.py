@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vla_razor.errors import BadInputError
+
 
 @dataclass(frozen=True)
 class GripperAdapter:
@@ -52,5 +54,5 @@ ADAPTERS: dict[str, GripperAdapter] = {
 def get_adapter(name: str) -> GripperAdapter:
     if name not in ADAPTERS:
         valid = "; ".join(f"{k}: {a.description}" for k, a in ADAPTERS.items())
-        raise ValueError(f"unknown action_adapter {name!r}; valid: {valid}")
+        raise BadInputError(f"unknown action_adapter {name!r}; valid: {valid}")
     return ADAPTERS[name]

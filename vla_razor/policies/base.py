@@ -25,8 +25,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vla_razor.data.normalization import ActionNormStats
-from vla_razor.policies.action_adapter import get_adapter
 from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.policies.action_adapter import get_adapter
 from vla_razor.policies.action_tokenizer import ActionTokenizer
 from vla_razor.policies.batch import PolicyBatch
 from vla_razor.policies.lora import LoraSettings, apply_lora, base_state_dict

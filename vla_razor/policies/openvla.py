@@ -68,7 +68,9 @@ def set_language_model_attention(model: nn.Module, implementation: str | None) -
     """
     impl = implementation or "sdpa"
     if impl not in ATTENTION_IMPLEMENTATIONS:
-        raise BadInputError(f"attn_implementation={impl!r} is not one of {ATTENTION_IMPLEMENTATIONS} (or null)")
+        raise BadInputError(
+            f"attn_implementation={impl!r} is not one of {ATTENTION_IMPLEMENTATIONS} (or null)"
+        )
     if impl.startswith("flash_attention") and importlib.util.find_spec("flash_attn") is None:
         raise BadInputError(
             f"attn_implementation={impl!r} needs the flash-attn package (pip install flash-attn)"

@@ -53,7 +53,9 @@ class TrainerSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
-        valid = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        shared = {f.name for f in fields(TrainerSettings)}
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        valid = [n for n in names if n not in shared] + [n for n in names if n in shared]
         unknown = sorted(set(values) - set(valid))
         if unknown:
             raise BadInputError(
