@@ -55,6 +55,7 @@ STATS = {"q01": [-1.0] * 6 + [-1.0], "q99": [1.0] * 6 + [1.0], "mask": [True] * 
 TINY_POLICY = {
     "family": "tiny",
     "image_keys": ["agentview_image"],
+    "use_proprio": False,
     "image_size": 32,
     "vision_channels": [8, 16],
     "vision_grid": 2,
