@@ -145,15 +145,17 @@ def test_render_frame_only_when_configured(can_env):
     env.close()
 
 
-def test_sim_error_ends_episode_without_raising(monkeypatch):
-    env = envs.make_env("lift", use_camera=False, horizon=10)
+@pytest.mark.parametrize("fast_step", [True, False])
+def test_sim_error_ends_episode_without_raising(monkeypatch, fast_step):
+    env = envs.make_env("lift", use_camera=False, horizon=10, fast_step=fast_step)
     env.reset(seed=0)
     rs = env.unwrapped.robosuite_env
 
-    def explode(action):
+    def explode(*args):
         raise RuntimeError("simulated MuJoCo instability")
 
-    monkeypatch.setattr(rs, "step", explode)
+    # A physics substep fails: both step paths (robosuite's and the fast control loop) run it.
+    monkeypatch.setattr(rs.sim, "step2", explode)
     _, reward, terminated, truncated, info = env.step(np.zeros(7))
     assert (reward, terminated, truncated, info["is_success"]) == (0.0, False, True, False)
     assert "instability" in info["sim_error"]
