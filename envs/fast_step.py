@@ -76,7 +76,23 @@ def unsupported_reason(rs: Any) -> str | None:
         return "arm or gripper disabled"
     if getattr(rs, "viewer", None) is not None:
         return "an on-screen viewer is attached"
+    indexes = {
+        "qpos_index": osc.qpos_index,
+        "qvel_index": osc.qvel_index,
+        "arm actuators": robot._ref_actuators_indexes_dict[_ARM],
+    }
+    for name, index in indexes.items():
+        if _as_slice(index) is None:
+            return f"{name} {index!r} is not a contiguous range"
     return None
+
+
+def _as_slice(index: Any) -> slice | None:
+    """``index`` (robosuite's list of ints) as the equivalent slice, if it is a contiguous range."""
+    values = [int(i) for i in index]
+    if not values or values != list(range(values[0], values[0] + len(values))):
+        return None
+    return slice(values[0], values[0] + len(values))
 
 
 class FastControlLoop:
@@ -95,10 +111,21 @@ class FastControlLoop:
         model = rs.sim.model
         self.ref_site = model.site_name2id(osc.ref_name)
         self.center_site = model.site_name2id(f"{osc.naming_prefix}{osc.part_name}_center")
-        self.arm_actuators = robot._ref_actuators_indexes_dict[_ARM]
-        # robosuite re-reads these every substep with the same fancy indexing; the model never changes them.
+        # robosuite indexes with lists of ints (slow fancy indexing); the same contiguous ranges as slices
+        # select the same values. They are a property of the model: checked again at every step.
+        self._indexes = (
+            list(osc.qpos_index),
+            list(osc.qvel_index),
+            list(robot._ref_actuators_indexes_dict[_ARM]),
+        )
+        self.qpos = _as_slice(osc.qpos_index)
+        self.qvel = _as_slice(osc.qvel_index)
+        self.arm_actuators = _as_slice(robot._ref_actuators_indexes_dict[_ARM])
+        # robosuite re-reads these every substep; the model never changes them.
         self.arm_low = model.actuator_ctrlrange[self.arm_actuators, 0]
         self.arm_high = model.actuator_ctrlrange[self.arm_actuators, 1]
+        nv = model.nv
+        self._full_mass = np.ndarray(shape=(nv, nv), dtype=np.float64, order="C")
 
     def step(self, action: np.ndarray) -> float:
         """Advance one control step exactly as ``rs.step(action)`` would; returns robosuite's reward.
@@ -110,6 +137,10 @@ class FastControlLoop:
             raise ValueError("executing action in terminated episode")
         rs.timestep += 1
         sim = rs.sim
+        robot = rs.robots[0]
+        osc = robot.composite_controller.part_controllers[_ARM]
+        if self._indexes != (osc.qpos_index, osc.qvel_index, robot._ref_actuators_indexes_dict[_ARM]):
+            raise RuntimeError("robosuite's joint or actuator indexes changed under the fast control loop")
         for i in range(int(rs.control_timestep / rs.model_timestep)):
             sim.step1()
             if i == 0 or not self.streamline_controller:
@@ -118,21 +149,22 @@ class FastControlLoop:
             else:
                 # The gripper's command depends only on the goal set above: robosuite writes the same
                 # ctrl values again every substep, so they are left in place.
-                self._arm_substep()
+                self._arm_substep(osc)
             sim.step2()
         rs.cur_time += rs.control_timestep
         reward, _, _ = rs._post_action(action)
         return reward
 
-    def _arm_substep(self) -> None:
-        """``robot.control(action, policy_step=False)`` for the arm: same operations, same operands."""
+    def _arm_substep(self, osc: Any) -> None:
+        """``robot.control(action, policy_step=False)`` for the arm: same operations, same operands.
+
+        ``osc`` is looked up once per control step: robosuite builds new controller objects at every reset.
+        """
         sim = self.rs.sim
-        # Looked up every time: robosuite builds new controller objects at every reset.
-        osc = self.rs.robots[0].composite_controller.part_controllers[_ARM]
         m, d = sim.model._model, sim.data._data
         nv = m.nv
         qvel = d.qvel
-        qvel_index = osc.qvel_index
+        dofs = self.qvel
 
         # CompositeController.update_state -> OSC.update_origin (robosuite runs it twice per substep).
         osc.origin_pos = np.array(d.site_xpos[self.center_site])
@@ -148,16 +180,17 @@ class FastControlLoop:
         mujoco.mj_jacSite(m, d, jacp, jacr, self.ref_site)
         osc.ref_pos_vel[:] = np.dot(jacp, qvel)
         osc.ref_ori_vel[:] = np.dot(jacr, qvel)
-        osc.J_pos[:, :] = jacp.reshape((3, -1))[:, qvel_index]
-        osc.J_ori[:, :] = jacr.reshape((3, -1))[:, qvel_index]
+        osc.J_pos[:, :] = jacp[:, dofs]
+        osc.J_ori[:, :] = jacr[:, dofs]
         osc.J_full[:3, :] = osc.J_pos
         osc.J_full[3:, :] = osc.J_ori
-        osc.joint_pos = np.array(d.qpos[osc.qpos_index])
-        osc.joint_vel = np.array(d.qvel[qvel_index])
-        mass_matrix = np.ndarray(shape=(nv, nv), dtype=np.float64, order="C")
-        mujoco.mj_fullM(m, mass_matrix, d.qM)
-        # Same double fancy index as robosuite: the result's memory layout selects numba's specialisation.
-        osc.mass_matrix = mass_matrix[qvel_index, :][:, qvel_index]
+        osc.joint_pos = np.array(d.qpos[self.qpos])
+        osc.joint_vel = np.array(qvel[dofs])
+        # mj_fullM writes the whole matrix (robosuite hands it uninitialised memory), so a kept buffer works.
+        mujoco.mj_fullM(m, self._full_mass, d.qM)
+        # robosuite's double fancy index M[idx, :][:, idx] yields a Fortran-ordered copy, and the layout
+        # selects numba's compiled specialisation of opspace_matrices: keep it.
+        osc.mass_matrix = np.asfortranarray(self._full_mass[dofs, dofs])
 
         # OperationalSpaceController.run_controller (fixed impedance, base frame, no interpolators).
         desired_world_pos = osc.origin_pos + np.dot(osc.origin_ori, osc.goal_pos)
@@ -177,7 +210,7 @@ class FastControlLoop:
         decoupled_wrench = np.concatenate(
             [np.dot(lambda_pos, desired_force), np.dot(lambda_ori, desired_torque)]
         )
-        torques = np.dot(osc.J_full.T, decoupled_wrench) + d.qfrc_bias[qvel_index]
+        torques = np.dot(osc.J_full.T, decoupled_wrench) + d.qfrc_bias[dofs]
         torques += nullspace_torques(
             osc.mass_matrix, nullspace_matrix, osc.initial_joint, osc.joint_pos, osc.joint_vel
         )
