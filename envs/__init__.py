@@ -33,6 +33,7 @@ def make_env(
     render_camera: str | None = None,
     render_size: int | None = None,
     render_mode: str | None = None,
+    fast_step: bool = True,
 ) -> RobosuiteTaskEnv:
     """Build one task environment (see :class:`RobosuiteTaskEnv` and the table in :mod:`vla_razor.envs.tasks`)."""
     return RobosuiteTaskEnv(
@@ -48,6 +49,7 @@ def make_env(
         render_camera=render_camera,
         render_size=render_size,
         render_mode=render_mode,
+        fast_step=fast_step,
     )
 
 

@@ -14,6 +14,10 @@ textures, and a context garbage-collected after a newer env was built deletes th
 (seeded resets then gave different images in one process). Hence: make the own context current before
 every GL call (:func:`render_camera`), and free a context only inside itself
 (:func:`release_render_context`, also installed as robosuite's finalizer).
+
+Culling (:func:`render_camera` with ``cull=True``): mesh geoms the camera cannot see (outside its view
+frustum, or behind the table from the eye-in-hand camera) are left out of the scene before drawing;
+see :mod:`vla_razor.envs.culling`. The image is bit-identical (``tests/envs/test_fast_step_identity.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 # Through the gateway: it configures MUJOCO_GL before robosuite's rendering modules are imported.
 from vla_razor.envs._robosuite import robosuite
+from vla_razor.envs.culling import culler_for, hidden_from_scene
 from vla_razor.errors import UserError
 
 _PACKAGES_HINT = (
@@ -86,10 +91,12 @@ def apply_fast_render(sim: Any, buffer_width: int, buffer_height: int, fast: boo
     return ctx
 
 
-def render_camera(sim: Any, camera: str, width: int, height: int) -> np.ndarray:
+def render_camera(sim: Any, camera: str, width: int, height: int, cull: bool = False) -> np.ndarray:
     """Render one camera as an upright uint8 [H, W, 3] image.
 
     MuJoCo reads pixels bottom-up (OpenGL convention); flipping the rows makes the image upright.
+    ``cull=True`` leaves out the mesh geoms the camera cannot see (same pixels, fewer triangles);
+    ``cull=False`` is robosuite's own ``sim.render``.
     """
     ctx = sim._render_context_offscreen
     if ctx is None:
@@ -97,8 +104,36 @@ def render_camera(sim: Any, camera: str, width: int, height: int) -> np.ndarray:
     # The most recently created (or used) context is the current one, not necessarily this sim's: without
     # this, an env built before another one renders its scene with the other context's GL objects.
     ctx.gl_ctx.make_current()
-    frame = sim.render(width=width, height=height, camera_name=camera)
+    if cull:
+        frame = _render_culled(sim, ctx, sim.model.camera_name2id(camera), width, height)
+    else:
+        frame = sim.render(width=width, height=height, camera_name=camera)
     return np.ascontiguousarray(frame[::-1])
+
+
+def _render_culled(sim: Any, ctx: Any, camera_id: int, width: int, height: int) -> np.ndarray:
+    """robosuite's ``MjRenderContext.render`` + ``read_pixels`` (no segmentation, no depth), with the mesh
+    geoms this camera cannot see left out of the scene (:mod:`vla_razor.envs.culling`)."""
+    model, data = sim.model._model, sim.data._data
+    viewport = mujoco.MjrRect(0, 0, width, height)
+    with robosuite.utils.binding_utils._MjSim_render_lock:
+        if width > ctx.con.offWidth or height > ctx.con.offHeight:
+            ctx.update_offscreen_size(
+                max(width, sim.model.vis.global_.offwidth), max(height, sim.model.vis.global_.offheight)
+            )
+        ctx.cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        ctx.cam.fixedcamid = camera_id
+        # The camera first (mjv_updateScene recomputes it identically), to know what it cannot see.
+        mujoco.mjv_updateCamera(model, data, ctx.cam, ctx.scn)
+        hidden = culler_for(ctx, model).hidden_geoms(data, ctx.scn, ctx.vopt, width, height)
+        with hidden_from_scene(model, hidden):
+            mujoco.mjv_updateScene(
+                model, data, ctx.vopt, ctx.pert, ctx.cam, mujoco.mjtCatBit.mjCAT_ALL, ctx.scn
+            )
+        mujoco.mjr_render(viewport=viewport, scn=ctx.scn, con=ctx.con)
+        rgb = np.empty((height, width, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(rgb=rgb, depth=None, viewport=viewport, con=ctx.con)
+    return rgb
 
 
 def _free_in_own_context(ctx: Any) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from vla_razor.envs._robosuite import REGISTERED_ENVS, load_composite_controller_config, robosuite
+from vla_razor.envs.fast_step import FastControlLoop, unsupported_reason
 from vla_razor.envs.placement import apply_placement, resolve_placement
 from vla_razor.envs.rendering import (
     apply_fast_render,
@@ -68,6 +69,11 @@ class RobosuiteTaskEnv(gym.Env):
     are disabled so that a success is never reported as a time-out and vice versa. A MuJoCo instability
     (``mujoco.FatalError`` or one of the ``_SIM_WARNINGS``) terminates the episode as a failure with
     ``info["sim_error"]``; any other exception raised while stepping propagates.
+
+    ``fast_step=True`` (the default) steps the physics with :class:`~vla_razor.envs.fast_step.FastControlLoop`
+    (robosuite's arithmetic without its observables and controller overhead) and renders with frustum
+    culling (:func:`~vla_razor.envs.rendering.render_camera`); observations, rewards and dynamics are
+    bit-identical to ``fast_step=False``, which runs robosuite's own ``step`` and ``sim.render``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": DEFAULT_CONTROL_FREQ}
@@ -87,6 +93,7 @@ class RobosuiteTaskEnv(gym.Env):
         render_camera: str | None = None,
         render_size: int | None = None,
         render_mode: str | None = None,
+        fast_step: bool = True,
     ) -> None:
         self.spec_task = get_task(task)
         # Unset cameras and reward are the task's own defaults (a config-defined task may choose them).
@@ -110,6 +117,9 @@ class RobosuiteTaskEnv(gym.Env):
         self.cameras = cameras if use_camera else ()
         self.image_size = int(image_size)
         self.fast_render = bool(fast_render)
+        self.fast_step = bool(fast_step)
+        # Frustum culling of the renders (bit-identical; a separate switch for the benchmark's ablations).
+        self._cull = self.fast_step
         self.use_camera = bool(use_camera)
         self.reward_mode = reward
         self.render_camera = render_camera
@@ -148,6 +158,13 @@ class RobosuiteTaskEnv(gym.Env):
         apply_placement(self._rs, self.spec_task, self.placement)
         self._render_ctx: Any = None
         self._configure_rendering()
+        self._fast_loop: FastControlLoop | None = None
+        if self.fast_step:
+            reason = unsupported_reason(self._rs)
+            if reason is None:
+                self._fast_loop = FastControlLoop(self._rs)
+            else:
+                logger.info("task %s: robosuite's own step (fast control loop unsupported: %s)", task, reason)
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
         obs_spaces: dict[str, spaces.Space] = {
@@ -197,7 +214,9 @@ class RobosuiteTaskEnv(gym.Env):
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {
-            f"{cam}_image": render_camera(self._rs.sim, cam, self.image_size, self.image_size)
+            f"{cam}_image": render_camera(
+                self._rs.sim, cam, self.image_size, self.image_size, cull=self._cull
+            )
             for cam in self.cameras
         }
         obs["proprio"] = self._proprio()
@@ -238,7 +257,10 @@ class RobosuiteTaskEnv(gym.Env):
         info: dict[str, Any] = {}
         sim_error: str | None = None
         try:
-            _, rs_reward, _, _ = self._rs.step(arr)
+            if self._fast_loop is not None:
+                rs_reward = self._fast_loop.step(arr)
+            else:
+                _, rs_reward, _, _ = self._rs.step(arr)
             # mj_step leaves positions/contacts one substep behind qpos; recomputing them makes the
             # observation (and success check) a pure function of get_state(), so reset_to replays exactly.
             self._rs.sim.forward()
@@ -286,7 +308,9 @@ class RobosuiteTaskEnv(gym.Env):
             return None
         frame = self.render_frame()
         if frame is None and self.cameras:
-            frame = render_camera(self._rs.sim, self.cameras[0], self.image_size, self.image_size)
+            frame = render_camera(
+                self._rs.sim, self.cameras[0], self.image_size, self.image_size, cull=self._cull
+            )
         return frame
 
     def close(self) -> None:
@@ -305,7 +329,9 @@ class RobosuiteTaskEnv(gym.Env):
         if self.render_camera is None:
             return None
         assert self.render_size is not None
-        return render_camera(self._rs.sim, self.render_camera, self.render_size, self.render_size)
+        return render_camera(
+            self._rs.sim, self.render_camera, self.render_size, self.render_size, cull=self._cull
+        )
 
     def get_state(self) -> np.ndarray:
         """Flat MuJoCo state [time, qpos, qvel] (robomimic/robosuite convention)."""
@@ -368,6 +394,7 @@ class RobosuiteTaskEnv(gym.Env):
             "reward": self.reward_mode,
             "render_camera": self.render_camera,
             "render_size": self.render_size,
+            "fast_step": self.fast_step,
         }
 
     @property

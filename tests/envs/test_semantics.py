@@ -146,15 +146,17 @@ def test_render_frame_only_when_configured(can_env):
     env.close()
 
 
-def test_mujoco_error_ends_episode_as_a_failure(monkeypatch):
-    env = envs.make_env("lift", use_camera=False, horizon=10)
+@pytest.mark.parametrize("fast_step", [True, False])
+def test_mujoco_error_ends_episode_as_a_failure(monkeypatch, fast_step):
+    env = envs.make_env("lift", use_camera=False, horizon=10, fast_step=fast_step)
     env.reset(seed=0)
     rs = env.unwrapped.robosuite_env
 
-    def explode(action):
+    def explode(*args):
         raise mujoco.FatalError("mj_stepSkip: simulation unstable")
 
-    monkeypatch.setattr(rs, "step", explode)
+    # A physics substep fails: both step paths (robosuite's and the fast control loop) run it.
+    monkeypatch.setattr(rs.sim, "step2", explode)
     _, reward, terminated, truncated, info = env.step(np.zeros(7))
     # A failure, not a time-out: terminated, so no learner bootstraps from the lost state.
     assert (reward, terminated, truncated, info["is_success"]) == (0.0, True, False, False)
@@ -162,26 +164,28 @@ def test_mujoco_error_ends_episode_as_a_failure(monkeypatch):
     env.close()
 
 
-def test_mujoco_instability_warning_ends_episode_as_a_failure(monkeypatch):
-    env = envs.make_env("lift", use_camera=False, horizon=10)
+@pytest.mark.parametrize("fast_step", [True, False])
+def test_mujoco_instability_warning_ends_episode_as_a_failure(monkeypatch, fast_step):
+    env = envs.make_env("lift", use_camera=False, horizon=10, fast_step=fast_step)
     env.reset(seed=0)
     rs = env.unwrapped.robosuite_env
-    step = rs.step
+    step2 = rs.sim.step2
 
-    def unstable_step(action):
-        out = step(action)
+    def unstable_step2(*args):
+        step2(*args)
         rs.sim.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number += 1  # what mj_step does on a blow-up
-        return out
 
-    monkeypatch.setattr(rs, "step", unstable_step)
+    # Both step paths (robosuite's and the fast control loop) run every substep through step2.
+    monkeypatch.setattr(rs.sim, "step2", unstable_step2)
     _, reward, terminated, truncated, info = env.step(np.zeros(7))
     assert (reward, terminated, truncated) == (0.0, True, False)
     assert "instability" in info["sim_error"]
     env.close()
 
 
-def test_non_mujoco_exception_propagates_from_step(monkeypatch):
-    env = envs.make_env("lift", use_camera=False, horizon=10)
+@pytest.mark.parametrize("fast_step", [True, False])
+def test_non_mujoco_exception_propagates_from_step(monkeypatch, fast_step):
+    env = envs.make_env("lift", use_camera=False, horizon=10, fast_step=fast_step)
     env.reset(seed=0)
     robot = env.unwrapped.robosuite_env.robots[0]
 

@@ -85,7 +85,9 @@ def test_bad_budget_is_one_line() -> None:
 def test_bc_logs_forward_kl_on_demo_states_and_obeys_the_budget(lift_demos, tmp_path) -> None:
     train = load_steps([lift_demos], ["agentview_image"], split="train")
     stats = ActionNormStats.from_actions(train.actions).to_dict()
-    settings = dict(lr=2e-3, minibatch_size=16, num_iterations=12, log_every=4, val_every=0, save_every=4, shift_pad=0)
+    settings = dict(
+        lr=2e-3, minibatch_size=16, num_iterations=12, log_every=4, val_every=0, save_every=4, shift_pad=0
+    )
     policy = build_policy(tiny_policy_cfg(norm_stats=stats))
     train_bc(
         policy, train, BCSettings(**settings, kl_every=4, kl_states=16), tmp_path / "a", {}, progress=False
