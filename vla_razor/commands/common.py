@@ -6,6 +6,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.rollouts import EngineSettings
+
 
 def env_kwargs_from_cfg(cfg: DictConfig) -> dict[str, Any]:
     """Merge the task group's env overrides with the verb's ``env`` block into ``envs.make_env`` kwargs."""
@@ -24,3 +26,9 @@ def positive_int(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def engine_settings(cfg: DictConfig) -> EngineSettings:
+    """The rollout engine's resources from the verb's ``engine`` block (machine defaults where null)."""
+    block = cfg.get("engine")
+    return EngineSettings.from_mapping(None if block is None else OmegaConf.to_container(block, resolve=True))

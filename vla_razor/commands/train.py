@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vla_razor.commands.common import env_kwargs_from_cfg
+from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
+from vla_razor.evaluation.in_training import InTrainingEvaluator
+from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
-from vla_razor.trainers.evaluator import InTrainingEvaluator
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import seed_everything
 
@@ -75,10 +76,16 @@ def load_training_policy(
     return policy, ckpt.trainer_state
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
+    """Train as ``cfg`` says; ``pool`` is the env pool of an enclosing command (``vla-razor razor``),
+    else in-training evaluation starts its own for this run."""
     name = str(cfg.trainer.name)
     if name not in TRAINERS:
         raise ValueError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
+    evaluating = int(cfg.trainer.get("eval_every", 0) or 0) > 0
+    if pool is None and evaluating:
+        with EnvPool(engine_settings(cfg)) as own:
+            return run(cfg, own)
     dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
     run_dir = Path(cfg.out_dir)
     seed_everything(int(cfg.seed) + dist_info.rank)
@@ -94,13 +101,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     evaluator = None
-    if int(cfg.trainer.get("eval_every", 0) or 0) > 0:
+    if evaluating:
+        assert pool is not None
         evaluator = InTrainingEvaluator(
             run_dir,
             env_kwargs,
+            pool,
             episodes=int(cfg.eval.episodes),
             seed=int(cfg.eval.seed),
-            num_envs=int(cfg.eval.num_envs),
             kl_states=int(cfg.eval.kl_states),
             kl_state_seeds=int(cfg.eval.kl_state_seeds),
             logger=logger,
@@ -126,8 +134,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 logger,
             )
     finally:
-        if evaluator is not None:
-            evaluator.close()
         shutdown(dist_info)
     if dist_info.is_main:
         print(f"{name} on {cfg.task.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vla_razor.rollouts import Rollout, RolloutCollector
 from vla_razor.sampling import seeded_generator
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
@@ -30,7 +31,6 @@ from vla_razor.trainers.common import (
 from vla_razor.trainers.distributed import DistInfo, all_reduce_mean, broadcast_parameters
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
-from vla_razor.trainers.rollout import Rollout, RolloutCollector
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.rollouts import Rollout
 from vla_razor.trainers.common import (
     NonFiniteLossError,
     TrainerSettings,
@@ -34,7 +35,6 @@ from vla_razor.trainers.distributed import (
 )
 from vla_razor.trainers.gae import compute_gae
 from vla_razor.trainers.on_policy import run_on_policy, update_seeds
-from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
 
