@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import multiprocessing as mp
+import time
 from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
@@ -107,18 +108,19 @@ class EnvPool:
         self._workers[index] = self._start()
         self.replaced += 1
 
-    def close(self) -> None:
-        """Stop every worker: a polite request first, then terminate and kill whatever is left."""
+    def close(self, grace: float = 5.0) -> None:
+        """Stop every worker: a polite request first; whatever has not exited after ``grace`` seconds
+        (all workers together) is terminated, then killed."""
         if self._closed:
             return
         self._closed = True
-        for worker in self._workers:
-            if worker is not None:
-                with contextlib.suppress(Exception):
-                    worker.conn.send(None)
-        for worker in self._workers:
-            if worker is not None:
-                _stop(worker, grace=5.0)
+        workers = [w for w in self._workers if w is not None]
+        for worker in workers:
+            with contextlib.suppress(Exception):
+                worker.conn.send(None)
+        deadline = time.monotonic() + grace
+        for worker in workers:
+            _stop(worker, grace=max(0.0, deadline - time.monotonic()))
         self._workers = []
         torch.set_num_threads(self._threads_before)
 
@@ -157,7 +159,8 @@ class EnvPool:
         except (EOFError, ConnectionResetError, OSError):
             reply = None
         if reply is None:
-            code = worker.process.exitcode if not worker.process.is_alive() else None
+            worker.process.join(2.0)  # the pipe closes a moment before the process is gone
+            code = worker.process.exitcode
             self._died(index, f"died (exit code {code})" if code is not None else "closed its pipe")
         worker.outstanding.popleft()
         if reply[0] == "error":
