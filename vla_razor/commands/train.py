@@ -18,9 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
 from vla_razor.evaluation.in_training import InTrainingEvaluator
 from vla_razor.rollouts import EnvPool
+from vla_razor.rollouts.vector import PoolVectorEnv
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.logger import MetricLogger
+from vla_razor.trainers.ppo import PPOSettings, train_ppo
+from vla_razor.trainers.rft import RFTSettings, train_rft
 from vla_razor.trainers.rng import seed_everything
 
 log = logging.getLogger(__name__)
@@ -78,12 +81,12 @@ def load_training_policy(
 
 def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
     """Train as ``cfg`` says; ``pool`` is the env pool of an enclosing command (``vla-razor razor``),
-    else in-training evaluation starts its own for this run."""
+    else one is started for this run when it needs envs (PPO/RFT rollouts, in-training evaluation)."""
     name = str(cfg.trainer.name)
     if name not in TRAINERS:
         raise ValueError(f"unknown trainer {name!r}; valid trainers: {', '.join(TRAINERS)}")
     evaluating = int(cfg.trainer.get("eval_every", 0) or 0) > 0
-    if pool is None and evaluating:
+    if pool is None and (evaluating or name in ("ppo", "rft")):
         with EnvPool(engine_settings(cfg)) as own:
             return run(cfg, own)
     dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
@@ -121,12 +124,14 @@ def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
         if name in ("bc", "bc_kl"):
             result = _run_bc(policy, cfg, settings_map, run_dir, resume_state, dist_info, evaluator, logger)
         else:
+            assert pool is not None
             result = _run_on_policy(
                 name,
                 policy,
                 cfg,
                 settings_map,
                 env_kwargs,
+                pool,
                 run_dir,
                 resume_state,
                 dist_info,
@@ -195,44 +200,24 @@ def _run_on_policy(
     cfg: DictConfig,
     settings_map: dict[str, Any],
     env_kwargs: dict[str, Any],
+    pool: EnvPool,
     run_dir: Path,
     resume_state: Any,
     dist_info: DistInfo,
     evaluator: Any,
     logger: MetricLogger,
 ) -> dict[str, float]:
-    from gymnasium.vector import AutoresetMode
-
-    from vla_razor import envs
-
     kwargs = dict(env_kwargs)
-    task = kwargs.pop("task")
     if name == "ppo" and settings_map.get("reward") == "shaped":
         kwargs["reward"] = "shaped"
-    venv = envs.make_vector_env(
-        task, int(cfg.num_envs), vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs
-    )
-    try:
-        if name == "ppo":
-            from vla_razor.trainers.ppo import PPOSettings, train_ppo
-
-            return train_ppo(
-                policy,
-                venv,
-                PPOSettings.from_mapping(settings_map),
-                run_dir,
-                cfg,
-                resume_state=resume_state,
-                dist_info=dist_info,
-                evaluator=evaluator,
-                logger=logger,
-            )
-        from vla_razor.trainers.rft import RFTSettings, train_rft
-
-        return train_rft(
+    # The rollout envs live in the command's pool (built once, shared with in-training evaluation);
+    # the collector double-buffers its two halves.
+    venv = PoolVectorEnv(pool, kwargs, int(cfg.num_envs), name=f"{name}-rank{dist_info.rank}")
+    if name == "ppo":
+        return train_ppo(
             policy,
             venv,
-            RFTSettings.from_mapping(settings_map),
+            PPOSettings.from_mapping(settings_map),
             run_dir,
             cfg,
             resume_state=resume_state,
@@ -240,5 +225,14 @@ def _run_on_policy(
             evaluator=evaluator,
             logger=logger,
         )
-    finally:
-        venv.close()
+    return train_rft(
+        policy,
+        venv,
+        RFTSettings.from_mapping(settings_map),
+        run_dir,
+        cfg,
+        resume_state=resume_state,
+        dist_info=dist_info,
+        evaluator=evaluator,
+        logger=logger,
+    )

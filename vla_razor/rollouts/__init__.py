@@ -2,7 +2,8 @@
 
 - :mod:`.pool`: persistent env worker processes (forkserver), envs built once per worker and reused;
 - :mod:`.engine`: seeded episodes from a work queue, task-mixed policy batches, double buffering;
-- :mod:`.collector`: on-policy training rollouts on any gymnasium-like vector env;
+- :mod:`.collector`: on-policy training rollouts on any gymnasium-like vector env (double-buffered on
+  :class:`~vla_razor.rollouts.vector.PoolVectorEnv`, the pool's training view);
 - :mod:`.calls`: whole scripted episodes (experts) run inside the workers, results in order.
 """
 
@@ -11,6 +12,7 @@ from vla_razor.rollouts.engine import EngineStats, EpisodeJob, PlayedEpisode, Se
 from vla_razor.rollouts.observations import policy_batch
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError
 from vla_razor.rollouts.settings import EngineSettings, available_cores
+from vla_razor.rollouts.vector import PoolVectorEnv
 
 __all__ = [
     "EngineSettings",
@@ -19,6 +21,7 @@ __all__ = [
     "EpisodeJob",
     "EpisodeStats",
     "PlayedEpisode",
+    "PoolVectorEnv",
     "Rollout",
     "RolloutCollector",
     "SeededEpisode",

@@ -26,6 +26,7 @@ import torch
 
 from vla_razor.rollouts.observations import copy_obs, policy_batch, stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError, env_key
+from vla_razor.rollouts.settings import policy_threads
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ def play_episodes(
     policy.eval()
     try:
         run = _Run(policy, pool, jobs, act, on_episode, keep_observations, progress)
-        played = run.run()
+        with policy_threads(pool.settings.threads):
+            played = run.run()
     finally:
         policy.train(was_training)
     if stats is not None:

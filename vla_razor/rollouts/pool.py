@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-import torch
-
 from vla_razor.rollouts.settings import EngineSettings
 from vla_razor.rollouts.worker import EnvFactory, make_robosuite_env, worker_main
 
@@ -64,8 +62,6 @@ class EnvPool:
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         self._env_vars = {"LP_NUM_THREADS": str(self.settings.lp_threads)}
-        self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(self.settings.threads)
         self._workers: list[_Worker | None] = []
         self.replaced = 0
         self._closed = False
@@ -122,7 +118,6 @@ class EnvPool:
         for worker in workers:
             _stop(worker, grace=max(0.0, deadline - time.monotonic()))
         self._workers = []
-        torch.set_num_threads(self._threads_before)
 
     # ------------------------------------------------------------------ messaging
     def send(self, index: int, ops: Sequence[tuple[Any, ...]], tag: Any = None) -> None:

@@ -7,8 +7,12 @@ a container or ``taskset`` limit is what the workers actually get.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
+
+import torch
 
 
 def available_cores() -> int:
@@ -17,6 +21,21 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # platforms without sched_getaffinity
         return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def policy_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` while the policy decodes next to the env workers,
+    restored afterwards (a learner update may use every core). None leaves them alone."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

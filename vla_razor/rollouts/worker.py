@@ -5,6 +5,9 @@ Operations (tuples, answered in order, one reply per batch):
 - ``("reset", slot, key, kwargs, seed, frame)`` -> ``(obs, frame)``: bind ``slot`` to an env of ``key``
   (reused if one is free, built otherwise) and start a seeded episode;
 - ``("step", slot, action, frame)`` -> ``(obs, reward, terminated, truncated, info, frame)``;
+- ``("autostep", slot, action)`` -> ``(obs, reward, terminated, truncated, info)`` with gymnasium's
+  same-step autoreset: an episode that ends is reset (unseeded) at once, its last observation and info
+  go into ``info["final_obs"]`` / ``info["final_info"]`` (the training vector env);
 - ``("call", key, kwargs, fn, args)`` -> ``fn(env, *args)``: a whole function on a free env of ``key``
   (e.g. a scripted-expert episode, which needs no policy).
 
@@ -19,7 +22,7 @@ import contextlib
 import os
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -39,7 +42,7 @@ class _EnvCache:
     def __init__(self, factory: EnvFactory) -> None:
         self.factory = factory
         self.free: dict[str, list[Any]] = {}
-        self.bound: dict[int, tuple[str, Any]] = {}
+        self.bound: dict[Hashable, tuple[str, Any]] = {}
         self.built = 0
 
     def acquire(self, key: str, kwargs: dict[str, Any]) -> Any:
@@ -52,7 +55,7 @@ class _EnvCache:
     def release(self, key: str, env: Any) -> None:
         self.free.setdefault(key, []).append(env)
 
-    def bind(self, slot: int, key: str, kwargs: dict[str, Any]) -> Any:
+    def bind(self, slot: Hashable, key: str, kwargs: dict[str, Any]) -> Any:
         current = self.bound.pop(slot, None)
         if current is not None:
             if current[0] == key:
@@ -88,6 +91,15 @@ def _run(cache: _EnvCache, op: tuple[Any, ...]) -> Any:
         env = cache.bound[slot][1]
         obs, reward, terminated, truncated, info = env.step(action)
         return obs, float(reward), bool(terminated), bool(truncated), info, _frame(env, frame)
+    if kind == "autostep":
+        _, slot, action = op
+        env = cache.bound[slot][1]
+        obs, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            final_obs, final_info = obs, info
+            obs, info = env.reset()
+            info = {**info, "final_obs": final_obs, "final_info": final_info}
+        return obs, float(reward), bool(terminated), bool(truncated), info
     if kind == "reset":
         _, slot, key, kwargs, seed, frame = op
         env = cache.bind(slot, key, kwargs)
@@ -102,7 +114,7 @@ def _run(cache: _EnvCache, op: tuple[Any, ...]) -> Any:
             cache.release(key, env)
     if kind == "stats":
         return {"pid": os.getpid(), "built": cache.built}
-    raise ValueError(f"unknown env operation {kind!r}; valid: reset, step, call, stats")
+    raise ValueError(f"unknown env operation {kind!r}; valid: reset, step, autostep, call, stats")
 
 
 def worker_main(conn: Connection, factory: EnvFactory, env_vars: dict[str, str]) -> None:
