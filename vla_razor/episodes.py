@@ -1,109 +1,97 @@
-"""Single-environment episodes for any actor: the scripted expert or a VLA checkpoint.
+"""Recorded episodes for any actor: the scripted expert or a VLA checkpoint, through the rollout engine.
 
-Used by ``vla-razor rollout`` (videos) and by evaluation code that needs per-episode control. Batched,
-vectorised collection for training lives with the trainers.
+Used by ``vla-razor rollout`` (videos). A checkpoint plays through :func:`vla_razor.rollouts.play_episodes`
+like every evaluation; the expert is not a batched policy (it keeps per-episode state), so each of its
+episodes runs whole inside an env worker of the same pool.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import torch
 
+from vla_razor import envs
 from vla_razor.errors import BadInputError
+from vla_razor.policies import load_policy
+from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
+from vla_razor.rollouts.calls import imap_on_envs
 from vla_razor.sampling import seeded_generator
-from vla_razor.video import EpisodeRecorder
 
 log = logging.getLogger(__name__)
 
 
-class Actor(Protocol):
-    def reset(self) -> None: ...
-
-    def act(self, obs: dict[str, Any]) -> np.ndarray: ...
-
-
 @dataclass
-class EpisodeResult:
-    seed: int
-    success: bool
-    length: int
-    episode_return: float
-    error: str | None = None
+class RecordedEpisode:
+    episode: SeededEpisode
+    frames: list[np.ndarray] = field(default_factory=list)
 
 
-class PolicyActor:
-    """Adapts a batched VLA policy to one environment: adds the batch dimension, decodes one action."""
-
-    def __init__(self, policy: Any, *, greedy: bool = True, temperature: float = 1.0, seed: int = 0) -> None:
-        self.policy = policy
-        self.greedy = greedy
-        self.temperature = temperature
-        self.generator = seeded_generator(seed, policy.device)
-
-    def reset(self) -> None:
-        """VLA policies here are memoryless (one frame in, one action out)."""
-
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
-        batched = {k: np.asarray(v)[None] for k, v in obs.items() if k != "instruction"}
-        batch = self.policy.prepare(batched, [str(obs["instruction"])])
-        with torch.no_grad():
-            out = self.policy.act(
-                batch, temperature=self.temperature, greedy=self.greedy, generator=self.generator
-            )
-        return np.asarray(out.actions[0], dtype=np.float32)
-
-
-def make_actor(
-    family: str,
-    *,
-    task: str,
-    checkpoint: str | None = None,
-    greedy: bool = True,
-    temperature: float = 1.0,
-    seed: int = 0,
-) -> Actor:
-    """``family='expert'`` gives the task's scripted expert; anything else loads ``checkpoint``."""
+def load_actor_policy(family: str, checkpoint: str | None) -> Any | None:
+    """The policy behind ``family`` (None for the scripted expert), in eval mode."""
     if family == "expert":
-        from vla_razor import envs
-
-        return envs.make_expert(task)
+        return None
     if not checkpoint:
         raise BadInputError(f"policy={family} needs checkpoint=DIR (a saved policy directory); got none")
-    from vla_razor.policies import load_policy
-
     policy = load_policy(checkpoint)
     if policy.family != family:
         raise BadInputError(
             f"checkpoint {checkpoint!r} holds a {policy.family!r} policy but policy={family} was requested"
         )
-    policy.eval()
-    return PolicyActor(policy, greedy=greedy, temperature=temperature, seed=seed)
+    return policy.eval()
 
 
-def run_episode(env: Any, actor: Actor, seed: int, recorder: EpisodeRecorder | None = None) -> EpisodeResult:
-    """Run one seeded episode to termination (success or simulator error) or truncation (horizon)."""
-    actor.reset()
-    obs, _ = env.reset(seed=seed)
+def record_episodes(
+    pool: EnvPool,
+    policy: Any | None,
+    env_kwargs: dict[str, Any],
+    seeds: Sequence[int],
+    *,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    sample_seed: int = 0,
+) -> list[RecordedEpisode]:
+    """One recorded episode per seed of ``env_kwargs['task']``, by ``policy`` (None: the task's expert)."""
+    if policy is None:
+        jobs = [(int(s),) for s in seeds]
+        return list(imap_on_envs(pool, env_kwargs, expert_episode, jobs, _died))
+    played = play_episodes(
+        policy,
+        pool,
+        [EpisodeJob(env_kwargs, int(s), record=True) for s in seeds],
+        greedy=greedy,
+        temperature=temperature,
+        generator=None if greedy else seeded_generator(sample_seed, policy.device),
+    )
+    return [RecordedEpisode(p.episode, p.frames) for p in played]
+
+
+def expert_episode(env: Any, seed: int) -> RecordedEpisode:
+    """One seeded episode of the task's scripted expert with a video frame per step (runs in a worker)."""
     base = env.unwrapped
-    if recorder is not None:
-        recorder.add(_frame(base, obs))
-    total, steps = 0.0, 0
+    expert = envs.make_expert(base.spec_task.name)
+    expert.reset()
+    obs, _ = env.reset(seed=seed)
+    frames = [_frame(base, obs)]
+    steps = 0
     while True:
-        action = actor.act(obs)
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
+        obs, _reward, terminated, truncated, info = env.step(expert.act(obs))
         steps += 1
-        if recorder is not None:
-            recorder.add(_frame(base, obs))
+        frames.append(_frame(base, obs))
         if terminated or truncated:
             error = info.get("sim_error")
             if error:
                 log.warning("episode seed=%d ended by a simulator error: %s", seed, error)
-            return EpisodeResult(seed, bool(info.get("is_success", False)), steps, total, error)
+            return RecordedEpisode(
+                SeededEpisode(seed, bool(info.get("is_success", False)), steps, error), frames
+            )
+
+
+def _died(job: tuple[Any, ...], reason: str) -> RecordedEpisode:
+    return RecordedEpisode(SeededEpisode(int(job[0]), False, 0, f"env worker died: {reason}"))
 
 
 def _frame(base: Any, obs: dict[str, Any]) -> np.ndarray:

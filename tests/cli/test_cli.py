@@ -119,7 +119,7 @@ def test_demos_file_round_trip_replays_states(tmp_path) -> None:
         "demos",
         "task=lift",
         "episodes=3",
-        "num_workers=2",
+        "engine.num_workers=2",
         "noise_std=0.05",
         f"out={path}",
         "env.cameras=[agentview]",

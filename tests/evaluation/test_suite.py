@@ -22,7 +22,6 @@ SUITE = dict(
     seed=100_000,
     kl_states=6,
     kl_state_seeds=1,
-    num_envs=2,
 )
 
 

@@ -8,9 +8,9 @@ import torch
 from tests.trainers.conftest import tiny_policy_cfg
 from tests.trainers.fake_env import FakeReachVectorEnv, success_probability
 from vla_razor.policies import build_policy
+from vla_razor.rollouts import Rollout
 from vla_razor.trainers.logger import read_metrics
 from vla_razor.trainers.rft import RFTSettings, successful_steps, train_rft
-from vla_razor.trainers.rollout import Rollout
 
 
 def _rollout(terminated, truncated, success) -> Rollout:

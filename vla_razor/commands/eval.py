@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.commands.common import engine_settings
 from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.suite import (
     ResultsStore,
@@ -23,6 +24,7 @@ from vla_razor.evaluation.suite import (
     run_info,
 )
 from vla_razor.io_utils import write_json_atomic
+from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.checkpoint import list_checkpoints, resolve_policy_dir
 from vla_razor.video import video_dir as make_video_dir
 
@@ -60,20 +62,40 @@ def run_suite(
     device: str = "cpu",
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    pool: EnvPool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate pi0 then every checkpoint; returns (and writes) the results document."""
+    """Evaluate pi0 then every checkpoint; returns (and writes) the results document.
+
+    ``pool`` is the command's env pool (one is started and stopped here when none is given): every
+    policy's episodes reuse the envs its workers already built.
+    """
+    if pool is None:
+        with EnvPool() as own:
+            return run_suite(
+                pi0_dir,
+                checkpoints,
+                suite,
+                out_dir,
+                videos=videos,
+                video_dir=video_dir,
+                device=device,
+                progress=progress,
+                extra=extra,
+                pool=own,
+            )
     from vla_razor.policies import load_policy
 
     store = ResultsStore(out_dir, suite)
     vdir = make_video_dir(video_dir) if video_dir and videos > 0 else None
     pi0 = load_policy(resolve_policy_dir(pi0_dir), finetune="frozen", device=device)
-    states = kl_state_cache(pi0, suite, store) if suite.kl_states > 0 else None
+    states = kl_state_cache(pi0, suite, store, pool) if suite.kl_states > 0 else None
     records: dict[str, dict[str, Any]] = {}
     base = store.policy_record("pi0") or evaluate_policy(
         pi0,
         "pi0",
         suite,
         store,
+        pool,
         pi0=None,
         kl_states=states,
         pi0_weights=None,
@@ -98,6 +120,7 @@ def run_suite(
                 policy_id,
                 suite,
                 store,
+                pool,
                 pi0=pi0,
                 kl_states=states,
                 pi0_weights=pi0_weights,
@@ -187,15 +210,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if int(cfg.videos) < 0:
         raise BadInputError(f"videos must be >= 0, got {cfg.videos}")
     checkpoints = expand_checkpoints([str(p) for p in cfg.checkpoints], bool(cfg.all_checkpoints))
-    document = run_suite(
-        cfg.pi0,
-        checkpoints,
-        suite,
-        cfg.out_dir,
-        videos=int(cfg.videos),
-        video_dir=cfg.video_dir,
-        device=str(cfg.device),
-    )
+    with EnvPool(engine_settings(cfg)) as pool:
+        document = run_suite(
+            cfg.pi0,
+            checkpoints,
+            suite,
+            cfg.out_dir,
+            videos=int(cfg.videos),
+            video_dir=cfg.video_dir,
+            device=str(cfg.device),
+            pool=pool,
+        )
     table = results_table(document)
     print(table)
     (Path(cfg.out_dir) / "results.md").write_text(table)

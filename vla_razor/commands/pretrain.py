@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.commands.common import engine_settings
 from vla_razor.data.demos import DemoFile, collect_demos
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
@@ -24,6 +25,7 @@ from vla_razor.errors import BadInputError
 from vla_razor.evaluation.success import evaluate_success, heldout_seeds
 from vla_razor.io_utils import atomic_path, write_json_atomic
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
+from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.logger import MetricLogger
@@ -38,7 +40,7 @@ def ensure_demos(
     path: Path,
     env_kwargs: dict[str, Any],
     noise_std: float,
-    num_workers: int,
+    pool: EnvPool,
     seed: int,
 ) -> Path:
     """Reuse ``path`` if it already holds enough demos recorded with the same cameras, else collect."""
@@ -50,7 +52,7 @@ def ensure_demos(
             log.info("reusing %s", path)
             return path
     summary = collect_demos(
-        task, episodes, path, seed=seed, num_workers=num_workers, noise_std=noise_std, env_kwargs=env_kwargs
+        task, episodes, path, seed=seed, noise_std=noise_std, env_kwargs=env_kwargs, pool=pool
     )
     print(
         f"{task}: {summary.succeeded} demos ({summary.success_rate:.0%} of {summary.tried} expert episodes) -> {path}"
@@ -69,6 +71,11 @@ def instruction_words() -> list[str]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    with EnvPool(engine_settings(cfg)) as pool:
+        return _pretrain(cfg, pool)
+
+
+def _pretrain(cfg: DictConfig, pool: EnvPool) -> dict[str, Any]:
     from vla_razor.policies import build_policy, load_policy
 
     seed_everything(int(cfg.seed))
@@ -97,7 +104,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 demo_dir / f"{task}_pretrain.hdf5",
                 env_kwargs,
                 float(cfg.demos.noise_std),
-                int(cfg.demos.num_workers),
+                pool,
                 seed=1000 * (i + 1),
             )
         )
@@ -132,14 +139,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     train_bc(policy, train, settings, run_dir, cfg, val_data=val, resume_state=resume_state, logger=logger)
 
+    measured = evaluate_success(policy, pool, tasks, env_kwargs, heldout_seeds(int(cfg.eval_episodes)))
     results = {}
-    for task in tasks:
-        res = evaluate_success(
-            policy,
-            {"task": task, **env_kwargs},
-            heldout_seeds(int(cfg.eval_episodes)),
-            num_envs=int(suite.num_envs),
-        )
+    for task, res in measured.items():
         results[task] = res.to_dict()
         role = "new task" if task == suite.new_task else "prior skill"
         print(f"{task:<22} {role:<12} success {res.success_rate:6.1%} ± {res.sem:.1%} (n={res.n})")

@@ -11,10 +11,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.commands.common import engine_settings
+from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.study import load_results, write_report
 from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.rollouts import EnvPool
 from vla_razor.schemas import register_schemas
 from vla_razor.trainers.checkpoint import list_checkpoints
 
@@ -44,8 +47,6 @@ def train_overrides(
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
-
     out_dir = Path(cfg.out_dir)
     if cfg.from_results:
         document = load_results(cfg.from_results)
@@ -58,9 +59,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return document
 
     suite = SuiteSpec.from_mapping(OmegaConf.to_container(cfg.suite, resolve=True))
+    # One env pool for the whole study: demos, in-training evaluation and the suite reuse its envs.
+    with EnvPool(engine_settings(cfg)) as pool:
+        document = _study(cfg, suite, out_dir, pool)
+    table = results_table(document)
+    print(table)
+    report = write_report(document, out_dir / "results", table)
+    print(f"report: {report}")
+    return document
+
+
+def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, pool: EnvPool) -> dict[str, Any]:
     run_dirs = [str(r) for r in cfg.runs]
     if cfg.sweep:
-        demos = _sft_demos(cfg, suite, out_dir)
+        demos = _sft_demos(cfg, suite, pool)
         for entry in cfg.sweep:
             entry = OmegaConf.to_container(entry, resolve=True)
             run_dir, overrides = train_overrides(
@@ -71,14 +83,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             else:
                 if list_checkpoints(run_dir):
                     overrides.append("resume=true")
-                _train(overrides)
+                _train(overrides, pool)
             run_dirs.append(run_dir)
     if not run_dirs:
         raise BadInputError(
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
         )
     checkpoints = expand_checkpoints(run_dirs, bool(cfg.all_checkpoints))
-    document = run_suite(
+    return run_suite(
         cfg.pi0,
         checkpoints,
         suite,
@@ -86,12 +98,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         videos=int(cfg.videos),
         video_dir=cfg.video_dir,
         device=str(cfg.device),
+        pool=pool,
     )
-    table = results_table(document)
-    print(table)
-    report = write_report(document, out_dir / "results", table)
-    print(f"report: {report}")
-    return document
 
 
 def _finished(run_dir: str | Path) -> bool:
@@ -106,7 +114,7 @@ def _finished(run_dir: str | Path) -> bool:
     return total is not None and done >= total
 
 
-def _train(overrides: list[str]) -> None:
+def _train(overrides: list[str], pool: EnvPool) -> None:
     from vla_razor.commands import train
 
     register_schemas()  # a no-op under the CLI, needed when called from Python
@@ -116,10 +124,10 @@ def _train(overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="razor_train"):
             cfg = compose(config_name="train", overrides=overrides)
     log.info("training: %s", " ".join(overrides))
-    train.run(cfg)
+    train.run(cfg, pool)
 
 
-def _sft_demos(cfg: DictConfig, suite: SuiteSpec, out_dir: Path) -> Path:
+def _sft_demos(cfg: DictConfig, suite: SuiteSpec, pool: EnvPool) -> Path:
     """The new task's SFT demos, recorded with pi0's cameras/image size (collected once)."""
     from vla_razor.commands.pretrain import ensure_demos
     from vla_razor.evaluation.suite import policy_env_kwargs
@@ -134,6 +142,6 @@ def _sft_demos(cfg: DictConfig, suite: SuiteSpec, out_dir: Path) -> Path:
         path,
         policy_env_kwargs(pi0),
         float(cfg.sft_demos.noise_std),
-        int(cfg.sft_demos.num_workers),
+        pool,
         seed=50_000,
     )

@@ -7,47 +7,46 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from vla_razor.commands.common import env_kwargs_from_cfg, positive_int
-from vla_razor.episodes import make_actor, run_episode
+from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg, positive_int
+from vla_razor.episodes import load_actor_policy, record_episodes
+from vla_razor.evaluation.suite import policy_env_kwargs
+from vla_razor.rollouts import EnvPool
 from vla_razor.video import EpisodeRecorder, episode_video_name, video_dir
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> None:
-    from vla_razor import envs
-
     episodes = positive_int(cfg.episodes, "episodes")
     out_dir = video_dir(cfg.video_dir)
     kwargs = env_kwargs_from_cfg(cfg)
     if cfg.render_camera:
         kwargs.update(render_camera=str(cfg.render_camera), render_size=int(cfg.render_size))
-    actor = make_actor(
-        str(cfg.policy.family),
-        task=kwargs["task"],
-        # policy=tiny without checkpoint=... rolls out the policy group's own weights (the committed pi0)
-        checkpoint=cfg.checkpoint or cfg.policy.get("pretrained"),
-        greedy=bool(cfg.greedy),
-        temperature=float(cfg.temperature),
-        seed=int(cfg.seed),
-    )
-    policy = getattr(actor, "policy", None)
+    # policy=tiny without checkpoint=... rolls out the policy group's own weights (the committed pi0)
+    policy = load_actor_policy(str(cfg.policy.family), cfg.checkpoint or cfg.policy.get("pretrained"))
     if policy is not None:  # the env must render exactly the cameras and size the policy was trained on
-        from vla_razor.evaluation.suite import policy_env_kwargs
-
         kwargs.update(policy_env_kwargs(policy))
-    env = envs.make_env(**kwargs)
+    seeds = [int(cfg.seed) + i for i in range(episodes)]
+    with EnvPool(engine_settings(cfg)) as pool:
+        recorded = record_episodes(
+            pool,
+            policy,
+            kwargs,
+            seeds,
+            greedy=bool(cfg.greedy),
+            temperature=float(cfg.temperature),
+            sample_seed=int(cfg.seed),
+        )
     successes = 0
-    try:
-        for i in range(episodes):
-            seed = int(cfg.seed) + i
-            recorder = EpisodeRecorder(fps=int(cfg.fps))
-            result = run_episode(env, actor, seed, recorder=recorder)
-            path = recorder.save(Path(out_dir) / episode_video_name(kwargs["task"], seed, result.success))
-            successes += result.success
-            print(
-                f"seed {seed}: {'success' if result.success else 'failure'} in {result.length} steps -> {path}"
-            )
-    finally:
-        env.close()
+    for item in recorded:
+        ep = item.episode
+        if not item.frames:  # its worker died before the first frame came back
+            print(f"seed {ep.seed}: failure ({ep.sim_error}), no video")
+            continue
+        recorder = EpisodeRecorder(fps=int(cfg.fps))
+        for frame in item.frames:
+            recorder.add(frame)
+        path = recorder.save(Path(out_dir) / episode_video_name(kwargs["task"], ep.seed, ep.success))
+        successes += ep.success
+        print(f"seed {ep.seed}: {'success' if ep.success else 'failure'} in {ep.length} steps -> {path}")
     print(f"{kwargs['task']}: {successes}/{episodes} successful episodes")

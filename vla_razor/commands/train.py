@@ -15,13 +15,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vla_razor.commands.common import env_kwargs_from_cfg
+from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
 from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.evaluation.in_training import InTrainingEvaluator
+from vla_razor.rollouts import EnvPool
+from vla_razor.rollouts.vector import PoolVectorEnv
 from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
 from vla_razor.trainers.common import TrainerSettings
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
-from vla_razor.trainers.evaluator import InTrainingEvaluator
 from vla_razor.trainers.fsdp import shard_policy
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.ppo import PPOSettings, train_ppo
@@ -97,9 +99,15 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     return TRAINERS[name].from_mapping(values)
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
+def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
+    """Train as ``cfg`` says; ``pool`` is the env pool of an enclosing command (``vla-razor razor``),
+    else one is started for this run when it needs envs (PPO/RFT rollouts, in-training evaluation)."""
     settings = trainer_settings(cfg)
     name = settings.name
+    evaluating = settings.eval_every > 0
+    if pool is None and (evaluating or not isinstance(settings, BCSettings)):
+        with EnvPool(engine_settings(cfg)) as own:
+            return run(cfg, own)
     dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
     run_dir = Path(cfg.out_dir)
     seed_everything(int(cfg.seed) + dist_info.rank)
@@ -109,7 +117,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     fsdp = cfg.get("fsdp") or {}
     if fsdp.get("enabled"):
         if int(cfg.trainer.get("eval_every", 0) or 0) > 0:
-            raise ValueError(
+            raise BadInputError(
                 "trainer.eval_every > 0 with fsdp.enabled=true: in-training evaluation runs episodes of "
                 "different lengths per rank, which sharded forwards cannot; evaluate saved checkpoints "
                 "with `vla-razor eval` instead (trainer.eval_every=0)"
@@ -124,13 +132,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     evaluator = None
-    if settings.eval_every > 0:
+    if evaluating:
+        assert pool is not None
         evaluator = InTrainingEvaluator(
             run_dir,
             env_kwargs,
+            pool,
             episodes=int(cfg.eval.episodes),
             seed=int(cfg.eval.seed),
-            num_envs=int(cfg.eval.num_envs),
             kl_states=int(cfg.eval.kl_states),
             kl_state_seeds=int(cfg.eval.kl_state_seeds),
             logger=logger,
@@ -142,11 +151,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if isinstance(settings, BCSettings):
             result = _run_bc(policy, cfg, settings, run_dir, resume_state, dist_info, evaluator, logger)
         else:
+            assert pool is not None
             result = _run_on_policy(
                 policy,
                 cfg,
                 settings,
                 env_kwargs,
+                pool,
                 run_dir,
                 resume_state,
                 dist_info,
@@ -154,8 +165,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 logger,
             )
     finally:
-        if evaluator is not None:
-            evaluator.close()
         shutdown(dist_info)
     if dist_info.is_main:
         print(f"{name} on {cfg.task.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))
@@ -214,46 +223,20 @@ def _run_on_policy(
     cfg: DictConfig,
     settings: PPOSettings | RFTSettings,
     env_kwargs: dict[str, Any],
+    pool: EnvPool,
     run_dir: Path,
     resume_state: Any,
     dist_info: DistInfo,
     evaluator: Any,
     logger: MetricLogger,
 ) -> dict[str, float]:
-    from gymnasium.vector import AutoresetMode
-
-    from vla_razor import envs
-
     kwargs = dict(env_kwargs)
-    task = kwargs.pop("task")
     if isinstance(settings, PPOSettings) and settings.reward == "shaped":
         kwargs["reward"] = "shaped"
-    venv = envs.make_vector_env(
-        task, int(cfg.num_envs), vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, **kwargs
-    )
-    try:
-        if isinstance(settings, PPOSettings):
-            return train_ppo(
-                policy,
-                venv,
-                settings,
-                run_dir,
-                cfg,
-                resume_state=resume_state,
-                dist_info=dist_info,
-                evaluator=evaluator,
-                logger=logger,
-            )
-        return train_rft(
-            policy,
-            venv,
-            settings,
-            run_dir,
-            cfg,
-            resume_state=resume_state,
-            dist_info=dist_info,
-            evaluator=evaluator,
-            logger=logger,
-        )
-    finally:
-        venv.close()
+    # The rollout envs live in the command's pool (built once, shared with in-training evaluation);
+    # the collector double-buffers its two halves.
+    venv = PoolVectorEnv(pool, kwargs, int(cfg.num_envs), name=f"{settings.name}-rank{dist_info.rank}")
+    loop = dict(resume_state=resume_state, dist_info=dist_info, evaluator=evaluator, logger=logger)
+    if isinstance(settings, PPOSettings):
+        return train_ppo(policy, venv, settings, run_dir, cfg, **loop)
+    return train_rft(policy, venv, settings, run_dir, cfg, **loop)

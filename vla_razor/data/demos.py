@@ -12,17 +12,16 @@ File layout (robomimic-compatible, plus a few vla-razor attributes)::
         states                  [T, S]  flat MuJoCo state before each action (env.reset_to(states[t]) replays)
     mask/train, mask/valid      demo names held in / held back for validation
 
-Episodes run in worker processes (forkserver: a GL context in the parent would hang ``fork``); the parent
-writes each successful episode as it arrives into a temporary file that is renamed only when complete.
+Episodes run in the rollout engine's env workers (forkserver: a GL context in the parent would hang
+``fork``); the parent writes each successful episode as it arrives into a temporary file that is renamed
+only when complete.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,8 @@ from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError, MissingFileError, UserError
 from vla_razor.io_utils import atomic_path
+from vla_razor.rollouts import EngineSettings, EnvPool
+from vla_razor.rollouts.calls import imap_on_envs
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +76,17 @@ class DemoSummary:
 
 
 # ----------------------------------------------------------------------------------------------- workers
-_WORKER: dict[str, Any] = {}
+def _worker_episode(env: Any, task: str, seed: int, noise_std: float) -> EpisodeRecord:
+    """One expert episode inside an env worker of the rollout engine."""
+    try:
+        return run_expert_episode(env, task, seed, noise_std)
+    except Exception as exc:  # a crashed episode is a failed episode, never a dead collection run
+        log.exception("expert episode seed=%d crashed", seed)
+        return EpisodeRecord(seed=seed, success=False, error=f"{type(exc).__name__}: {exc}")
 
 
-def _init_worker(env_kwargs: dict[str, Any], spec: Any) -> None:
-    from vla_razor import envs  # imported in the worker so the parent never needs a GL context
-
-    # A task defined in a config file exists in the parent's registry only: the worker registers it too.
-    envs.register_task(spec)
-    _WORKER["env"] = envs.make_env(**env_kwargs)
-    _WORKER["task"] = env_kwargs["task"]
-
-
-def _worker_episode(job: tuple[int, float]) -> EpisodeRecord:
-    seed, noise_std = job
-    # No catch-all here: a MuJoCo instability already comes back as a failed episode (record.error);
-    # anything else is a bug in an expert or the env and must stop the collection with its traceback.
-    return run_expert_episode(_WORKER["env"], _WORKER["task"], seed, noise_std)
+def _died(job: tuple[Any, ...], reason: str) -> EpisodeRecord:
+    return EpisodeRecord(seed=int(job[1]), success=False, error=f"env worker died: {reason}")
 
 
 def run_expert_episode(env: Any, task: str, seed: int, noise_std: float = 0.0) -> EpisodeRecord:
@@ -155,11 +150,14 @@ def collect_demos(
     valid_fraction: float = 0.1,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
+    pool: EnvPool | None = None,
 ) -> DemoSummary:
     """Collect ``episodes`` successful expert demonstrations of ``task`` into ``out`` (HDF5).
 
     Seeds ``seed, seed+1, ...`` are tried in order until enough episodes succeed (at most ``max_attempts``,
     default 3x the request); failures are counted in the file (``episodes_tried``) but not stored.
+    Episodes run in the workers of ``pool`` (the command's; with none, a pool of ``num_workers`` is
+    started for this call).
     """
     from vla_razor import envs
 
@@ -173,17 +171,32 @@ def collect_demos(
     if not 0.0 <= valid_fraction < 1.0:
         raise BadInputError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     max_attempts = max_attempts or 3 * episodes
+    if pool is None:
+        with EnvPool(EngineSettings(num_workers=num_workers)) as own:
+            return collect_demos(
+                task,
+                episodes,
+                out,
+                seed=seed,
+                num_workers=num_workers,
+                noise_std=noise_std,
+                max_attempts=max_attempts,
+                valid_fraction=valid_fraction,
+                env_kwargs=env_kwargs,
+                progress=progress,
+                pool=own,
+            )
     kwargs = {"task": task, **(env_kwargs or {})}
     out = Path(out)
     start = time.perf_counter()
     tried = succeeded = total = errors = 0
-    seeds = [(seed + i, noise_std) for i in range(max_attempts)]
+    jobs = [(task, seed + i, noise_std) for i in range(max_attempts)]
     env_args: dict[str, Any] | None = None
 
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         bar = tqdm(total=episodes, desc=f"demos {task}", unit="demo", disable=not progress)
-        for record in _run_episodes(kwargs, spec, seeds, num_workers):
+        for record in imap_on_envs(pool, kwargs, _worker_episode, jobs, _died):
             tried += 1
             if record.error:
                 errors += 1
@@ -233,24 +246,6 @@ def _env_args(kwargs: dict[str, Any]) -> dict[str, Any]:
     metadata.update({k: v for k, v in kwargs.items() if k != "use_camera"})
     metadata.pop("use_camera", None)
     return {"env_name": kwargs["task"], "type": "vla_razor", "env_kwargs": metadata}
-
-
-def _run_episodes(
-    env_kwargs: dict[str, Any], spec: Any, jobs: Sequence[tuple[int, float]], num_workers: int
-) -> Iterator[EpisodeRecord]:
-    """Yield episodes in seed order; workers run ahead, and are stopped as soon as the caller stops."""
-    if num_workers == 1:
-        _init_worker(env_kwargs, spec)
-        try:
-            for job in jobs:
-                yield _worker_episode(job)
-        finally:
-            _WORKER.pop("env").close()
-        return
-    ctx = mp.get_context("forkserver")
-    with ctx.Pool(num_workers, initializer=_init_worker, initargs=(env_kwargs, spec)) as pool:
-        yield from pool.imap(_worker_episode, jobs, chunksize=1)
-        pool.terminate()
 
 
 def _write_episode(data: h5py.Group, name: str, record: EpisodeRecord) -> None:

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_razor.errors import BadInputError
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.io_utils import atomic_path
+from vla_razor.metrics.divergences import action_token_divergences
+from vla_razor.rollouts import EnvPool, EpisodeJob, play_episodes
 from vla_razor.sampling import seeded_generator
 
 log = logging.getLogger(__name__)
@@ -23,40 +25,32 @@ log = logging.getLogger(__name__)
 
 def collect_kl_states(
     policy: Any,
+    pool: EnvPool,
     env_kwargs: dict[str, Any],
     seeds: list[int],
     *,
     max_states: int,
-    num_envs: int = 2,
     sample_seed: int = 0,
 ) -> dict[str, Any]:
     """Roll out pi0 (``policy.reference()``) on the new task and keep ``max_states`` of its observations."""
-    from gymnasium.vector import AutoresetMode
-
-    from vla_razor import envs
-    from vla_razor.trainers.rollout import evaluate_seeds
-
     if max_states <= 0:
         raise BadInputError(f"max_states must be > 0, got {max_states}")
-    kwargs = dict(env_kwargs)
-    task = kwargs.pop("task")
-    venv = envs.make_vector_env(
-        task, min(num_envs, len(seeds)), vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, **kwargs
-    )
-    generator = seeded_generator(sample_seed, policy.device)
-    try:
-        with policy.reference():
-            _, observations = evaluate_seeds(
-                policy,
-                venv,
-                seeds,
-                greedy=False,
-                temperature=1.0,
-                generator=generator,
-                keep_observations=True,
-            )
-    finally:
-        venv.close()
+    if not seeds:
+        raise BadInputError("KL states need at least one seed (kl_state_seeds must be > 0)")
+    task = str(env_kwargs["task"])
+    jobs = [EpisodeJob(dict(env_kwargs), int(s)) for s in seeds]
+    with policy.reference():
+        played = play_episodes(
+            policy,
+            pool,
+            jobs,
+            greedy=False,
+            temperature=1.0,
+            generator=seeded_generator(sample_seed, policy.device),
+            keep_observations=True,
+        )
+    # Episode by episode in seed order, each in step order: the subsample below depends only on the seeds.
+    observations = [obs for p in played for obs in p.observations]
     rng = np.random.default_rng(sample_seed)
     chosen = np.sort(rng.choice(len(observations), size=min(max_states, len(observations)), replace=False))
     picked = [observations[i] for i in chosen]
@@ -84,7 +78,7 @@ def save_kl_states(path: str | Path, states: dict[str, Any]) -> Path:
 def load_kl_states(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"KL state cache {str(path)!r} does not exist")
+        raise MissingFileError(f"KL state cache {str(path)!r} does not exist")
     with np.load(path, allow_pickle=False) as data:
         return {
             "obs": {k[4:]: data[k] for k in data.files if k.startswith("obs/")},
@@ -99,8 +93,6 @@ def measure_divergences(
     policy: Any, states: dict[str, Any], *, batch_size: int = 64, prefix_samples: int = 1, seed: int = 0
 ) -> dict[str, float]:
     """Mean forward KL(pi0||pi), reverse KL, TV and L2 over the cached states (pi0 = ``policy.reference()``)."""
-    from vla_razor.metrics.divergences import action_token_divergences
-
     n = len(states["instructions"])
     sums: dict[str, float] = {}
     sq: dict[str, float] = {}

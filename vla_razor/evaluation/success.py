@@ -1,16 +1,23 @@
-"""Task success of a policy over fixed, held-out seeds, with the standard error."""
+"""Task success of a policy over fixed, held-out seeds, with the standard error.
+
+The one success evaluation every caller uses (the held-out suite, pi0's table after pretraining, the
+in-training evaluation): all tasks' episodes go into one work queue of the rollout engine, so a policy
+batch mixes tasks and no env is built twice.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError
+from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
 from vla_razor.sampling import seeded_generator
-from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
 
 HELDOUT_SEED_START = 100_000
 
@@ -19,6 +26,8 @@ HELDOUT_SEED_START = 100_000
 class SuccessResult:
     task: str
     episodes: list[SeededEpisode] = field(default_factory=list)
+    # Video frames of the recorded episodes of this call, by seed (not part of the results document).
+    frames: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -49,48 +58,64 @@ class SuccessResult:
 
 def evaluate_success(
     policy: Any,
-    env_kwargs: dict[str, Any],
-    seeds: list[int],
+    pool: EnvPool,
+    tasks: Sequence[str],
+    env_kwargs: Mapping[str, Any],
+    seeds: Sequence[int],
     *,
-    num_envs: int = 2,
     greedy: bool = True,
     temperature: float = 1.0,
     sample_seed: int = 0,
-    progress: bool = True,
-) -> SuccessResult:
-    """Play one episode per seed of ``env_kwargs['task']`` in parallel env processes."""
-    from gymnasium.vector import AutoresetMode
+    done: Mapping[str, Mapping[int, SeededEpisode]] | None = None,
+    on_episode: Callable[[str, SeededEpisode], None] | None = None,
+    record: int = 0,
+    progress: bool | str = True,
+) -> dict[str, SuccessResult]:
+    """One episode per (task, seed) with ``env_kwargs`` (cameras, image size, ...); results in seed order.
 
-    from vla_razor import envs
-
-    kwargs = dict(env_kwargs)
-    task = kwargs.pop("task")
+    ``done`` holds episodes already played (a resumed evaluation): they are not played again.
+    ``on_episode(task, episode)`` runs as each new episode finishes. The first ``record`` seeds of every
+    task keep their video frames (``SuccessResult.frames``).
+    """
     if not seeds:
         raise BadInputError("evaluation needs at least one seed (episodes must be > 0)")
-    venv = envs.make_vector_env(
-        task,
-        max(1, min(num_envs, len(seeds))),
-        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
-        **kwargs,
+    if not tasks:
+        raise BadInputError("evaluation needs at least one task")
+    done = done or {}
+    # Seed-major, task-minor: every batch mixes tasks, and a worker rarely needs two envs of one task.
+    jobs = [
+        EpisodeJob({"task": task, **env_kwargs}, int(seed), record=i < record)
+        for i, seed in enumerate(seeds)
+        for task in tasks
+        if int(seed) not in done.get(task, {})
+    ]
+    total = len(seeds) * len(tasks)
+    label = progress if isinstance(progress, str) else "eval"
+    bar = tqdm(
+        total=total, initial=total - len(jobs), desc=label, unit="ep", disable=not progress, leave=False
     )
-    bar = tqdm(total=len(seeds), desc=f"eval {task}", unit="ep", disable=not progress, leave=False)
-    was_training = policy.training
-    policy.eval()
     try:
-        episodes, _ = evaluate_seeds(
+        played = play_episodes(
             policy,
-            venv,
-            seeds,
+            pool,
+            jobs,
             greedy=greedy,
             temperature=temperature,
-            generator=seeded_generator(sample_seed, policy.device),
+            generator=None if greedy else seeded_generator(sample_seed, policy.device),
+            on_episode=None if on_episode is None else (lambda job, ep: on_episode(job.task, ep)),
             progress=bar,
         )
     finally:
-        policy.train(was_training)
         bar.close()
-        venv.close()
-    return SuccessResult(task, episodes)
+    results = {task: SuccessResult(task) for task in tasks}
+    episodes: dict[str, dict[int, SeededEpisode]] = {task: dict(done.get(task, {})) for task in tasks}
+    for p in played:
+        episodes[p.job.task][p.job.seed] = p.episode
+        if p.job.record:
+            results[p.job.task].frames[p.job.seed] = p.frames
+    for task in tasks:
+        results[task].episodes = [episodes[task][int(s)] for s in seeds]
+    return results
 
 
 def heldout_seeds(n: int, start: int = HELDOUT_SEED_START) -> list[int]:

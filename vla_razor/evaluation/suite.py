@@ -16,14 +16,13 @@ import json
 import logging
 import platform
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.kl_states import (
@@ -31,10 +30,11 @@ from vla_razor.evaluation.kl_states import (
     load_kl_states,
     save_kl_states,
 )
-from vla_razor.evaluation.success import SuccessResult
+from vla_razor.evaluation.success import SuccessResult, evaluate_success
 from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
+from vla_razor.metrics.divergences import action_token_divergences, weight_l2_distance
+from vla_razor.rollouts import EnvPool, SeededEpisode
 from vla_razor.sampling import seeded_generator
-from vla_razor.trainers.rollout import SeededEpisode, evaluate_seeds
 from vla_razor.video import EpisodeRecorder, episode_video_name
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ class SuiteSpec:
     seed: int
     kl_states: int
     kl_state_seeds: int
-    num_envs: int = 2
 
     def __post_init__(self) -> None:
         from vla_razor import envs
@@ -84,12 +83,15 @@ class SuiteSpec:
 
     def identity(self) -> dict[str, Any]:
         """What must match for results to be comparable (used to refuse mixing suites in one folder)."""
-        return {k: v for k, v in asdict(self).items() if k != "num_envs"} | {
-            "prior_tasks": list(self.prior_tasks)
-        }
+        return asdict(self) | {"prior_tasks": list(self.prior_tasks)}
 
     @classmethod
     def from_mapping(cls, cfg: Any) -> SuiteSpec:
+        unknown = sorted(set(cfg) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"unknown suite setting(s) {unknown}; valid: {', '.join(f.name for f in fields(cls))}"
+            )
         return cls(
             name=str(cfg["name"]),
             new_task=str(cfg["new_task"]),
@@ -98,7 +100,6 @@ class SuiteSpec:
             seed=int(cfg["seed"]),
             kl_states=int(cfg["kl_states"]),
             kl_state_seeds=int(cfg["kl_state_seeds"]),
-            num_envs=int(cfg.get("num_envs", 2)),
         )
 
 
@@ -192,77 +193,12 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_task(
-    policy: Any,
-    policy_id: str,
-    task: str,
-    suite: SuiteSpec,
-    store: ResultsStore,
-    env_kwargs: dict[str, Any],
-    *,
-    videos: int = 0,
-    video_dir: Path | None = None,
-    frame_key: str | None = None,
-    progress: bool = True,
-) -> SuccessResult:
-    """Success of ``policy`` on ``task`` over the suite's seeds, resuming from episodes already logged."""
-    from gymnasium.vector import AutoresetMode
-
-    from vla_razor import envs
-
-    done = store.finished(policy_id, task)
-    todo = [s for s in suite.seeds if s not in done]
-    if todo:
-        record_seeds = [s for s in suite.seeds[:videos] if s in todo] if video_dir is not None else []
-        frames: dict[int, list[np.ndarray]] = {}
-        venv = envs.make_vector_env(
-            task,
-            max(1, min(suite.num_envs, len(todo))),
-            vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
-            **env_kwargs,
-        )
-        bar = tqdm(
-            total=len(suite.seeds),
-            initial=len(done),
-            desc=f"{policy_id[:24]} {task}",
-            unit="ep",
-            disable=not progress,
-            leave=False,
-        )
-        was_training = policy.training
-        policy.eval()
-        try:
-            evaluate_seeds(
-                policy,
-                venv,
-                todo,
-                greedy=True,
-                progress=bar,
-                on_episode=lambda ep: store.append_episode(policy_id, task, ep),
-                record_seeds=record_seeds,
-                frames=frames,
-                frame_key=frame_key,
-            )
-        finally:
-            policy.train(was_training)
-            bar.close()
-            venv.close()
-        done = store.finished(policy_id, task)
-        if video_dir is not None:
-            for seed in record_seeds:
-                rec = EpisodeRecorder(fps=10)
-                for frame in frames.get(seed, []):
-                    rec.add(frame)
-                if len(rec):
-                    rec.save(video_dir / episode_video_name(task, seed, done[seed].success, tag=policy_id))
-    return SuccessResult(task, [done[s] for s in suite.seeds])
-
-
 def evaluate_policy(
     policy: Any,
     policy_id: str,
     suite: SuiteSpec,
     store: ResultsStore,
+    pool: EnvPool,
     *,
     pi0: Any | None,
     kl_states: dict[str, Any] | None,
@@ -271,26 +207,27 @@ def evaluate_policy(
     video_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """All suite metrics of one policy (pi0 itself when ``pi0`` is None)."""
-    from vla_razor.metrics.divergences import weight_l2_distance
-
-    env_kwargs = policy_env_kwargs(policy)
-    frame_key = f"{env_kwargs['cameras'][0]}_image" if env_kwargs.get("cameras") else None
-    tasks = {
-        t: evaluate_task(
-            policy,
-            policy_id,
-            t,
-            suite,
-            store,
-            env_kwargs,
-            videos=videos,
-            video_dir=video_dir,
-            frame_key=frame_key,
-            progress=progress,
-        )
-        for t in suite.tasks
-    }
+    """All suite metrics of one policy (pi0 itself when ``pi0`` is None); resumes from logged episodes."""
+    tasks = evaluate_success(
+        policy,
+        pool,
+        suite.tasks,
+        policy_env_kwargs(policy),
+        suite.seeds,
+        done={t: store.finished(policy_id, t) for t in suite.tasks},
+        on_episode=lambda task, ep: store.append_episode(policy_id, task, ep),
+        record=videos if video_dir is not None else 0,
+        progress=policy_id[:24] if progress else False,
+    )
+    if video_dir is not None:
+        for task, result in tasks.items():
+            by_seed = {e.seed: e for e in result.episodes}
+            for seed, frames in result.frames.items():
+                rec = EpisodeRecorder(fps=10)
+                for frame in frames:
+                    rec.add(frame)
+                if len(rec):
+                    rec.save(video_dir / episode_video_name(task, seed, by_seed[seed].success, tag=policy_id))
     record: dict[str, Any] = {"policy": policy_id, "tasks": {t: _summary(r) for t, r in tasks.items()}}
     if kl_states is not None:
         if pi0 is None:
@@ -341,8 +278,6 @@ def measure_pair_divergences(
     pi0: Any, pi: Any, states: dict[str, Any], batch_size: int = 64, seed: int = 0
 ) -> dict[str, float]:
     """Divergences between two separately loaded policies over the cached states."""
-    from vla_razor.metrics.divergences import action_token_divergences
-
     n = len(states["instructions"])
     per: dict[str, list[torch.Tensor]] = {}
     generator = seeded_generator(seed, pi0.device)
@@ -400,17 +335,17 @@ def add_forgetting(record: dict[str, Any], base: dict[str, Any], suite: SuiteSpe
     return record
 
 
-def kl_state_cache(pi0: Any, suite: SuiteSpec, store: ResultsStore) -> dict[str, Any]:
+def kl_state_cache(pi0: Any, suite: SuiteSpec, store: ResultsStore, pool: EnvPool) -> dict[str, Any]:
     """The suite's new-task states from pi0's own rollouts, collected once per results folder."""
     path = store.dir / "kl_states.npz"
     if path.is_file():
         return load_kl_states(path)
     states = collect_kl_states(
         pi0,
+        pool,
         {"task": suite.new_task, **policy_env_kwargs(pi0)},
         suite.kl_seeds,
         max_states=suite.kl_states,
-        num_envs=suite.num_envs,
     )
     save_kl_states(path, states)
     return states

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vla_razor.rollouts import Rollout, RolloutCollector
 from vla_razor.sampling import seeded_generator
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
@@ -39,7 +40,6 @@ from vla_razor.trainers.fsdp import full_backbone_state, is_sharded, load_optimi
 from vla_razor.trainers.kl_monitor import KLMonitor
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
-from vla_razor.trainers.rollout import Rollout, RolloutCollector
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vla_razor.errors import BadInputError
+from vla_razor.rollouts import Rollout
 from vla_razor.trainers.common import (
     NonFiniteLossError,
     TrainerSettings,
@@ -35,7 +36,6 @@ from vla_razor.trainers.distributed import (
 )
 from vla_razor.trainers.gae import compute_gae
 from vla_razor.trainers.on_policy import run_on_policy, update_seeds
-from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.rollouts import Rollout
 from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
 from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, any_rank, max_over_ranks
 from vla_razor.trainers.on_policy import run_on_policy
-from vla_razor.trainers.rollout import Rollout
 
 log = logging.getLogger(__name__)
 

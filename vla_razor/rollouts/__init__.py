@@ -1,0 +1,33 @@
+"""The rollout engine: the one place where environments meet policies.
+
+- :mod:`.pool`: persistent env worker processes (forkserver), envs built once per worker and reused;
+- :mod:`.engine`: seeded episodes from a work queue, task-mixed policy batches, double buffering;
+- :mod:`.collector`: on-policy training rollouts on any gymnasium-like vector env (double-buffered on
+  :class:`~vla_razor.rollouts.vector.PoolVectorEnv`, the pool's training view);
+- :mod:`.calls`: whole scripted episodes (experts) run inside the workers, results in order.
+"""
+
+from vla_razor.rollouts.collector import EpisodeStats, Rollout, RolloutCollector
+from vla_razor.rollouts.engine import EngineStats, EpisodeJob, PlayedEpisode, SeededEpisode, play_episodes
+from vla_razor.rollouts.observations import policy_batch
+from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError
+from vla_razor.rollouts.settings import EngineSettings, available_cores
+from vla_razor.rollouts.vector import PoolVectorEnv
+
+__all__ = [
+    "EngineSettings",
+    "EngineStats",
+    "EnvPool",
+    "EpisodeJob",
+    "EpisodeStats",
+    "PlayedEpisode",
+    "PoolVectorEnv",
+    "Rollout",
+    "RolloutCollector",
+    "SeededEpisode",
+    "WorkerDied",
+    "WorkerError",
+    "available_cores",
+    "play_episodes",
+    "policy_batch",
+]

@@ -1,0 +1,157 @@
+"""The training view of the env pool: a gymnasium-like vector env with same-step autoreset.
+
+``PoolVectorEnv`` behaves as ``gymnasium.vector.AsyncVectorEnv(autoreset_mode=SAME_STEP)`` does for the
+rollout collector (stacked observations, ``final_obs`` / ``final_info`` for episodes that just ended,
+explicitly seeded resets), but its envs live in the command's pool: they are built once and shared with
+in-training evaluation. Its envs are split into two groups that can be stepped separately
+(``step_async(actions, group)`` / ``step_wait(group)``), so the collector can double-buffer.
+
+A worker that dies takes its envs' episodes with it: each ends as truncated with ``sim_error`` set in
+its final info (a failure, no reward) and a new, unseeded episode starts on the replacement worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from vla_razor.errors import BadInputError
+from vla_razor.rollouts.observations import stack_obs
+from vla_razor.rollouts.pool import EnvPool, WorkerDied, env_key
+
+StepResult = tuple[dict[str, Any], float, bool, bool, dict[str, Any]]
+
+
+class PoolVectorEnv:
+    """``num_envs`` envs of one kind (``env_kwargs``) spread over the pool's workers. With double
+    buffering, group 0 holds the first half of the envs and group 1 the rest, each spread over every
+    worker, so the workers step one half while the policy decodes the other."""
+
+    def __init__(
+        self, pool: EnvPool, env_kwargs: Mapping[str, Any], num_envs: int, *, name: str = "train"
+    ) -> None:
+        if int(num_envs) < 1:
+            raise BadInputError(f"num_envs={num_envs!r} must be >= 1")
+        self.pool = pool
+        self.num_envs = int(num_envs)
+        self.env_kwargs = dict(env_kwargs)
+        self.key = env_key(self.env_kwargs)
+        self.slot_ids = [(name, i) for i in range(self.num_envs)]
+        workers = pool.num_workers
+        half = (self.num_envs + 1) // 2
+        # Double buffering pays only if each half keeps every worker busy on its own: with fewer envs
+        # than that (2 envs on 2 workers) a split would leave one worker idle while the other steps.
+        split = pool.settings.groups == 2 and self.num_envs // 2 >= min(workers, self.num_envs)
+        if split:
+            self.groups = [list(range(half)), list(range(half, self.num_envs))]
+            self.workers = [(i if i < half else i - half) % workers for i in range(self.num_envs)]
+        else:
+            self.groups = [list(range(self.num_envs))]
+            self.workers = [i % workers for i in range(self.num_envs)]
+        # The collector decodes with this many torch threads (what the workers leave free).
+        self.policy_threads = pool.settings.threads
+        self._last_obs: list[dict[str, Any] | None] = [None] * self.num_envs
+        self._lost: dict[int, StepResult] = {}  # results standing in for envs whose worker died
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, int):
+            seeds = [seed + i for i in range(self.num_envs)]  # gymnasium's convention for one int
+        else:
+            seeds = [None if s is None else int(s) for s in seed]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
+        self._lost.clear()
+        for w in sorted(set(self.workers)):
+            mine = [i for i in range(self.num_envs) if self.workers[i] == w]
+            ops = [("reset", self.slot_ids[i], self.key, self.env_kwargs, seeds[i], False) for i in mine]
+            try:
+                results = self.pool.call(w, ops)
+            except WorkerDied:  # already replaced: the fresh worker builds the envs and resets them
+                results = self.pool.call(w, ops)
+            for i, (obs, _frame) in zip(mine, results, strict=True):
+                self._last_obs[i] = obs
+        return stack_obs(self._last_obs), {}  # type: ignore[arg-type]
+
+    def step(self, actions: np.ndarray) -> tuple[Any, ...]:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray, group: int | None = None) -> None:
+        """Send the actions of ``group`` (one row per env of the group; all envs when None)."""
+        envs = self._group(group)
+        actions = np.asarray(actions, dtype=np.float32)
+        if len(actions) != len(envs):
+            raise ValueError(f"step_async got {len(actions)} actions for {len(envs)} envs")
+        for w in sorted({self.workers[i] for i in envs}):
+            mine = [j for j, i in enumerate(envs) if self.workers[i] == w and i not in self._lost]
+            if not mine:
+                continue
+            ops = [("autostep", self.slot_ids[envs[j]], actions[j]) for j in mine]
+            try:
+                self.pool.send(w, ops, tag=("vector", [envs[j] for j in mine]))
+            except WorkerDied as died:
+                self._recover(w, died.reason)
+
+    def step_wait(self, group: int | None = None) -> tuple[Any, ...]:
+        """Results of the envs of ``group``, in their order, stacked like a gymnasium vector env's."""
+        envs = self._group(group)
+        results: dict[int, StepResult] = {}
+        for w in sorted({self.workers[i] for i in envs}):
+            tag = self.pool.pending(w)
+            if tag is not None and tag[0] == "vector" and set(tag[1]) <= set(envs):
+                try:
+                    results.update(zip(tag[1], self.pool.receive(w), strict=True))
+                except WorkerDied as died:
+                    self._recover(w, died.reason)
+        for i in envs:
+            if i not in results:
+                results[i] = self._lost.pop(i)
+            self._last_obs[i] = results[i][0]
+        return _stack_steps([results[i] for i in envs])
+
+    def close(self) -> None:
+        """The envs stay in the pool (the command closes it), ready for its next user."""
+
+    # ------------------------------------------------------------------ helpers
+    def _group(self, group: int | None) -> list[int]:
+        return list(range(self.num_envs)) if group is None else self.groups[group]
+
+    def _recover(self, worker: int, reason: str) -> None:
+        """Every env of a dead worker (whose results are lost) ends its episode as a truncated failure;
+        new unseeded episodes start on the replacement, before anything else is sent to it."""
+        envs = [i for i in range(self.num_envs) if self.workers[i] == worker]
+        ops = [("reset", self.slot_ids[i], self.key, self.env_kwargs, None, False) for i in envs]
+        for i, (obs, _frame) in zip(envs, self.pool.call(worker, ops), strict=True):
+            final_info = {"is_success": False, "sim_error": f"env worker died: {reason}"}
+            info = {"final_obs": self._last_obs[i], "final_info": final_info}
+            self._lost[i] = (obs, 0.0, False, True, info)
+
+
+def _stack_steps(results: list[StepResult]) -> tuple[Any, ...]:
+    """Per-env (obs, reward, terminated, truncated, info) -> gymnasium vector-env arrays and infos."""
+    n = len(results)
+    obs = stack_obs([r[0] for r in results])
+    rewards = np.array([r[1] for r in results], dtype=np.float64)
+    terminated = np.array([r[2] for r in results], dtype=bool)
+    truncated = np.array([r[3] for r in results], dtype=bool)
+    done = terminated | truncated
+    info: dict[str, Any] = {
+        "is_success": np.array([bool(r[4].get("is_success", False)) for r in results]),
+        "_is_success": ~done,
+    }
+    if done.any():
+        info["final_obs"] = np.full(n, None, dtype=object)
+        info["final_info"] = np.full(n, None, dtype=object)
+        for i in np.flatnonzero(done):
+            info["final_obs"][i] = results[i][4]["final_obs"]
+            info["final_info"][i] = results[i][4]["final_info"]
+        info["_final_obs"] = done.copy()
+        info["_final_info"] = done.copy()
+    return obs, rewards, terminated, truncated, info

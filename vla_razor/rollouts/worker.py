@@ -1,0 +1,145 @@
+"""The env worker process: keeps every env it has built, keyed by its env kwargs, and runs batches of
+env operations sent by the pool.
+
+Operations (tuples, answered in order, one reply per batch):
+- ``("reset", slot, key, kwargs, seed, frame)`` -> ``(obs, frame)``: bind ``slot`` to an env of ``key``
+  (reused if one is free, built otherwise) and start a seeded episode;
+- ``("step", slot, action, frame)`` -> ``(obs, reward, terminated, truncated, info, frame)``;
+- ``("autostep", slot, action)`` -> ``(obs, reward, terminated, truncated, info)`` with gymnasium's
+  same-step autoreset: an episode that ends is reset (unseeded) at once, its last observation and info
+  go into ``info["final_obs"]`` / ``info["final_info"]`` (the training vector env);
+- ``("call", key, kwargs, fn, args)`` -> ``fn(env, *args)``: a whole function on a free env of ``key``
+  (e.g. a scripted-expert episode, which needs no policy).
+
+``frame`` asks for the env's video frame (``render_frame()``: the render camera, None without one).
+Envs are reused across checkpoints, tasks and seeds: a seeded reset starts the same episode whatever the
+env did before (tests/envs check this), so reuse changes no result and saves every rebuild.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import traceback
+from collections.abc import Callable, Hashable
+from multiprocessing.connection import Connection
+from typing import Any
+
+EnvFactory = Callable[..., Any]
+
+
+def make_robosuite_env(**kwargs: Any) -> Any:
+    """The default env factory: a vla-razor task env (robosuite is imported in the worker only)."""
+    from vla_razor import envs
+
+    return envs.make_env(**kwargs)
+
+
+class _EnvCache:
+    """Envs of one worker: a free list per env key, and the env each slot is playing on."""
+
+    def __init__(self, factory: EnvFactory) -> None:
+        self.factory = factory
+        self.free: dict[str, list[Any]] = {}
+        self.bound: dict[Hashable, tuple[str, Any]] = {}
+        self.built = 0
+
+    def acquire(self, key: str, kwargs: dict[str, Any]) -> Any:
+        free = self.free.setdefault(key, [])
+        if free:
+            return free.pop()
+        self.built += 1
+        return self.factory(**kwargs)
+
+    def release(self, key: str, env: Any) -> None:
+        self.free.setdefault(key, []).append(env)
+
+    def bind(self, slot: Hashable, key: str, kwargs: dict[str, Any]) -> Any:
+        current = self.bound.pop(slot, None)
+        if current is not None:
+            if current[0] == key:
+                self.bound[slot] = current
+                return current[1]
+            self.release(*current)
+        env = self.acquire(key, kwargs)
+        self.bound[slot] = (key, env)
+        return env
+
+    def close(self) -> None:
+        for key, env in self.bound.values():
+            self.release(key, env)
+        self.bound.clear()
+        for envs in self.free.values():
+            for env in envs:
+                with contextlib.suppress(Exception):
+                    env.close()
+        self.free.clear()
+
+
+def _frame(env: Any, wanted: bool) -> Any:
+    if not wanted:
+        return None
+    render = getattr(env.unwrapped, "render_frame", None)
+    return render() if render is not None else None
+
+
+def _run(cache: _EnvCache, op: tuple[Any, ...]) -> Any:
+    kind = op[0]
+    if kind == "step":
+        _, slot, action, frame = op
+        env = cache.bound[slot][1]
+        obs, reward, terminated, truncated, info = env.step(action)
+        return obs, float(reward), bool(terminated), bool(truncated), info, _frame(env, frame)
+    if kind == "autostep":
+        _, slot, action = op
+        env = cache.bound[slot][1]
+        obs, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            final_obs, final_info = obs, info
+            obs, info = env.reset()
+            info = {**info, "final_obs": final_obs, "final_info": final_info}
+        return obs, float(reward), bool(terminated), bool(truncated), info
+    if kind == "reset":
+        _, slot, key, kwargs, seed, frame = op
+        env = cache.bind(slot, key, kwargs)
+        obs, _ = env.reset(seed=seed)
+        return obs, _frame(env, frame)
+    if kind == "call":
+        _, key, kwargs, fn, args = op
+        env = cache.acquire(key, kwargs)
+        try:
+            return fn(env, *args)
+        finally:
+            cache.release(key, env)
+    if kind == "stats":
+        return {"pid": os.getpid(), "built": cache.built}
+    raise ValueError(f"unknown env operation {kind!r}; valid: reset, step, autostep, call, stats")
+
+
+def worker_main(conn: Connection, factory: EnvFactory, env_vars: dict[str, str]) -> None:
+    """Serve batches of operations until the pool sends ``None`` or goes away."""
+    # Ctrl-C reaches every process of the terminal's process group; the parent alone decides how the
+    # pool stops (it closes or kills its workers), so a worker never dies half-way through a reply.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Before the first GL context exists: Mesa reads its thread count when it starts.
+    os.environ.update(env_vars)
+    cache = _EnvCache(factory)
+    try:
+        while True:
+            try:
+                ops = conn.recv()
+            except (EOFError, OSError):  # the parent is gone: nothing left to serve
+                return
+            if ops is None:
+                return
+            try:
+                reply: tuple[Any, ...] = ("ok", [_run(cache, op) for op in ops])
+            except Exception as exc:  # reported to the parent, which decides; the worker stays usable
+                reply = ("error", type(exc).__name__, str(exc), traceback.format_exc())
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, OSError):
+                return
+    finally:
+        cache.close()
