@@ -128,7 +128,7 @@ def test_ppo_resumes_bit_identically_on_the_double_buffered_pool(tmp_path, fake_
     train_ppo(
         build_policy(tiny_policy_cfg()),
         venv("a"),
-        PPOSettings(**settings, total_updates=4, save_every=2),
+        PPOSettings(**settings, num_iterations=4, save_every=2),
         full,
         {},
         progress=False,
@@ -143,7 +143,7 @@ def test_ppo_resumes_bit_identically_on_the_double_buffered_pool(tmp_path, fake_
         train_ppo(
             build_policy(tiny_policy_cfg()),
             venv("b"),
-            PPOSettings(**settings, total_updates=4, save_every=2, eval_every=1),
+            PPOSettings(**settings, num_iterations=4, save_every=2, eval_every=1),
             cut,
             {},
             evaluator=stop_at_3,
@@ -154,7 +154,7 @@ def test_ppo_resumes_bit_identically_on_the_double_buffered_pool(tmp_path, fake_
     train_ppo(
         load_policy(ckpt.policy_dir),
         venv("c"),
-        PPOSettings(**settings, total_updates=4, save_every=2),
+        PPOSettings(**settings, num_iterations=4, save_every=2),
         cut,
         {},
         resume_state=ckpt.trainer_state,

@@ -24,7 +24,7 @@ from typing import Any
 
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts.settings import EngineSettings
-from vla_razor.rollouts.worker import EnvFactory, make_robosuite_env, worker_main
+from vla_razor.rollouts.worker import EnvFactory, RobosuiteEnvFactory, worker_main
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class EnvPool:
 
     def __init__(self, settings: EngineSettings | None = None, env_factory: EnvFactory | None = None) -> None:
         self.settings = settings or EngineSettings()
-        self.factory = env_factory or make_robosuite_env
+        self.factory = env_factory or RobosuiteEnvFactory(config_task_specs())
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         self._env_vars = {"LP_NUM_THREADS": str(self.settings.lp_threads)}
@@ -210,3 +210,11 @@ def _stop(worker: _Worker, grace: float) -> None:
         worker.conn.close()
     with contextlib.suppress(Exception):
         process.close()
+
+
+def config_task_specs() -> tuple[Any, ...]:
+    """The tasks registered in this process beyond the built-in ones (config-defined, for the workers)."""
+    # Imported here, as the worker imports envs: a process that never starts a pool never loads robosuite.
+    from vla_razor.envs.tasks import BUILTIN_TASKS, TASKS
+
+    return tuple(spec for name, spec in TASKS.items() if name not in BUILTIN_TASKS)

@@ -23,17 +23,34 @@ import os
 import signal
 import traceback
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 EnvFactory = Callable[..., Any]
 
 
-def make_robosuite_env(**kwargs: Any) -> Any:
-    """The default env factory: a vla-razor task env (robosuite is imported in the worker only)."""
-    from vla_razor import envs
+@dataclass(frozen=True)
+class RobosuiteEnvFactory:
+    """The default env factory: a vla-razor task env (robosuite is imported in the worker only).
 
-    return envs.make_env(**kwargs)
+    It carries the tasks defined in config files at run time (``define:`` blocks): they exist only in
+    the parent's registry, so each worker registers them before building an env (idempotent).
+    """
+
+    task_specs: tuple[Any, ...] = ()
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from vla_razor import envs
+
+        for spec in self.task_specs:
+            envs.register_task(spec)
+        return envs.make_env(**kwargs)
+
+
+def make_robosuite_env(**kwargs: Any) -> Any:
+    """A vla-razor task env of a built-in task (see :class:`RobosuiteEnvFactory` for config tasks)."""
+    return RobosuiteEnvFactory()(**kwargs)
 
 
 class _EnvCache:
