@@ -71,8 +71,8 @@ class RobosuiteTaskEnv(gym.Env):
     ``info["sim_error"]``; any other exception raised while stepping propagates.
 
     ``fast_step=True`` (the default) steps the physics with :class:`~vla_razor.envs.fast_step.FastControlLoop`
-    (robosuite's arithmetic without its observables and controller overhead) and renders with frustum
-    culling (:func:`~vla_razor.envs.rendering.render_camera`); observations, rewards and dynamics are
+    (robosuite's arithmetic without its observables and controller overhead) and renders without the
+    mesh geoms a camera cannot see (:mod:`~vla_razor.envs.culling`); observations, rewards and dynamics are
     bit-identical to ``fast_step=False``, which runs robosuite's own ``step`` and ``sim.render``.
     """
 
@@ -118,7 +118,7 @@ class RobosuiteTaskEnv(gym.Env):
         self.image_size = int(image_size)
         self.fast_render = bool(fast_render)
         self.fast_step = bool(fast_step)
-        # Frustum culling of the renders (bit-identical; a separate switch for the benchmark's ablations).
+        # Culled renders (bit-identical; a switch of its own for the benchmark's ablations).
         self._cull = self.fast_step
         self.use_camera = bool(use_camera)
         self.reward_mode = reward
