@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fake reach task lives with the tests
 
 from tests.trainers.fake_env import FakeReachVectorEnv  # noqa: E402
+from tests.trainers.tiny_policy import tiny_policy_cfg  # noqa: E402
 from vla_razor.metrics.divergences import action_token_divergences  # noqa: E402
 from vla_razor.policies import build_policy  # noqa: E402
 from vla_razor.policies.mini_openvla.build import (  # noqa: E402
@@ -52,24 +53,10 @@ from vla_razor.trainers.ppo import PPOSettings, train_ppo  # noqa: E402
 
 INSTRUCTION = "lift the red cube"
 STATS = {"q01": [-1.0] * 6 + [-1.0], "q99": [1.0] * 6 + [1.0], "mask": [True] * 6 + [False]}
-TINY_POLICY = {
-    "family": "tiny",
-    "image_keys": ["agentview_image"],
-    "use_proprio": False,
-    "image_size": 32,
-    "vision_channels": [8, 16],
-    "vision_grid": 2,
-    "hidden_size": 64,
-    "num_layers": 2,
-    "num_heads": 2,
-    "num_kv_heads": 2,
-    "intermediate_size": 128,
-    "value_head_dims": [32],
-    "extra_words": ["lift", "the", "red", "cube"],
-    "finetune": "lora",
-    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},
-    "seed": 0,
-}
+# The tests' tiny VLA (one 32x32 camera, no proprio) with LoRA adapters.
+TINY_POLICY = tiny_policy_cfg(
+    finetune="lora", lora={"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}
+)
 # Model shapes for part 3: "7b" is OpenVLA-7B's; "tiny" runs the same code on a CPU in seconds.
 SHAPES: dict[str, dict[str, Any]] = {
     "7b": {"vision_backbone": "vit", "text_config": LLAMA2_7B},
@@ -149,17 +136,25 @@ def loaded_mini_openvla(device: torch.device, dtype: str, workdir: Path) -> None
     report("loader_sampled_actions_finite", bool(np.isfinite(out.actions).all()))
 
 
+def seconds_per_call(fn: Any, device: torch.device, repeats: int) -> float:
+    """Mean wall time of ``fn()`` over ``repeats`` calls, after one warm-up call (kernels, allocator)."""
+    fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / repeats
+
+
 def decode_rate(policy: OpenVLAPolicy, n: int, greedy: bool, repeats: int) -> float:
     obs = fake_obs(n, 64, seed=3)
     batch = policy.prepare(obs, list(obs["instruction"]))
     generator = seeded_generator(0, policy.device)
-    policy.act(batch, greedy=greedy, generator=generator)  # warm-up (kernels, allocator)
-    sync(policy.device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        policy.act(batch, greedy=greedy, generator=generator)
-    sync(policy.device)
-    return n * repeats / (time.perf_counter() - t0)
+    seconds = seconds_per_call(
+        lambda: policy.act(batch, greedy=greedy, generator=generator), policy.device, repeats
+    )
+    return n / seconds
 
 
 def openvla_sized(device: torch.device, size: str, workdir: Path, repeats: int) -> None:
@@ -187,13 +182,8 @@ def openvla_sized(device: torch.device, size: str, workdir: Path, repeats: int) 
     # Where a decode's time goes: one prompt pass (vision towers + ~280-token prefill) vs 6 cached steps.
     obs = fake_obs(1, 64, seed=3)
     batch = policy.prepare(obs, list(obs["instruction"]))
-    policy.value(batch)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        policy.value(batch)
-    sync(device)
-    report("openvla_prompt_pass_ms_batch1", 1000 * (time.perf_counter() - t0) / repeats, "ms")
+    seconds = seconds_per_call(lambda: policy.value(batch), device, repeats)
+    report("openvla_prompt_pass_ms_batch1", 1000 * seconds, "ms")
 
     env = FakeReachVectorEnv(num_envs=8, horizon=2, image_size=64)
     t0 = time.perf_counter()

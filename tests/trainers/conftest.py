@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainers.tiny_policy import IMAGE_SIZE, tiny_policy_cfg
 from vla_razor.data.demos import collect_demos
 
-IMAGE_SIZE = 32
+__all__ = ["IMAGE_SIZE", "lift_demos", "tiny_policy_cfg"]
 
 
 @pytest.fixture(scope="session")
@@ -26,25 +27,3 @@ def lift_demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env_kwargs={"cameras": ("agentview",), "image_size": IMAGE_SIZE},
     )
     return path
-
-
-def tiny_policy_cfg(**overrides: object) -> dict:
-    cfg = {
-        "family": "tiny",
-        "image_keys": ["agentview_image"],
-        "use_proprio": False,
-        "image_size": IMAGE_SIZE,
-        "vision_channels": [8, 16],
-        "vision_grid": 2,
-        "hidden_size": 64,
-        "num_layers": 2,
-        "num_heads": 2,
-        "num_kv_heads": 2,
-        "intermediate_size": 128,
-        "value_head_dims": [32],
-        "extra_words": ["lift", "the", "red", "cube"],
-        "finetune": "full",
-        "seed": 0,
-    }
-    cfg.update(overrides)
-    return cfg

@@ -15,29 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.trainers.conftest import tiny_policy_cfg  # noqa: E402
-from tests.trainers.fake_env import FakeReachVectorEnv  # noqa: E402
+from tests.trainers.fake_env import FakeReachVectorEnv, sabotage_training_scores  # noqa: E402
 from vla_razor.policies import build_policy, load_policy  # noqa: E402
 from vla_razor.trainers.distributed import init_distributed, shutdown  # noqa: E402
-
-
-def _sabotage(policy: torch.nn.Module, nan: bool) -> None:
-    """Make this rank alone want to stop: its training-mode log-probs are shifted by +1 (approx_kl of
-    about 0.72, far over target_kl) or, from the second update on, NaN. Eval-mode scoring (the
-    behaviour log-probs) is left alone so the shift shows up in the ratio."""
-    score = policy.score
-    calls = {"n": 0}
-
-    def sabotaged(*args, **kwargs):
-        out = score(*args, **kwargs)
-        if policy.training:
-            calls["n"] += 1
-            if nan and calls["n"] > 4:
-                out.log_prob = out.log_prob * float("nan")
-            elif not nan:
-                out.log_prob = out.log_prob + 1.0
-        return out
-
-    policy.score = sabotaged
 
 
 def main(mode: str, out: Path, demos: str | None) -> None:
@@ -110,7 +90,10 @@ def main(mode: str, out: Path, demos: str | None) -> None:
         from vla_razor.trainers.ppo import PPOSettings, train_ppo
 
         if info.rank == 1:
-            _sabotage(policy, nan=mode == "ppo_nan_one_rank")
+            if mode == "ppo_nan_one_rank":
+                sabotage_training_scores(policy, nan_after=4)
+            else:
+                sabotage_training_scores(policy, shift=1.0)  # approx_kl about 0.72, far over target_kl
         try:
             train_ppo(
                 policy,

@@ -8,6 +8,7 @@ above a threshold; otherwise it continues until the horizon truncates it.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 class FakeReachVectorEnv:
@@ -69,8 +70,6 @@ def success_probability(policy, threshold: float = 0.5, n: int = 32, seed: int =
     ``threshold``. Unlike sampled episode success this has no sampling noise, which lets a learning
     test keep wide margins on every CPU.
     """
-    import torch
-
     obs, _ = FakeReachVectorEnv(num_envs=n, horizon=1).reset(seed=seed)
     batch = policy.prepare(obs, list(obs["instruction"]))
     tok = policy.action_tokenizer
@@ -80,3 +79,23 @@ def success_probability(policy, threshold: float = 0.5, n: int = 32, seed: int =
     with torch.no_grad():
         probs = policy.score(batch, all_slots[:1].repeat(n, tok.action_dim)).logits[:, 0].softmax(-1)
     return float(probs[:, good.to(probs.device)].sum(-1).mean())
+
+
+def sabotage_training_scores(policy, *, shift: float = 0.0, nan_after: int | None = None) -> None:
+    """Corrupt ``policy.score`` in training mode only (the update's passes), to drive a trainer into
+    its early-stop or NaN path: log-probs shifted by ``shift`` (approx_kl grows), or NaN from the
+    ``nan_after``-th call on. Eval-mode scoring (behaviour log-probs, KL probes) is left alone."""
+    score = policy.score
+    calls = {"n": 0}
+
+    def sabotaged(*args, **kwargs):
+        out = score(*args, **kwargs)
+        if policy.training:
+            calls["n"] += 1
+            if nan_after is not None and calls["n"] > nan_after:
+                out.log_prob = out.log_prob * float("nan")
+            elif shift:
+                out.log_prob = out.log_prob + shift
+        return out
+
+    policy.score = sabotaged

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.trainers.conftest import tiny_policy_cfg
-from tests.trainers.fake_env import FakeReachVectorEnv
+from tests.trainers.fake_env import FakeReachVectorEnv, sabotage_training_scores
 from vla_razor.commands.train import load_training_policy
 from vla_razor.policies import build_policy
 from vla_razor.trainers.checkpoint import load_checkpoint
@@ -42,18 +42,7 @@ def test_resumed_full_finetune_keeps_pi0_as_reference(tmp_path) -> None:
 
 def test_nonfinite_ppo_loss_saves_last_good_weights_and_names_the_iteration(tmp_path) -> None:
     policy = build_policy(tiny_policy_cfg(finetune="full"))
-    score = policy.score
-    calls = {"n": 0}
-
-    def nan_in_second_update(*args, **kwargs):
-        out = score(*args, **kwargs)
-        if policy.training:
-            calls["n"] += 1
-            if calls["n"] > 2:  # 2 minibatches x 1 epoch per update here
-                out.log_prob = out.log_prob * float("nan")
-        return out
-
-    policy.score = nan_in_second_update
+    sabotage_training_scores(policy, nan_after=2)  # 2 minibatches x 1 epoch per update here
     settings = PPOSettings(**{**SETTINGS, "update_epochs": 1, "num_iterations": 3, "save_every": 0})
     with pytest.raises(NonFiniteLossError, match=r"iteration 2; last good weights saved in .*step_000001"):
         train_ppo(policy, FakeReachVectorEnv(), settings, tmp_path, {}, progress=False)

@@ -36,7 +36,8 @@ def test_ppo_raises_success_on_easy_task(tmp_path) -> None:
     env = FakeReachVectorEnv(num_envs=4, horizon=1, threshold=0.5)
     # gamma = 0 makes the one-step task a clean bandit: a failure's return is 0, not gamma * V(next
     # state) through the time-limit bootstrap, whose critic noise made the learning curve (and with it
-    # a fixed threshold) depend on the CPU's floating point. Seen across 6 seeds: 0.25 -> 0.98..1.00.
+    # a fixed threshold) depend on the CPU's floating point. `python benchmarks/learning_margins.py`
+    # shows the room over seeds.
     train_ppo(policy, env, PPOSettings(**{**SETTINGS, "gamma": 0.0}), tmp_path, {}, progress=False)
     after = success_probability(policy)
     # Identity normalisation: P(first action dim decodes above 0.5) starts near 1/4.

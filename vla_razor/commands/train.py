@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
 from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.in_training import InTrainingEvaluator
+from vla_razor.policies import build_policy, load_policy
+from vla_razor.policies.factory import rebuild_reference, reference_spec
 from vla_razor.rollouts import EnvPool
 from vla_razor.rollouts.vector import PoolVectorEnv
 from vla_razor.trainers.bc import BCSettings, train_bc
@@ -53,8 +55,6 @@ def load_training_policy(
     cfg: DictConfig, run_dir: Path, dist_info: DistInfo
 ) -> tuple[Any, dict[str, Any] | None]:
     """pi0 wrapped for fine-tuning, or the policy of the latest checkpoint when resuming."""
-    from vla_razor.policies import build_policy, load_policy
-    from vla_razor.policies.factory import rebuild_reference, reference_spec
 
     policy_cfg = OmegaConf.to_container(cfg.policy, resolve=True)
     assert isinstance(policy_cfg, dict)
