@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -76,7 +77,10 @@ class EnvPool:
     def _start(self) -> _Worker:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=worker_main, args=(child, self.factory, self._env_vars), daemon=True, name="vla-razor-env"
+            target=worker_main,
+            args=(child, self.factory, self._env_vars, os.getpid()),
+            daemon=True,
+            name="vla-razor-env",
         )
         process.start()
         child.close()

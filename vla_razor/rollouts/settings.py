@@ -50,8 +50,9 @@ class EngineSettings:
     slots_per_worker: int = 4
     # 2: double buffering (while the policy decodes for one group of slots, the other group steps); 1: off.
     groups: int = 2
-    # torch intra-op threads of the process running the policy; default: the CPUs the workers leave free,
-    # at least 1 (on a small machine OpenMP threads that spin next to busy workers cost more than they give).
+    # torch intra-op threads while the policy decodes next to the workers (rollouts only: a learner update
+    # keeps the process's own setting); default: the CPUs the workers leave free, at least 1 (OpenMP
+    # threads that spin next to busy workers cost more than they give: 10x slower decodes measured on 2 CPUs).
     torch_threads: int | None = None
     # Mesa llvmpipe render threads per worker (LP_NUM_THREADS); default: the CPUs per worker, at least 1.
     render_threads: int | None = None

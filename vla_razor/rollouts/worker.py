@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -134,11 +136,29 @@ def _run(cache: _EnvCache, op: tuple[Any, ...]) -> Any:
     raise ValueError(f"unknown env operation {kind!r}; valid: reset, step, autostep, call, stats")
 
 
-def worker_main(conn: Connection, factory: EnvFactory, env_vars: dict[str, str]) -> None:
+def _exit_with(owner: int) -> None:
+    """End this worker as soon as the process that owns the pool is gone.
+
+    A worker is a child of the forkserver, not of the pool's owner, so nothing tells it when the owner is
+    killed (SIGKILL, SIGTERM, the OOM killer) while it builds an env or steps a long batch; without this it
+    would finish that work first, and an orphan would outlive the command by that long.
+    """
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid now belongs to someone else's process: ours is gone
+            os._exit(0)
+
+
+def worker_main(conn: Connection, factory: EnvFactory, env_vars: dict[str, str], owner: int) -> None:
     """Serve batches of operations until the pool sends ``None`` or goes away."""
     # Ctrl-C reaches every process of the terminal's process group; the parent alone decides how the
     # pool stops (it closes or kills its workers), so a worker never dies half-way through a reply.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(owner,), daemon=True, name="owner-watch").start()
     # Before the first GL context exists: Mesa reads its thread count when it starts.
     os.environ.update(env_vars)
     cache = _EnvCache(factory)
