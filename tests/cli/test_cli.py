@@ -209,3 +209,33 @@ def test_config_defined_task_end_to_end(tmp_path) -> None:
     tasks = doc["policies"]["pi0"]["tasks"]
     assert tasks["nut_assembly_square"]["n"] == 1 and tasks["grasp_lift_bread"]["n"] == 1
     assert "| policy | nut_assembly_square | grasp_lift_bread (new) |" in out.stdout
+
+
+def test_ppo_with_in_training_evaluation_on_one_env_pool(tmp_path) -> None:
+    """`vla-razor train trainer=ppo` end to end on the real simulator: rollouts, in-training evaluation
+    and KL states all run on the command's one env pool."""
+    run = tmp_path / "run"
+    out = cli(
+        "train",
+        "trainer=ppo",
+        "task=lift",
+        "task.env.horizon=8",
+        "trainer.num_iterations=1",
+        "trainer.num_steps=6",
+        "trainer.minibatch_size=6",
+        "trainer.eval_every=1",
+        "eval.episodes=2",
+        "eval.kl_states=4",
+        "eval.kl_state_seeds=1",
+        "engine.num_workers=2",
+        "logging.tensorboard=false",
+        f"out_dir={run}",
+        f"hydra.run.dir={tmp_path}/h",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    evals = sorted((run / "eval").glob("step_*.json"))
+    assert [p.name for p in evals] == ["step_000000.json", "step_000001.json"]
+    first = json.loads(evals[0].read_text())
+    assert first["episodes"] == 2 and first["seeds"] == [100_000, 100_001] and first["kl_states"] == 4
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/env_steps_per_s" in m for m in metrics)
