@@ -153,3 +153,55 @@ def test_checkpoint_of_another_family_is_refused(pi0_dir, tmp_path) -> None:
             tmp_path / "res",
             progress=False,
         )
+
+
+def test_records_carry_intervals_pairing_prior_state_kl_and_drift(results) -> None:
+    _, doc = results
+    other = doc["policies"]["other"]
+    lift = other["tasks"]["lift"]
+    assert (
+        len(lift["successes"]) == 2
+        and 0.0 <= lift["wilson_low"] <= lift["success_rate"] <= lift["wilson_high"]
+    )
+    assert lift["wilson_high"] - lift["wilson_low"] > 0.2  # never ± 0, even at 0% or 100% of 2 episodes
+    assert other["forgetting"]["paired"] is True
+    div = other["divergence"]
+    assert set(div["prior_forward_kl_per_task"]) == {"lift"} and div["prior_forward_kl"] > 0
+    assert 0.0 < div["representation_drift"] <= 1.0
+    copy = doc["policies"]["pi0_copy"]["divergence"]
+    assert copy["prior_forward_kl"] == 0.0 and abs(copy["representation_drift"]) < 1e-12
+
+
+def test_results_name_policies_by_hash_and_portable_names(results, pi0_dir) -> None:
+    out, doc = results
+    text = (out / "results.json").read_text()
+    assert str(pi0_dir) not in text and str(out) not in text  # no absolute paths of this machine
+    assert doc["pi0"]["hash"].startswith("sha256:")
+    assert doc["policies"]["pi0_copy"]["hash"] == doc["pi0"]["hash"] != doc["policies"]["other"]["hash"]
+
+
+def test_changed_checkpoint_is_reevaluated_and_another_pi0_refused(pi0_dir, tmp_path) -> None:
+    from vla_razor.errors import BadInputError
+
+    words = ["lift", "the", "red", "cube", "grasp", "and", "can"]
+    ckpt = tmp_path / "run" / "ckpt"
+    build_policy(tiny_policy_cfg(extra_words=words, seed=3)).save_pretrained(ckpt)
+    suite = SuiteSpec(**{**SUITE, "kl_states": 0})
+    first = run_suite(pi0_dir, [("ckpt", ckpt)], suite, tmp_path / "res", progress=False)
+    # Re-train into the same folder: same id, other bytes. The old episodes must not be reused.
+    build_policy(tiny_policy_cfg(extra_words=words, seed=4)).save_pretrained(ckpt)
+    second = run_suite(pi0_dir, [("ckpt", ckpt)], suite, tmp_path / "res", progress=False)
+    assert first["policies"]["ckpt"]["hash"] != second["policies"]["ckpt"]["hash"]
+    rows = [json.loads(line) for line in (tmp_path / "res" / "episodes.jsonl").read_text().splitlines()]
+    ckpt_rows = [r for r in rows if r["policy"] == "ckpt"]
+    assert len(ckpt_rows) == 2 * 2 * 2  # both versions played every (task, seed)
+    assert {r["hash"] for r in ckpt_rows} == {
+        first["policies"]["ckpt"]["hash"],
+        second["policies"]["ckpt"]["hash"],
+    }
+    # A third evaluation of unchanged bytes plays nothing new.
+    run_suite(pi0_dir, [("ckpt", ckpt)], suite, tmp_path / "res", progress=False)
+    assert len((tmp_path / "res" / "episodes.jsonl").read_text().splitlines()) == len(rows)
+    # Another pi0 in the same folder: one line naming the problem.
+    with pytest.raises(BadInputError, match="another pi0"):
+        run_suite(ckpt, [], suite, tmp_path / "res", progress=False)

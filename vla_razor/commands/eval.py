@@ -13,15 +13,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.commands.common import engine_settings
+from vla_razor.config import ASSETS_DIR
 from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.evaluation.identity import policy_content_hash, portable_name
 from vla_razor.evaluation.suite import (
     ResultsStore,
     SuiteSpec,
     add_forgetting,
     evaluate_policy,
-    kl_state_cache,
     merged_weights,
     run_info,
+    state_caches,
 )
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.rollouts import EnvPool
@@ -85,30 +87,36 @@ def run_suite(
             )
     from vla_razor.policies import load_policy
 
-    store = ResultsStore(out_dir, suite)
+    pi0_path = resolve_policy_dir(pi0_dir)
+    pi0_hash = policy_content_hash(pi0_path)
+    store = ResultsStore(out_dir, suite, pi0_hash)
     vdir = make_video_dir(video_dir) if video_dir and videos > 0 else None
-    pi0 = load_policy(resolve_policy_dir(pi0_dir), finetune="frozen", device=device)
-    states = kl_state_cache(pi0, suite, store, pool) if suite.kl_states > 0 else None
+    pi0 = load_policy(pi0_path, finetune="frozen", device=device)
+    states = state_caches(pi0, suite, store, pool) if suite.kl_states > 0 else None
     records: dict[str, dict[str, Any]] = {}
-    base = store.policy_record("pi0") or evaluate_policy(
-        pi0,
-        "pi0",
-        suite,
-        store,
-        pool,
-        pi0=None,
-        kl_states=states,
-        pi0_weights=None,
-        videos=videos,
-        video_dir=vdir,
-        progress=progress,
-    )
-    if store.policy_record("pi0") is None:
+    base = store.policy_record("pi0", pi0_hash)
+    if base is None:
+        base = evaluate_policy(
+            pi0,
+            "pi0",
+            pi0_hash,
+            suite,
+            store,
+            pool,
+            pi0=None,
+            kl_states=states,
+            pi0_weights=None,
+            videos=videos,
+            video_dir=vdir,
+            progress=progress,
+        )
+        base["source"] = portable_name(pi0_path, ASSETS_DIR)
         store.append_policy_record(base)
     records["pi0"] = add_forgetting(dict(base), base, suite)
     pi0_weights = merged_weights(pi0)
     for policy_id, policy_dir in checkpoints:
-        record = store.policy_record(policy_id)
+        policy_hash = policy_content_hash(policy_dir)
+        record = store.policy_record(policy_id, policy_hash)
         if record is None:
             policy = load_policy(policy_dir, device=device)
             if policy.family != pi0.family:
@@ -118,6 +126,7 @@ def run_suite(
             record = evaluate_policy(
                 policy,
                 policy_id,
+                policy_hash,
                 suite,
                 store,
                 pool,
@@ -128,7 +137,7 @@ def run_suite(
                 video_dir=vdir,
                 progress=progress,
             )
-            record["path"] = str(policy_dir)
+            record["source"] = portable_name(policy_dir, ASSETS_DIR)
             record.update(_training_metadata(policy_dir))
             store.append_policy_record(record)
             del policy
@@ -137,7 +146,7 @@ def run_suite(
         "suite": suite.identity(),
         "seeds": suite.seeds,
         "n_per_task": suite.episodes,
-        "pi0": str(pi0_dir),
+        "pi0": {"source": portable_name(pi0_path, ASSETS_DIR), "hash": pi0_hash},
         "policies": records,
         **run_info(),
         **(extra or {}),
@@ -172,6 +181,8 @@ def results_table(document: dict[str, Any]) -> str:
         "fwd KL(pi0‖pi)",
         "rev KL",
         "TV",
+        "prior-state KL",
+        "drift (1-CKA)",
         "weight L2",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -179,7 +190,10 @@ def results_table(document: dict[str, Any]) -> str:
         cells = [pid]
         for t in tasks:
             r = rec["tasks"][t]
-            cells.append(f"{r['success_rate']:.0%} ± {r['sem']:.0%}")
+            if "wilson_low" in r:
+                cells.append(f"{r['success_rate']:.0%} [{r['wilson_low']:.0%}, {r['wilson_high']:.0%}]")
+            else:  # results written before intervals were recorded
+                cells.append(f"{r['success_rate']:.0%} ± {r['sem']:.0%}")
         f = rec["forgetting"]
         cells.append(f"{f['mean']:+.0%} ± {f['mean_sem']:.0%}")
         d = rec.get("divergence") or {}
@@ -187,6 +201,8 @@ def results_table(document: dict[str, Any]) -> str:
             _num(d.get("forward_kl"), d.get("forward_kl_sem")),
             _num(d.get("reverse_kl")),
             _num(d.get("tv")),
+            _num(d.get("prior_forward_kl"), d.get("prior_forward_kl_sem")),
+            _num(d.get("representation_drift")),
             f"{rec.get('weight_l2_from_pi0', 0.0):.3g}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -194,7 +210,9 @@ def results_table(document: dict[str, Any]) -> str:
     states = next((r.get("divergence", {}).get("kl_states") for r in document["policies"].values()), None)
     lines.append(
         f"\nN = {n} held-out episodes per task and policy (seeds {document['seeds'][0]}..{document['seeds'][-1]}); "
-        f"KL over {int(states or 0)} cached new-task states from pi0's rollouts; ± = standard error."
+        f"KL over {int(states or 0)} cached new-task states from pi0's rollouts (SE clustered by episode); "
+        "success with its 95% Wilson interval; forgetting ± its SE paired over seeds; "
+        "prior-state KL = forward KL on each prior task's states from pi0's rollouts, averaged."
     )
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.evaluation.stats import clustered_mean
 from vla_razor.io_utils import atomic_path
 from vla_razor.metrics.divergences import action_token_divergences
 from vla_razor.rollouts import EnvPool, EpisodeJob, play_episodes
@@ -51,6 +52,7 @@ def collect_kl_states(
         )
     # Episode by episode in seed order, each in step order: the subsample below depends only on the seeds.
     observations = [obs for p in played for obs in p.observations]
+    episode_of = [p.job.seed for p in played for _ in p.observations]
     rng = np.random.default_rng(sample_seed)
     chosen = np.sort(rng.choice(len(observations), size=min(max_states, len(observations)), replace=False))
     picked = [observations[i] for i in chosen]
@@ -60,6 +62,9 @@ def collect_kl_states(
         "instructions": [str(o["instruction"]) for o in picked],
         "task": task,
         "seeds": list(seeds),
+        # The episode (seed) each state came from: states of one episode are correlated, so standard
+        # errors of per-state means cluster by it.
+        "episodes": [int(episode_of[i]) for i in chosen],
     }
 
 
@@ -71,6 +76,7 @@ def save_kl_states(path: str | Path, states: dict[str, Any]) -> Path:
             instructions=np.array(states["instructions"]),
             task=np.array(states["task"]),
             seeds=np.array(states["seeds"]),
+            episodes=np.array(states["episodes"], dtype=np.int64),
         )
     return Path(path)
 
@@ -85,6 +91,10 @@ def load_kl_states(path: str | Path) -> dict[str, Any]:
             "instructions": [str(s) for s in data["instructions"]],
             "task": str(data["task"]),
             "seeds": [int(s) for s in data["seeds"]],
+            # Caches written before episode ids were kept: each state its own cluster (the old, naive SE).
+            "episodes": [int(e) for e in data["episodes"]]
+            if "episodes" in data.files
+            else list(range(len(data["instructions"]))),
         }
 
 
@@ -92,10 +102,10 @@ def load_kl_states(path: str | Path) -> dict[str, Any]:
 def measure_divergences(
     policy: Any, states: dict[str, Any], *, batch_size: int = 64, prefix_samples: int = 1, seed: int = 0
 ) -> dict[str, float]:
-    """Mean forward KL(pi0||pi), reverse KL, TV and L2 over the cached states (pi0 = ``policy.reference()``)."""
+    """Mean forward KL(pi0||pi), reverse KL, TV and L2 over the cached states (pi0 = ``policy.reference()``),
+    each with its standard error clustered by the episode the states came from."""
     n = len(states["instructions"])
-    sums: dict[str, float] = {}
-    sq: dict[str, float] = {}
+    per: dict[str, list[torch.Tensor]] = {}
     generator = seeded_generator(seed, policy.device)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -105,13 +115,11 @@ def measure_divergences(
             policy, policy, batch, num_prefix_samples=prefix_samples, generator=generator
         )
         for key, per_state in values.items():
-            per_state = per_state.double().cpu()
-            sums[key] = sums.get(key, 0.0) + float(per_state.sum())
-            sq[key] = sq.get(key, 0.0) + float((per_state**2).sum())
+            per.setdefault(key, []).append(per_state.double().cpu())
     out: dict[str, float] = {"kl_states": float(n)}
-    for key in sums:
-        mean = sums[key] / n
-        var = max(sq[key] / n - mean**2, 0.0)
-        out[key] = mean
-        out[f"{key}_sem"] = (var / max(n - 1, 1)) ** 0.5
+    episodes = np.asarray(states["episodes"])
+    for key, chunks in per.items():
+        summary = clustered_mean(torch.cat(chunks).numpy(), episodes)
+        out[key] = summary.mean
+        out[f"{key}_sem"] = summary.se
     return out

@@ -28,6 +28,8 @@ METRICS = {
     "tv": "total variation (per token)",
     "l2": "L2 between token distributions",
     "weight_l2": "L2 distance of weights from pi0",
+    "representation_drift": "representation drift (1 - linear CKA, action position)",
+    "prior_forward_kl": "forward KL(pi0‖pi) on prior-task states",
 }
 
 
@@ -88,6 +90,9 @@ def study_points(document: dict[str, Any]) -> list[dict[str, Any]]:
                 **{k: div.get(k, float("nan")) for k in ("forward_kl", "reverse_kl", "tv", "l2")},
                 **{f"{k}_sem": div.get(f"{k}_sem", 0.0) for k in ("forward_kl", "reverse_kl", "tv", "l2")},
                 "weight_l2": rec.get("weight_l2_from_pi0", float("nan")),
+                "representation_drift": div.get("representation_drift", float("nan")),
+                "prior_forward_kl": div.get("prior_forward_kl", float("nan")),
+                "prior_forward_kl_sem": div.get("prior_forward_kl_sem", float("nan")),
             }
         )
     return points

@@ -3,11 +3,17 @@
 For pi0 and every checkpoint, on the SAME held-out seeds:
 - success on every prior-skill task and on the new task (N episodes each, with the standard error);
 - forgetting = pi0's prior-skill success minus the checkpoint's (per task and averaged);
+- forgetting = pi0's prior-skill success minus the checkpoint's (per task and averaged), paired over seeds;
 - forward KL(pi0 || pi), reverse KL, TV and L2 on action-token distributions over a fixed, cached set of
-  new-task states drawn from pi0's own rollouts; and the L2 distance of the weights from pi0.
+  new-task states drawn from pi0's own rollouts (standard errors clustered by episode);
+- forward KL(pi0 || pi) on each prior task's states from pi0's own rollouts (the old-task drift that
+  new-task KL may miss), representation drift (1 - linear CKA of the hidden state at the action position
+  on the new-task states) and the L2 distance of the weights from pi0.
 
 Results are append-only: every finished episode is written to ``episodes.jsonl`` at once, so an
-interrupted evaluation resumes where it stopped; ``results.json`` is rebuilt from it atomically.
+interrupted evaluation resumes where it stopped; ``results.json`` is rebuilt from it atomically. Every
+row carries the content hash of the policy that produced it, so a changed checkpoint is re-evaluated,
+never reused by name, and a folder refuses results of a second pi0.
 """
 
 from __future__ import annotations
@@ -25,14 +31,17 @@ import numpy as np
 import torch
 
 from vla_razor.errors import BadInputError
+from vla_razor.evaluation.identity import short_hash
 from vla_razor.evaluation.kl_states import (
     collect_kl_states,
     load_kl_states,
     save_kl_states,
 )
+from vla_razor.evaluation.stats import clustered_mean, paired_forgetting, wilson_interval
 from vla_razor.evaluation.success import SuccessResult, evaluate_success
 from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
 from vla_razor.metrics.divergences import action_token_divergences, weight_l2_distance
+from vla_razor.metrics.representation import linear_cka
 from vla_razor.rollouts import EnvPool, SeededEpisode
 from vla_razor.sampling import seeded_generator
 from vla_razor.video import EpisodeRecorder, episode_video_name
@@ -128,11 +137,16 @@ def run_info() -> dict[str, Any]:
 
 
 class ResultsStore:
-    """The append-only episode log and the per-policy metric records of one results folder."""
+    """The append-only episode log and the per-policy metric records of one results folder.
 
-    def __init__(self, out_dir: str | Path, suite: SuiteSpec) -> None:
+    Rows are keyed by (policy id, content hash): a policy id whose bytes changed (a re-trained run in the
+    same folder) finds no rows and is evaluated afresh. One folder holds one suite and one pi0.
+    """
+
+    def __init__(self, out_dir: str | Path, suite: SuiteSpec, pi0_hash: str) -> None:
         self.dir = ensure_writable_dir(out_dir, what="results directory")
         self.suite = suite
+        self.pi0_hash = pi0_hash
         suite_file = self.dir / "suite.json"
         if suite_file.is_file():
             existing = json.loads(suite_file.read_text())
@@ -143,29 +157,44 @@ class ResultsStore:
                 )
         else:
             write_json_atomic(suite_file, suite.identity())
+        pi0_file = self.dir / "pi0.json"
+        if pi0_file.is_file():
+            recorded = json.loads(pi0_file.read_text()).get("hash")
+            if recorded != pi0_hash:
+                raise BadInputError(
+                    f"results folder {str(self.dir)!r} holds results of another pi0 "
+                    f"({short_hash(str(recorded))}, this pi0 is {short_hash(pi0_hash)}); use another out_dir "
+                    "(results of different pi0s must not be mixed)"
+                )
+        else:
+            write_json_atomic(pi0_file, {"hash": pi0_hash})
         self.episodes_file = self.dir / "episodes.jsonl"
         self.metrics_file = self.dir / "policies.jsonl"
 
-    def finished(self, policy_id: str, task: str) -> dict[int, SeededEpisode]:
+    def finished(self, policy_id: str, policy_hash: str, task: str) -> dict[int, SeededEpisode]:
         done: dict[int, SeededEpisode] = {}
         for row in _read_jsonl(self.episodes_file):
-            if row["policy"] == policy_id and row["task"] == task:
+            if row["policy"] == policy_id and row.get("hash") == policy_hash and row["task"] == task:
                 done[int(row["seed"])] = SeededEpisode(
                     int(row["seed"]), bool(row["success"]), int(row["length"]), row.get("sim_error")
                 )
         return done
 
-    def append_episode(self, policy_id: str, task: str, episode: SeededEpisode) -> None:
-        _append_line(self.episodes_file, {"policy": policy_id, "task": task, **asdict(episode)})
+    def append_episode(self, policy_id: str, policy_hash: str, task: str, episode: SeededEpisode) -> None:
+        _append_line(
+            self.episodes_file, {"policy": policy_id, "hash": policy_hash, "task": task, **asdict(episode)}
+        )
 
-    def policy_record(self, policy_id: str) -> dict[str, Any] | None:
+    def policy_record(self, policy_id: str, policy_hash: str) -> dict[str, Any] | None:
         found = None
         for row in _read_jsonl(self.metrics_file):
-            if row["policy"] == policy_id:
+            if row["policy"] == policy_id and row.get("hash") == policy_hash:
                 found = row
         return found
 
     def append_policy_record(self, record: dict[str, Any]) -> None:
+        if "hash" not in record:
+            raise ValueError("a policy record must carry the policy's content hash")
         _append_line(self.metrics_file, record)
 
 
@@ -196,26 +225,30 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def evaluate_policy(
     policy: Any,
     policy_id: str,
+    policy_hash: str,
     suite: SuiteSpec,
     store: ResultsStore,
     pool: EnvPool,
     *,
     pi0: Any | None,
-    kl_states: dict[str, Any] | None,
+    kl_states: dict[str, dict[str, Any]] | None,
     pi0_weights: dict[str, torch.Tensor] | None,
     videos: int = 0,
     video_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """All suite metrics of one policy (pi0 itself when ``pi0`` is None); resumes from logged episodes."""
+    """All suite metrics of one policy (pi0 itself when ``pi0`` is None); resumes from logged episodes.
+
+    ``kl_states`` maps each suite task to its cached states from pi0's rollouts (``state_caches``).
+    """
     tasks = evaluate_success(
         policy,
         pool,
         suite.tasks,
         policy_env_kwargs(policy),
         suite.seeds,
-        done={t: store.finished(policy_id, t) for t in suite.tasks},
-        on_episode=lambda task, ep: store.append_episode(policy_id, task, ep),
+        done={t: store.finished(policy_id, policy_hash, t) for t in suite.tasks},
+        on_episode=lambda task, ep: store.append_episode(policy_id, policy_hash, task, ep),
         record=videos if video_dir is not None else 0,
         progress=policy_id[:24] if progress else False,
     )
@@ -228,17 +261,48 @@ def evaluate_policy(
                     rec.add(frame)
                 if len(rec):
                     rec.save(video_dir / episode_video_name(task, seed, by_seed[seed].success, tag=policy_id))
-    record: dict[str, Any] = {"policy": policy_id, "tasks": {t: _summary(r) for t, r in tasks.items()}}
+    record: dict[str, Any] = {
+        "policy": policy_id,
+        "hash": policy_hash,
+        "tasks": {t: _summary(r) for t, r in tasks.items()},
+    }
     if kl_states is not None:
-        if pi0 is None:
-            record["divergence"] = {k: 0.0 for k in ("forward_kl", "reverse_kl", "tv", "l2")}
-            record["divergence"]["kl_states"] = float(len(kl_states["instructions"]))
-        else:
-            record["divergence"] = measure_pair_divergences(pi0, policy, kl_states)
+        record["divergence"] = suite_divergences(pi0, policy, kl_states, suite)
     record["weight_l2_from_pi0"] = (
         0.0 if pi0 is None else weight_distance(pi0, policy, pi0_weights, weight_l2_distance)
     )
     return record
+
+
+def suite_divergences(
+    pi0: Any | None, policy: Any, kl_states: dict[str, dict[str, Any]], suite: SuiteSpec
+) -> dict[str, Any]:
+    """Divergences from pi0 on the new task's cached states, forward KL on each prior task's, and
+    representation drift; pi0 itself (``pi0`` None) gets zeros."""
+    new = kl_states[suite.new_task]
+    priors = [t for t in suite.prior_tasks if t in kl_states]
+    if pi0 is None:
+        out: dict[str, Any] = {k: 0.0 for k in (*DIVERGENCES, "representation_drift")}
+        out |= {f"{k}_sem": 0.0 for k in DIVERGENCES}
+        out["prior_forward_kl"] = out["prior_forward_kl_sem"] = 0.0
+        out["prior_forward_kl_per_task"] = {t: 0.0 for t in priors}
+    else:
+        out = measure_pair_divergences(pi0, policy, new)
+        per_task = {
+            t: measure_pair_divergences(pi0, policy, kl_states[t], keys=("forward_kl",)) for t in priors
+        }
+        if per_task:
+            k = len(per_task)
+            out["prior_forward_kl"] = float(np.mean([d["forward_kl"] for d in per_task.values()]))
+            # Different tasks' states come from different episodes: their means are independent.
+            out["prior_forward_kl_sem"] = float(
+                np.sqrt(np.sum([d["forward_kl_sem"] ** 2 for d in per_task.values()])) / k
+            )
+            out["prior_forward_kl_per_task"] = {t: d["forward_kl"] for t, d in per_task.items()}
+        out["representation_drift"] = 1.0 - representation_cka(pi0, policy, new)
+    out["kl_states"] = float(len(new["instructions"]))
+    out["kl_episodes"] = float(len(set(new["episodes"])))
+    return out
 
 
 def weight_distance(pi0: Any, policy: Any, pi0_weights: Any, fn: Any) -> float:
@@ -274,10 +338,19 @@ def _plain(name: str) -> str:
     return name.replace(".base_layer.", ".")
 
 
+DIVERGENCES = ("forward_kl", "reverse_kl", "tv", "l2")
+
+
 def measure_pair_divergences(
-    pi0: Any, pi: Any, states: dict[str, Any], batch_size: int = 64, seed: int = 0
+    pi0: Any,
+    pi: Any,
+    states: dict[str, Any],
+    batch_size: int = 64,
+    seed: int = 0,
+    keys: tuple[str, ...] = DIVERGENCES,
 ) -> dict[str, float]:
-    """Divergences between two separately loaded policies over the cached states."""
+    """Mean divergences between two separately loaded policies over the cached states, each with its
+    standard error clustered by the episode the states came from (CR1)."""
     n = len(states["instructions"])
     per: dict[str, list[torch.Tensor]] = {}
     generator = seeded_generator(seed, pi0.device)
@@ -289,12 +362,27 @@ def measure_pair_divergences(
         batch = pi.prepare(obs, states["instructions"][start:stop])
         for key, value in action_token_divergences(pi0, pi, batch, generator=generator).items():
             per.setdefault(key, []).append(value.double().cpu())
-    out: dict[str, float] = {"kl_states": float(n)}
-    for key, chunks in per.items():
-        values = torch.cat(chunks)
-        out[key] = float(values.mean())
-        out[f"{key}_sem"] = float(values.std(unbiased=True) / n**0.5) if n > 1 else 0.0
+    episodes = np.asarray(states["episodes"])
+    out: dict[str, float] = {}
+    for key in keys:
+        summary = clustered_mean(torch.cat(per[key]).numpy(), episodes)
+        out[key] = summary.mean
+        out[f"{key}_sem"] = summary.se
     return out
+
+
+@torch.no_grad()
+def representation_cka(pi0: Any, pi: Any, states: dict[str, Any], batch_size: int = 64) -> float:
+    """Linear CKA between pi0's and pi's hidden state at the action position over the cached states."""
+    n = len(states["instructions"])
+    feats0, feats = [], []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        obs = {k: v[start:stop] for k, v in states["obs"].items()}
+        batch = pi.prepare(obs, states["instructions"][start:stop])
+        feats0.append(pi0.action_features(batch).double().cpu())
+        feats.append(pi.action_features(batch).double().cpu())
+    return linear_cka(torch.cat(feats0), torch.cat(feats))
 
 
 def policy_env_kwargs(policy: Any) -> dict[str, Any]:
@@ -309,25 +397,40 @@ def _summary(result: SuccessResult) -> dict[str, Any]:
     d = result.to_dict()
     d.pop("episodes")
     d["seeds"] = [e.seed for e in result.episodes]
+    # Per-seed outcomes (in seed order): forgetting is paired over the seeds pi0 and a checkpoint share.
+    d["successes"] = [int(e.success) for e in result.episodes]
+    wilson = wilson_interval(sum(d["successes"]), len(d["successes"]))
+    d["wilson_low"], d["wilson_high"] = wilson.low, wilson.high
     return d
 
 
+def _outcomes(record: dict[str, Any], task: str) -> dict[int, bool]:
+    summary = record["tasks"][task]
+    return {int(s): bool(ok) for s, ok in zip(summary["seeds"], summary["successes"], strict=True)}
+
+
 def add_forgetting(record: dict[str, Any], base: dict[str, Any], suite: SuiteSpec) -> dict[str, Any]:
-    """Forgetting per prior task (pi0 success - policy success) and its mean, with standard errors."""
-    per, sems = {}, []
-    for task in suite.prior_tasks:
-        mine, ref = record["tasks"][task], base["tasks"][task]
-        per[task] = ref["success_rate"] - mine["success_rate"]
-        # Same seeds, but independent outcomes per policy: the variances add.
-        sems.append((ref["sem"] ** 2 + mine["sem"] ** 2) ** 0.5)
-    prior = [record["tasks"][t]["success_rate"] for t in suite.prior_tasks]
-    prior_sem = [record["tasks"][t]["sem"] for t in suite.prior_tasks]
-    k = len(suite.prior_tasks)
-    record["forgetting"] = {
-        "per_task": per,
-        "mean": float(np.mean(list(per.values()))) if per else 0.0,
-        "mean_sem": float(np.sqrt(np.sum(np.square(sems))) / k) if k else 0.0,
-    }
+    """Forgetting per prior task (pi0 success - policy success) and its mean, paired over the seeds both
+    were scored on (Newcombe's interval per task; the SE of the mean treats tasks as independent)."""
+    prior_tasks = list(suite.prior_tasks)
+    prior = [record["tasks"][t]["success_rate"] for t in prior_tasks]
+    prior_sem = [record["tasks"][t]["sem"] for t in prior_tasks]
+    k = len(prior_tasks)
+    if k:
+        paired = paired_forgetting(
+            {t: _outcomes(base, t) for t in prior_tasks},
+            {t: _outcomes(record, t) for t in prior_tasks},
+            prior_tasks,
+        )
+        record["forgetting"] = {
+            "per_task": {t: d.difference for t, d in paired.per_task.items()},
+            "per_task_interval": {t: [d.low, d.high] for t, d in paired.per_task.items()},
+            "mean": paired.mean,
+            "mean_sem": paired.se,
+            "paired": True,
+        }
+    else:
+        record["forgetting"] = {"per_task": {}, "mean": 0.0, "mean_sem": 0.0, "paired": True}
     record["prior_success"] = float(np.mean(prior)) if prior else float("nan")
     record["prior_success_sem"] = float(np.sqrt(np.sum(np.square(prior_sem))) / k) if k else 0.0
     record["new_task_success"] = record["tasks"][suite.new_task]["success_rate"]
@@ -335,17 +438,23 @@ def add_forgetting(record: dict[str, Any], base: dict[str, Any], suite: SuiteSpe
     return record
 
 
-def kl_state_cache(pi0: Any, suite: SuiteSpec, store: ResultsStore, pool: EnvPool) -> dict[str, Any]:
-    """The suite's new-task states from pi0's own rollouts, collected once per results folder."""
-    path = store.dir / "kl_states.npz"
-    if path.is_file():
-        return load_kl_states(path)
-    states = collect_kl_states(
-        pi0,
-        pool,
-        {"task": suite.new_task, **policy_env_kwargs(pi0)},
-        suite.kl_seeds,
-        max_states=suite.kl_states,
-    )
-    save_kl_states(path, states)
-    return states
+def state_caches(pi0: Any, suite: SuiteSpec, store: ResultsStore, pool: EnvPool) -> dict[str, dict[str, Any]]:
+    """Every suite task's states from pi0's own rollouts (the KL seeds, disjoint from the scored seeds),
+    collected once per results folder: the new task's carry RL's Razor's predictor, the prior tasks'
+    test whether drift on old-task states predicts forgetting better."""
+    caches = {}
+    for task in suite.tasks:
+        name = "kl_states.npz" if task == suite.new_task else f"kl_states_{task}.npz"
+        path = store.dir / name
+        if path.is_file():
+            caches[task] = load_kl_states(path)
+            continue
+        caches[task] = collect_kl_states(
+            pi0,
+            pool,
+            {"task": task, **policy_env_kwargs(pi0)},
+            suite.kl_seeds,
+            max_states=suite.kl_states,
+        )
+        save_kl_states(path, caches[task])
+    return caches

@@ -1,4 +1,4 @@
-"""Metrics on policies: divergences between pi0 and pi on action-token distributions, weight distances."""
+"""Metrics on policies: divergences between pi0 and pi on action-token distributions, weight distances, representation drift."""
 
 from vla_razor.metrics.divergences import (
     action_token_divergences,
@@ -6,5 +6,12 @@ from vla_razor.metrics.divergences import (
     trainable_state,
     weight_l2_distance,
 )
+from vla_razor.metrics.representation import linear_cka
 
-__all__ = ["action_token_divergences", "per_token_divergences", "trainable_state", "weight_l2_distance"]
+__all__ = [
+    "action_token_divergences",
+    "linear_cka",
+    "per_token_divergences",
+    "trainable_state",
+    "weight_l2_distance",
+]

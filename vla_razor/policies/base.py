@@ -277,8 +277,9 @@ class VLAPolicy(nn.Module, ABC):
         )
 
     @torch.no_grad()
-    def value(self, batch: PolicyBatch) -> torch.Tensor:
-        """Value estimates [B] from one prompt pass (no decoding): for bootstrapping at truncation."""
+    def action_features(self, batch: PolicyBatch) -> torch.Tensor:
+        """The decoder's last hidden state at the action position [B, H]: the representation the first
+        action token (and the value head) is read from. Inside ``reference()`` it is pi0's."""
         model = self._active_model()
         batch = batch.to(self.device)
         embeds, mask = self._embed_prefix(model, batch)
@@ -288,7 +289,12 @@ class VLAPolicy(nn.Module, ABC):
             position_ids=_positions(mask),
             use_cache=False,
         ).last_hidden_state
-        return self.value_head(hidden[:, -1])
+        return hidden[:, -1]
+
+    @torch.no_grad()
+    def value(self, batch: PolicyBatch) -> torch.Tensor:
+        """Value estimates [B] from one prompt pass (no decoding): for bootstrapping at truncation."""
+        return self.value_head(self.action_features(batch))
 
     def score(self, batch: PolicyBatch, token_ids: torch.Tensor, *, temperature: float = 1.0) -> ScoreOutput:
         """Teacher-forced: ONE forward pass over [prefix, first 6 action tokens] (gradients flow)."""
