@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,56 @@ def test_ppo_with_in_training_evaluation_on_one_env_pool(tmp_path) -> None:
     assert first["episodes"] == 2 and first["seeds"] == [100_000, 100_001] and first["kl_states"] == 4
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("train/env_steps_per_s" in m for m in metrics)
+
+
+def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> None:
+    """`vla-razor razor` end to end at toy size: pi0 first, then one PPO run trained, evaluated and
+    recorded on its own; `--from-results` rebuilds the report from the recorded study alone."""
+    study = tmp_path / "study"
+    common = [
+        "suite.prior_tasks=[lift]",
+        "suite.episodes=1",
+        "suite.kl_states=4",
+        "suite.kl_state_seeds=1",
+        "videos=0",
+        "engine.num_workers=2",
+        f"out_dir={tmp_path}/razor",
+        f"study_dir={study}",
+    ]
+    run_overrides = [
+        "trainer.num_iterations=2",
+        "trainer.num_steps=6",
+        "trainer.minibatch_size=6",
+        "trainer.save_every=1",
+        "task.env.horizon=6",
+        "logging.tensorboard=false",
+    ]
+    quoted = ", ".join(f"'{o}'" for o in run_overrides)
+    sweep = f"sweep=[{{trainer: ppo, lr: 1.0e-5, seed: 0, overrides: [{quoted}]}}]"
+    out = cli("razor", *common, sweep, f"hydra.run.dir={tmp_path}/h", timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "pi0 on the new task 'grasp_lift_bread':" in out.stdout
+    unit = json.loads((study / "runs" / "ppo_lr1e-05_seed0.json").read_text())
+    assert sorted(unit["policies"]) == [f"ppo_lr1e-05_seed0/step_00000{i}" for i in (1, 2)]
+    assert unit["pi0"] == json.loads((study / "pi0.json").read_text())["pi0"]
+    # Once recorded, a unit is not trained or evaluated again, even with its run folder gone.
+    shutil.rmtree(tmp_path / "razor" / "train")
+    again = cli("razor", *common, sweep, f"hydra.run.dir={tmp_path}/h2", timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not (tmp_path / "razor" / "train").exists()  # nothing was trained again
+    rebuilt = cli("razor", f"--from-results={study}", f"hydra.run.dir={tmp_path}/h3")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    report = (study / "report.md").read_text()
+    assert "ppo_lr1e-05_seed0/step_000002" in report and "not meaningful" in report
+
+
+def test_razor_sweep_entry_with_unknown_trainer_is_one_line(tmp_path) -> None:
+    out = cli(
+        "razor",
+        "sweep=[{trainer: dagger, lr: 1.0e-5}]",
+        f"out_dir={tmp_path}/razor",
+        f"hydra.run.dir={tmp_path}/h",
+    )
+    assert out.returncode != 0
+    assert "names trainer 'dagger'; valid: bc, bc_kl, ppo, rft" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,9 +1,17 @@
 """``vla-razor razor``: train a sweep of fine-tuning runs from pi0, evaluate every checkpoint on the
-held-out suite, and write the study report (Pareto plot, forgetting vs KL with R^2, report.md)."""
+held-out suite, and write the study report (Pareto plot, predictors table, matched success, report.md).
+
+The study is a sequence of independent units, one per sweep entry: train (resuming a killed run), evaluate
+its checkpoints, and record them in ``study_dir/runs/<run>.json``, small enough to commit at once. pi0 is
+evaluated first, so its new-task success is on record (and in the log) before any training compute is
+spent. A study killed at any point loses at most the unit in progress, even on a machine without
+``runs/``: ``--from-results study_dir`` rebuilds the report from the recorded units.
+"""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +19,24 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.commands import train
 from vla_razor.commands.common import engine_settings
 from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
+from vla_razor.commands.pretrain import ensure_demos
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError
-from vla_razor.evaluation.study import load_results, write_report
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.study import (
+    load_results,
+    study_document,
+    study_unit_exists,
+    write_report,
+    write_study_unit,
+)
+from vla_razor.evaluation.suite import SuiteSpec, policy_env_kwargs
+from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool
 from vla_razor.schemas import register_schemas
-from vla_razor.trainers.checkpoint import list_checkpoints
+from vla_razor.trainers.checkpoint import list_checkpoints, load_checkpoint, resolve_policy_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,52 +76,108 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return document
 
     suite = SuiteSpec.from_mapping(OmegaConf.to_container(cfg.suite, resolve=True))
+    study_dir = Path(cfg.study_dir) if cfg.study_dir else out_dir / "study"
     # One env pool for the whole study: demos, in-training evaluation and the suite reuse its envs.
     with EnvPool(engine_settings(cfg)) as pool:
-        document = _study(cfg, suite, out_dir, pool)
+        _study(cfg, suite, out_dir, study_dir, pool)
+    document = study_document(study_dir)
     table = results_table(document)
     print(table)
     report = write_report(document, out_dir / "results", table)
-    print(f"report: {report}")
+    print(f"report: {report}\nrecorded study (commit it; --from-results rebuilds the report): {study_dir}")
     return document
 
 
-def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, pool: EnvPool) -> dict[str, Any]:
-    run_dirs = [str(r) for r in cfg.runs]
-    if cfg.sweep:
-        demos = _sft_demos(cfg, suite, pool)
-        for entry in cfg.sweep:
-            entry = OmegaConf.to_container(entry, resolve=True)
-            run_dir, overrides = train_overrides(
-                entry, suite, str(cfg.pi0), out_dir / "train", demos, [str(o) for o in cfg.train_overrides]
-            )
-            if list_checkpoints(run_dir) and _finished(run_dir):
-                log.info("reusing finished run %s", run_dir)
-            else:
-                if list_checkpoints(run_dir):
-                    overrides.append("resume=true")
-                _train(overrides, pool)
-            run_dirs.append(run_dir)
-    if not run_dirs:
+def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, pool: EnvPool) -> None:
+    entries = [OmegaConf.to_container(e, resolve=True) for e in cfg.sweep]
+    for entry in entries:
+        _check_entry(entry)
+    if not entries and not cfg.runs:
         raise BadInputError(
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
         )
-    checkpoints = expand_checkpoints(run_dirs, bool(cfg.all_checkpoints))
-    return run_suite(
+    results = out_dir / "results"
+    evaluate = partial(
+        run_suite,
         cfg.pi0,
-        checkpoints,
-        suite,
-        out_dir / "results",
+        suite=suite,
+        out_dir=results,
         videos=int(cfg.videos),
         video_dir=cfg.video_dir,
         device=str(cfg.device),
         pool=pool,
     )
+    # pi0 first: its new-task success decides whether on-policy RL has any signal to work with.
+    document = evaluate(checkpoints=[])
+    write_study_unit(study_dir, "pi0", document, ["pi0"])
+    _report_pi0(document, suite, entries)
+    for run_dir in cfg.runs:  # already-trained runs (e.g. a `vla-razor train -m` sweep)
+        _record_run(evaluate, study_dir, Path(run_dir).name, str(run_dir), bool(cfg.all_checkpoints))
+    demos = _sft_demos(cfg, suite, pool) if any(e["trainer"] in SFT_TRAINERS for e in entries) else None
+    for entry in entries:
+        run_dir, overrides = train_overrides(
+            entry,
+            suite,
+            str(cfg.pi0),
+            out_dir / "train",
+            demos or Path("no_demos.hdf5"),
+            [str(o) for o in cfg.train_overrides],
+        )
+        name = Path(run_dir).name
+        if study_unit_exists(study_dir, name):
+            log.info("run %s is already recorded in %s", name, study_dir)
+            continue
+        if not _finished(run_dir):
+            if list_checkpoints(run_dir):
+                overrides.append("resume=true")
+            _train(overrides, pool)
+        _record_run(evaluate, study_dir, name, run_dir, bool(cfg.all_checkpoints))
+
+
+SFT_TRAINERS = ("bc", "bc_kl")
+SWEEP_KEYS = ("trainer", "lr", "seed", "overrides")
+TRAINERS = ("bc", "bc_kl", "ppo", "rft")
+
+
+def _check_entry(entry: dict[str, Any]) -> None:
+    unknown = sorted(set(entry) - set(SWEEP_KEYS))
+    if unknown:
+        raise BadInputError(
+            f"sweep entry {entry} has unknown key(s) {unknown}; valid: {', '.join(SWEEP_KEYS)}"
+        )
+    if entry.get("trainer") not in TRAINERS:
+        raise BadInputError(
+            f"sweep entry {entry} names trainer {entry.get('trainer')!r}; valid: {', '.join(TRAINERS)}"
+        )
+
+
+def _record_run(evaluate: Any, study_dir: Path, name: str, run_dir: str, all_checkpoints: bool) -> None:
+    checkpoints = expand_checkpoints([run_dir], all_checkpoints)
+    document = evaluate(checkpoints=checkpoints)
+    path = write_study_unit(study_dir, name, document, [pid for pid, _ in checkpoints])
+    log.info("recorded %s (%d checkpoints) in %s", name, len(checkpoints), path)
+
+
+def _report_pi0(document: dict[str, Any], suite: SuiteSpec, entries: list[dict[str, Any]]) -> None:
+    new = document["policies"]["pi0"]["tasks"][suite.new_task]
+    line = (
+        f"pi0 on the new task {suite.new_task!r}: {new['success_rate']:.0%} greedy success "
+        f"(95% Wilson interval {new['wilson_low']:.0%}..{new['wilson_high']:.0%}, N = {new['n']})"
+    )
+    print(line)
+    log.info(line)
+    if new["success_rate"] == 0 and any(e["trainer"] in ("ppo", "rft") for e in entries):
+        log.warning(
+            "pi0 never succeeds on %s: on-policy RL with the binary success reward may see no success at "
+            "all. Remedies: more episodes per update (num_envs, trainer.num_steps), the shaped reward "
+            "(task.env.reward=shaped), or a short BC warm-up first (a bc entry, then ppo from it)",
+            suite.new_task,
+        )
 
 
 def _finished(run_dir: str | Path) -> bool:
-    from vla_razor.trainers.checkpoint import load_checkpoint
-
+    if not list_checkpoints(run_dir):
+        return False
     ckpt = load_checkpoint(run_dir)
     settings = ckpt.trainer_state.get("settings", {})
     done = ckpt.trainer_state.get("update", ckpt.trainer_state.get("step"))
@@ -115,8 +188,6 @@ def _finished(run_dir: str | Path) -> bool:
 
 
 def _train(overrides: list[str], pool: EnvPool) -> None:
-    from vla_razor.commands import train
-
     register_schemas()  # a no-op under the CLI, needed when called from Python
     if GlobalHydra.instance().is_initialized():  # inside `vla-razor razor`: same config dir, compose directly
         cfg = compose(config_name="train", overrides=overrides)
@@ -129,11 +200,6 @@ def _train(overrides: list[str], pool: EnvPool) -> None:
 
 def _sft_demos(cfg: DictConfig, suite: SuiteSpec, pool: EnvPool) -> Path:
     """The new task's SFT demos, recorded with pi0's cameras/image size (collected once)."""
-    from vla_razor.commands.pretrain import ensure_demos
-    from vla_razor.evaluation.suite import policy_env_kwargs
-    from vla_razor.policies import load_policy
-    from vla_razor.trainers.checkpoint import resolve_policy_dir
-
     pi0 = load_policy(resolve_policy_dir(cfg.pi0), finetune="frozen")
     path = Path("data/demos") / f"{suite.new_task}_sft.hdf5"
     return ensure_demos(

@@ -38,14 +38,68 @@ MATCHED_LEVELS = (0.25, 0.5, 0.75)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """A results.json (or a folder holding one) written by ``vla-razor eval`` / ``vla-razor razor``."""
+    """A results.json (or a folder holding one) written by ``vla-razor eval``, or a recorded study folder
+    (``pi0.json`` + ``runs/*.json``) written by ``vla-razor razor``."""
     path = Path(path)
+    if path.is_dir() and (path / STUDY_PI0).is_file():
+        return study_document(path)
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise MissingFileError(
-            f"no results.json in {str(path)!r}; run `vla-razor eval` or `vla-razor razor` first"
+            f"no results.json or recorded study in {str(path)!r}; run `vla-razor eval` or `vla-razor razor` first"
         )
     return json.loads(file.read_text())
+
+
+# A recorded study: one small JSON per unit (pi0, then one per training run), committed as it is written.
+STUDY_PI0 = "pi0.json"
+STUDY_RUNS = "runs"
+
+
+def _unit_path(study_dir: str | Path, name: str) -> Path:
+    return Path(study_dir) / STUDY_PI0 if name == "pi0" else Path(study_dir) / STUDY_RUNS / f"{name}.json"
+
+
+def study_unit_exists(study_dir: str | Path, name: str) -> bool:
+    return _unit_path(study_dir, name).is_file()
+
+
+def write_study_unit(
+    study_dir: str | Path, name: str, document: dict[str, Any], policy_ids: list[str]
+) -> Path:
+    """Record one unit: the suite header of ``document`` and the records of ``policy_ids`` only."""
+    unit = {k: v for k, v in document.items() if k != "policies"}
+    unit["unit"] = name
+    unit["policies"] = {pid: document["policies"][pid] for pid in policy_ids}
+    path = _unit_path(study_dir, name)
+    ensure_writable_dir(path.parent, what="study directory")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(unit, indent=1) + "\n")
+    return path
+
+
+def study_document(study_dir: str | Path) -> dict[str, Any]:
+    """The results document of a recorded study: pi0's unit plus every run's, checked to share one suite
+    and one pi0 (a unit recorded against another pi0 is a one-line error, never silently mixed)."""
+    study_dir = Path(study_dir)
+    head = _unit_path(study_dir, "pi0")
+    if not head.is_file():
+        raise MissingFileError(f"{str(study_dir)!r} is not a recorded study: it has no {STUDY_PI0}")
+    document = json.loads(head.read_text())
+    document.pop("unit", None)
+    for path in sorted((study_dir / STUDY_RUNS).glob("*.json")):
+        unit = json.loads(path.read_text())
+        if unit["suite"] != document["suite"]:
+            raise BadInputError(
+                f"study unit {path.name} was evaluated on another suite; re-evaluate it or remove it"
+            )
+        if unit["pi0"].get("hash") != document["pi0"].get("hash"):
+            raise BadInputError(
+                f"study unit {path.name} was evaluated against another pi0 ({unit['pi0'].get('hash')}); "
+                "re-evaluate it or remove it"
+            )
+        document["policies"].update(unit["policies"])
+    return document
 
 
 def merge_results(documents: list[dict[str, Any]]) -> dict[str, Any]:
