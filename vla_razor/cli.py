@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "pretrain": "train the tiny VLA's base policy pi0 on the suite's prior skills (multi-task BC)",
     "eval": "held-out suite: prior-skill success, new-task success, KL(pi0||pi) for pi0 and checkpoints",
     "razor": "the RL's Razor study: train a sweep, evaluate every checkpoint, write report.md (--from-results DIR)",
+    "forecast": "forgetting from new-task KL alone: calibrate on evaluated results, forecast checkpoints",
     "quickstart": "the main job on the built-in default (see README)",
 }
 

@@ -13,6 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
+from tests.evaluation.test_study_report import _document
+from vla_razor.config import asset_path
+from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.video import read_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,3 +296,55 @@ def test_razor_sweep_entry_with_unknown_trainer_is_one_line(tmp_path) -> None:
     assert out.returncode != 0
     assert "names trainer 'dagger'; valid: bc, bc_kl, ppo, rft" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_forecast_calibrates_validates_and_forecasts_from_kl_alone(tmp_path) -> None:
+    pi0 = Path(asset_path("pi0_tiny"))
+    doc = _document(3, 3)  # 18 checkpoints of 6 runs, forgetting linear in KL plus noise
+    doc["suite"] = {"name": "default", "new_task": "grasp_lift_bread", "prior_tasks": ["lift"]}
+    doc["pi0"] = {"source": "asset:pi0_tiny", "hash": policy_content_hash(pi0)}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.json").write_text(json.dumps(doc))
+    out = cli("forecast", f"results={tmp_path}/results", f"hydra.run.dir={tmp_path}/h1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "leave-one-run-out: 90% interval coverage" in out.stdout
+    calibration = json.loads((tmp_path / "results" / "forecast_calibration.json").read_text())
+    assert (
+        calibration["n"] == 18
+        and calibration["n_runs"] == 6
+        and calibration["new_task"] == "grasp_lift_bread"
+    )
+    # pi0 itself as the "checkpoint": KL 0, so the forecast is the fit's intercept.
+    shutil.copytree(pi0, tmp_path / "pi0_copy")
+    common = ["suite.kl_states=8", "suite.kl_state_seeds=1", "engine.num_workers=1"]
+    out = cli(
+        "forecast",
+        f"calibration={tmp_path}/results/forecast_calibration.json",
+        f"checkpoints=[{tmp_path}/pi0_copy]",
+        f"out={tmp_path}/forecasts.json",
+        *common,
+        f"hydra.run.dir={tmp_path}/h2",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "forecasts.json").read_text())["forecasts"]
+    assert row["forward_kl"] == 0.0
+    assert row["forecast_forgetting"] == pytest.approx(calibration["coefficients"][-1])
+    assert row["low"] < row["forecast_forgetting"] < row["high"]
+    # Bad input, one line each: no calibration; a calibration of another pi0.
+    out = cli("forecast", f"checkpoints=[{tmp_path}/pi0_copy]", f"hydra.run.dir={tmp_path}/h3")
+    assert out.returncode != 0 and "a forecast needs a calibration" in out.stderr
+    other = {**calibration, "pi0_hash": "sha256:" + "f" * 64}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    out = cli(
+        "forecast",
+        f"calibration={tmp_path}/other.json",
+        f"checkpoints=[{tmp_path}/pi0_copy]",
+        f"hydra.run.dir={tmp_path}/h4",
+    )
+    assert out.returncode != 0 and "with pi0 'ffffffffffff'" in out.stderr and "Traceback" not in out.stderr
+    one_run = _document(1, 5)  # 5 checkpoints, but all of one training run
+    one_run["policies"] = {k: v for k, v in one_run["policies"].items() if not k.startswith("bc_")}
+    one_run |= {"suite": doc["suite"], "pi0": doc["pi0"]}
+    (tmp_path / "results" / "results.json").write_text(json.dumps(one_run))
+    out = cli("forecast", f"results={tmp_path}/results", f"hydra.run.dir={tmp_path}/h5")
+    assert out.returncode != 0 and "needs checkpoints from at least 2 training runs" in out.stderr

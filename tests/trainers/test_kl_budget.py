@@ -6,11 +6,16 @@ import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tests.trainers.conftest import tiny_policy_cfg
 from tests.trainers.fake_env import FakeReachVectorEnv
+from vla_razor.commands.train import make_forecaster
+from vla_razor.config import asset_path
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
+from vla_razor.errors import UserError
+from vla_razor.evaluation.forecast import calibrate_forecast, forecast_forgetting, save_calibration
 from vla_razor.metrics.divergences import action_token_divergences
 from vla_razor.policies import build_policy
 from vla_razor.trainers.bc import BCSettings, train_bc
@@ -108,3 +113,54 @@ def test_bc_logs_forward_kl_on_demo_states_and_obeys_the_budget(lift_demos, tmp_
     record = read_budget_record(run)
     assert record["stopped_before_step"] == 8 and record["last_checkpoint_under_budget"] == 4
     assert [p.name for p in list_checkpoints(run)] == ["step_000004"]
+
+
+def _calibration(pi0_hash: str = "sha256:" + "0" * 64, new_task: str = "reach"):
+    kl = [0.1, 0.5, 1.0, 2.0, 0.2, 0.8, 1.5, 3.0]
+    forgetting = [0.01, 0.04, 0.1, 0.2, 0.03, 0.07, 0.16, 0.28]
+    runs = ["a"] * 4 + ["b"] * 4
+    return calibrate_forecast(kl, forgetting, runs, suite="s", pi0_hash=pi0_hash, new_task=new_task)
+
+
+def test_calibrated_run_logs_the_forecast_with_its_interval(tmp_path) -> None:
+    calibration = _calibration()
+
+    def forecaster(kl: float) -> dict[str, float]:
+        f = forecast_forgetting(calibration, kl, suite="s", pi0_hash=calibration.pi0_hash)
+        return {
+            "forecast_forgetting": f.forgetting,
+            "forecast_forgetting_low": f.low,
+            "forecast_forgetting_high": f.high,
+        }
+
+    policy = build_policy(tiny_policy_cfg(finetune="full"))
+    settings = PPOSettings(**BASE, kl_every=2, kl_states=16)
+    train_ppo(policy, FakeReachVectorEnv(), settings, tmp_path, {}, progress=False, forecaster=forecaster)
+    measured = [m for m in read_metrics(tmp_path) if "train/forward_kl_pi0" in m]
+    assert len(measured) == 6  # kl_every=2 plus every checkpoint (save_every=1)
+    for m in measured:
+        expected = forecast_forgetting(
+            calibration, m["train/forward_kl_pi0"], suite="s", pi0_hash=calibration.pi0_hash
+        )
+        assert m["train/forecast_forgetting"] == pytest.approx(expected.forgetting)
+        assert (
+            m["train/forecast_forgetting_low"]
+            < m["train/forecast_forgetting"]
+            < m["train/forecast_forgetting_high"]
+        )
+
+
+def test_forecast_calibration_of_another_task_or_pi0_is_one_line(tmp_path) -> None:
+    cfg = OmegaConf.create(
+        {"task": {"name": "grasp_lift_bread"}, "policy": {"pretrained": asset_path("pi0_tiny")}}
+    )
+    save_calibration(tmp_path / "other_task.json", _calibration(new_task="lift"))
+    with pytest.raises(UserError, match="new task is 'lift', but this run trains on 'grasp_lift_bread'"):
+        make_forecaster(cfg, str(tmp_path / "other_task.json"))
+    save_calibration(tmp_path / "other_pi0.json", _calibration(new_task="grasp_lift_bread"))
+    with pytest.raises(UserError, match="with pi0 '000000000000', but this run uses"):
+        make_forecaster(cfg, str(tmp_path / "other_pi0.json"))
+    with pytest.raises(UserError, match="does not exist"):
+        make_forecaster(cfg, str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="needs trainer.kl_every > 0"):
+        PPOSettings(forecast_calibration=str(tmp_path / "other_pi0.json"))

@@ -17,16 +17,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
 from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.evaluation.forecast import forecast_forgetting, load_calibration
+from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.in_training import InTrainingEvaluator
 from vla_razor.policies import build_policy, load_policy
 from vla_razor.policies.factory import rebuild_reference, reference_spec
 from vla_razor.rollouts import EnvPool
 from vla_razor.rollouts.vector import PoolVectorEnv
 from vla_razor.trainers.bc import BCSettings, train_bc
-from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
+from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint, resolve_policy_dir
 from vla_razor.trainers.common import TrainerSettings
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.fsdp import shard_policy
+from vla_razor.trainers.kl_monitor import Forecaster
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.ppo import PPOSettings, train_ppo
 from vla_razor.trainers.rft import RFTSettings, train_rft
@@ -131,6 +134,7 @@ def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
         wandb=OmegaConf.to_container(cfg.logging.wandb, resolve=True),
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    forecaster = make_forecaster(cfg, settings.forecast_calibration)
     evaluator = None
     if evaluating:
         assert pool is not None
@@ -149,7 +153,9 @@ def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
             evaluator(policy, 0)  # the starting point (pi0) is the first point of every curve
     try:
         if isinstance(settings, BCSettings):
-            result = _run_bc(policy, cfg, settings, run_dir, resume_state, dist_info, evaluator, logger)
+            result = _run_bc(
+                policy, cfg, settings, run_dir, resume_state, dist_info, evaluator, logger, forecaster
+            )
         else:
             assert pool is not None
             result = _run_on_policy(
@@ -163,6 +169,7 @@ def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
                 dist_info,
                 evaluator,
                 logger,
+                forecaster,
             )
     finally:
         shutdown(dist_info)
@@ -181,6 +188,7 @@ def _run_bc(
     dist_info: DistInfo,
     evaluator: Any,
     logger: MetricLogger,
+    forecaster: Forecaster | None,
 ) -> dict[str, float]:
     from vla_razor.data.steps import load_steps
 
@@ -205,7 +213,39 @@ def _run_bc(
         dist_info=dist_info,
         evaluator=evaluator,
         logger=logger,
+        forecaster=forecaster,
     )
+
+
+def make_forecaster(cfg: DictConfig, calibration_file: str | None) -> Forecaster | None:
+    """The live forgetting forecast from a calibration, checked against this run's task and pi0."""
+    if calibration_file is None:
+        return None
+    calibration = load_calibration(calibration_file)
+    if calibration.new_task and calibration.new_task != str(cfg.task.name):
+        raise BadInputError(
+            f"trainer.forecast_calibration was fitted on suite {calibration.suite!r} whose new task is "
+            f"{calibration.new_task!r}, but this run trains on {cfg.task.name!r}; calibrate on a suite with this task"
+        )
+    pretrained = cfg.policy.get("pretrained")
+    if not pretrained:
+        raise BadInputError(
+            "trainer.forecast_calibration needs policy.pretrained (the pi0 the calibration was fitted against)"
+        )
+    pi0_hash = policy_content_hash(resolve_policy_dir(pretrained))
+    # Checks the pi0 now (one line), not at the first measurement.
+    forecast_forgetting(calibration, calibration.x_min, suite=calibration.suite, pi0_hash=pi0_hash)
+
+    def forecaster(kl: float) -> dict[str, float]:
+        f = forecast_forgetting(calibration, kl, suite=calibration.suite, pi0_hash=pi0_hash)
+        return {
+            "forecast_forgetting": f.forgetting,
+            "forecast_forgetting_low": f.low,
+            "forecast_forgetting_high": f.high,
+            "forecast_extrapolated": float(f.extrapolated),
+        }
+
+    return forecaster
 
 
 def check_image_size(data: Any, policy: Any) -> None:
@@ -229,6 +269,7 @@ def _run_on_policy(
     dist_info: DistInfo,
     evaluator: Any,
     logger: MetricLogger,
+    forecaster: Forecaster | None,
 ) -> dict[str, float]:
     kwargs = dict(env_kwargs)
     if isinstance(settings, PPOSettings) and settings.reward == "shaped":
@@ -236,7 +277,13 @@ def _run_on_policy(
     # The rollout envs live in the command's pool (built once, shared with in-training evaluation);
     # the collector double-buffers its two halves.
     venv = PoolVectorEnv(pool, kwargs, int(cfg.num_envs), name=f"{settings.name}-rank{dist_info.rank}")
-    loop = dict(resume_state=resume_state, dist_info=dist_info, evaluator=evaluator, logger=logger)
+    loop = dict(
+        resume_state=resume_state,
+        dist_info=dist_info,
+        evaluator=evaluator,
+        logger=logger,
+        forecaster=forecaster,
+    )
     if isinstance(settings, PPOSettings):
         return train_ppo(policy, venv, settings, run_dir, cfg, **loop)
     return train_rft(policy, venv, settings, run_dir, cfg, **loop)

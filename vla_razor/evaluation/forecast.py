@@ -23,16 +23,20 @@ with KL, so the leave-one-run-out coverage is the real check, not the formula.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import stdtrit
 
-from vla_razor.errors import UserError
+from vla_razor.errors import BadInputError, MissingFileError, UserError
+from vla_razor.evaluation.identity import short_hash
 from vla_razor.evaluation.stats import FloatArray, LabelArray, check_confidence
+from vla_razor.io_utils import write_json_atomic
 
 DEGREES = (1, 2)
 
@@ -52,6 +56,7 @@ class Calibration:
     n_runs: int
     x_min: float  # KL range seen in calibration; forecasts outside it are extrapolations
     x_max: float
+    new_task: str = ""  # the suite's new task: a trainer forecasts only runs on that task ("" = unchecked)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -62,7 +67,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         names = [f.name for f in fields(cls)]
-        missing = [k for k in names if k not in data]
+        missing = [k for k in names if k not in data and k != "new_task"]
         unknown = [k for k in data if k not in names]
         if missing or unknown:
             raise UserError(
@@ -81,6 +86,7 @@ class Calibration:
             n_runs=int(data["n_runs"]),
             x_min=float(data["x_min"]),
             x_max=float(data["x_max"]),
+            new_task=str(data.get("new_task", "")),
         )
 
 
@@ -149,6 +155,7 @@ def calibrate_forecast(
     pi0_hash: str,
     degree: int = 2,
     predictor: str = "forward_kl",
+    new_task: str = "",
 ) -> Calibration:
     """Fit forgetting = poly_degree(KL) by OLS on evaluated checkpoints (quadratic by default, like the study).
 
@@ -175,7 +182,28 @@ def calibrate_forecast(
         n_runs=int(np.unique(labels).size),
         x_min=float(x.min()),
         x_max=float(x.max()),
+        new_task=new_task,
     )
+
+
+def save_calibration(path: str | Path, calibration: Calibration) -> Path:
+    return write_json_atomic(path, calibration.to_dict())
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """A calibration written by ``vla-razor forecast``; a missing or malformed file is a one-line error."""
+    file = Path(path)
+    if not file.is_file():
+        raise MissingFileError(
+            f"forecast calibration {str(file)!r} does not exist; write one with `vla-razor forecast results=DIR`"
+        )
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"forecast calibration {str(file)!r} is not JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"forecast calibration {str(file)!r} is not a JSON object")
+    return Calibration.from_dict(data)
 
 
 @dataclass(frozen=True)
@@ -210,7 +238,8 @@ def forecast_forgetting(
     if calibration.suite != suite or calibration.pi0_hash != pi0_hash:
         raise UserError(
             f"the forecast calibration was fitted on suite {calibration.suite!r} with pi0 "
-            f"{calibration.pi0_hash[:12]!r}, but this run uses suite {suite!r} with pi0 {pi0_hash[:12]!r}; "
+            f"{short_hash(calibration.pi0_hash)!r}, but this run uses suite {suite!r} with pi0 "
+            f"{short_hash(pi0_hash)!r}; "
             "calibrate on checkpoints of the same suite and pi0"
         )
     check_confidence(confidence)

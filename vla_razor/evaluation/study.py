@@ -9,8 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.errors import BadInputError, MissingFileError, UserError
 from vla_razor.evaluation.fit import polyfit_r2
+from vla_razor.evaluation.forecast import (
+    Calibration,
+    ForecastValidation,
+    calibrate_forecast,
+    validate_forecast,
+)
 from vla_razor.evaluation.frontier import matched_prior_success
 from vla_razor.evaluation.plots import forgetting_plot, pareto_plot
 from vla_razor.evaluation.predictor_fits import (
@@ -227,6 +233,54 @@ def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...
     return lines
 
 
+def calibrate_from_results(
+    document: dict[str, Any], degree: int = 2, confidence: float = 0.9
+) -> tuple[Calibration, ForecastValidation]:
+    """Forgetting vs forward KL fitted on every evaluated checkpoint of ``document`` (pi0 left out), and
+    its leave-one-run-out validation."""
+    pi0 = document.get("pi0")
+    if not isinstance(pi0, dict) or "hash" not in pi0:
+        raise BadInputError(
+            "these results predate content hashes, so the calibration could not be tied to its pi0; "
+            "re-evaluate them with this version of `vla-razor eval` / `vla-razor razor`"
+        )
+    pts = [p for p in study_points(document) if p["method"] != "pi0" and np.isfinite(p["forward_kl"])]
+    kl = [p["forward_kl"] for p in pts]
+    forgetting = [p["forgetting"] for p in pts]
+    runs = [p["run"] for p in pts]
+    suite = document["suite"]
+    calibration = calibrate_forecast(
+        kl,
+        forgetting,
+        runs,
+        suite=str(suite["name"]),
+        pi0_hash=str(pi0["hash"]),
+        degree=degree,
+        new_task=str(suite["new_task"]),
+    )
+    return calibration, validate_forecast(kl, forgetting, runs, degree=degree, confidence=confidence)
+
+
+def forecast_lines(document: dict[str, Any]) -> list[str]:
+    """The report's forecast section: can forgetting be forecast from new-task KL alone, honestly checked?"""
+    try:
+        calibration, v = calibrate_from_results(document)
+    except UserError as exc:
+        return [f"No forecast: {exc}"]
+    a, b, c = calibration.coefficients
+    return [
+        f"forgetting ≈ {a:+.4f}·KL² {b:+.4f}·KL {c:+.3f} (OLS over {calibration.n} checkpoints of "
+        f"{calibration.n_runs} runs, residual SD {calibration.residual_scale:.3f}).",
+        "",
+        "Leave-one-run-out check (each run's checkpoints forecast from a fit that never saw the run):",
+        "",
+        "| 90% interval coverage (target ≥ 80%) | mean absolute error | mean interval width | forecasts |",
+        "|---|---|---|---|",
+        f"| {v.coverage:.0%} | {v.mean_abs_error:.3f} | {v.mean_width:.3f} | {v.n_forecast} "
+        f"(skipped {v.n_skipped}) |",
+    ]
+
+
 def write_report(document: dict[str, Any], out_dir: str | Path, results_table: str) -> Path:
     """Plots + report.md in ``out_dir``; everything is derived from ``document`` alone."""
     out = ensure_writable_dir(out_dir, what="report directory")
@@ -267,6 +321,10 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "## Prior-skill success at matched new-task success (Pareto frontiers)",
         "",
         *matched_success_table(points, MATCHED_LEVELS),
+        "",
+        "## Forecasting forgetting from forward KL alone",
+        "",
+        *forecast_lines(document),
         "",
     ]
     lines += [

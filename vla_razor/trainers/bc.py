@@ -40,7 +40,7 @@ from vla_razor.trainers.distributed import (
     broadcast_parameters,
 )
 from vla_razor.trainers.fsdp import full_backbone_state, load_optimizer_state, optimizer_state
-from vla_razor.trainers.kl_monitor import KLMonitor, evenly_spaced
+from vla_razor.trainers.kl_monitor import Forecaster, KLMonitor, evenly_spaced
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
@@ -163,6 +163,7 @@ def train_bc(
     evaluator: Evaluator | None = None,
     logger: MetricLogger | None = None,
     progress: bool = True,
+    forecaster: Forecaster | None = None,
 ) -> dict[str, float]:
     """Run behaviour cloning for ``settings.num_iterations`` steps; returns the last logged metrics."""
     dist_info = dist_info or DistInfo()
@@ -214,7 +215,7 @@ def train_bc(
             )
 
     # BC has no rollouts of pi0: the probe takes new-task states from the demos.
-    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999)
+    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999, forecaster=forecaster)
     monitor.ensure_probe(policy, functools.partial(demo_states, policy, train_data, settings.kl_states))
     interrupted = InterruptFlag()
     policy.train()
@@ -278,8 +279,9 @@ def train_bc(
             saving = saving or step == settings.num_iterations or bool(interrupted)
             if monitor.due(step, saving):
                 kl = monitor.measure(policy)
-                last["forward_kl_pi0"] = kl
-                logger.log(step, {"forward_kl_pi0": kl}, prefix="train/", summary=False)
+                measured = monitor.metrics(kl)
+                last.update(measured)
+                logger.log(step, measured, prefix="train/", summary=False)
                 if monitor.over_budget(kl, step):
                     break  # no checkpoint over budget: the last one written is the last under it
             if evaluator is not None and settings.eval_every and step % settings.eval_every == 0:

@@ -48,6 +48,10 @@ class TrainerSettings:
     # Stop before forward KL(pi0 || pi) exceeds this many nats: no checkpoint over budget is written, and
     # kl_budget.json records where the run stopped. Needs kl_every > 0.
     kl_budget: float | None = None
+    # A forecast calibration (JSON written by `vla-razor forecast results=DIR`, fitted on evaluated
+    # checkpoints of a suite whose new task this run trains on, from the same pi0). With kl_every > 0,
+    # every KL measurement also logs the forecast forgetting and its 90% prediction interval.
+    forecast_calibration: str | None = None
 
     _positive: ClassVar[tuple[str, ...]] = ()
 
@@ -72,6 +76,11 @@ class TrainerSettings:
                     f"trainer.kl_budget={self.kl_budget} needs trainer.kl_every > 0 (how often to measure "
                     f"the KL), got kl_every={self.kl_every}"
                 )
+        if self.forecast_calibration is not None and self.kl_every <= 0:
+            raise BadInputError(
+                f"trainer.forecast_calibration={self.forecast_calibration!r} needs trainer.kl_every > 0 (the "
+                "forecast is made from each KL measurement)"
+            )
         if not isinstance(self.kl_every, int) or self.kl_every < 0:
             raise BadInputError(f"trainer.kl_every must be an integer >= 0, got {self.kl_every!r}")
         if self.kl_every and (not isinstance(self.kl_states, int) or self.kl_states <= 0):

@@ -9,12 +9,17 @@ teacher-forced pass of the current policy: the chain-rule estimator of
 cached pi0 numbers.
 
 The cache is written to ``<run_dir>/kl_probe.pt`` so a resumed run measures on the same states.
+
+Given a forecaster (a calibration of forgetting against this KL, fitted by ``vla-razor forecast`` on
+evaluated checkpoints of the same suite and pi0), every measurement also logs the forecast forgetting
+with its prediction interval, still without any old-task data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 PROBE_FILE = "kl_probe.pt"
 BUDGET_FILE = "kl_budget.json"
 PROBE_CHUNK = 64
+
+# KL -> {"forecast_forgetting": ..., "forecast_forgetting_low": ..., "forecast_forgetting_high": ...}
+Forecaster = Callable[[float], dict[str, float]]
 
 
 @dataclass
@@ -101,7 +109,15 @@ def evenly_spaced(n_total: int, n_wanted: int) -> torch.Tensor:
 class KLMonitor:
     """Owns the probe, decides when to measure, and enforces ``kl_budget``."""
 
-    def __init__(self, settings: Any, run_dir: str | Path, dist_info: DistInfo, seed: int) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        run_dir: str | Path,
+        dist_info: DistInfo,
+        seed: int,
+        forecaster: Forecaster | None = None,
+    ) -> None:
+        self.forecaster = forecaster
         self.every = int(settings.kl_every)
         self.n_states = int(settings.kl_states)
         self.budget = settings.kl_budget
@@ -140,6 +156,13 @@ class KLMonitor:
         """Forward KL averaged over ranks (every rank then takes the same budget decision)."""
         assert self.probe is not None, "ensure_probe() first"
         return mean_over_ranks(self.probe.forward_kl(policy), self.dist_info)
+
+    def metrics(self, kl: float) -> dict[str, float]:
+        """What to log for one measurement: the KL, and the forecast forgetting when calibrated."""
+        out = {"forward_kl_pi0": kl}
+        if self.forecaster is not None:
+            out.update(self.forecaster(kl))
+        return out
 
     def over_budget(self, kl: float, step: int) -> bool:
         """True when ``kl`` breaks the budget; records where the run stopped (rank 0)."""

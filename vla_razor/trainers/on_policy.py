@@ -37,7 +37,7 @@ from vla_razor.trainers.distributed import (
     mean_over_ranks,
 )
 from vla_razor.trainers.fsdp import full_backbone_state, is_sharded, load_optimizer_state, optimizer_state
-from vla_razor.trainers.kl_monitor import KLMonitor
+from vla_razor.trainers.kl_monitor import Forecaster, KLMonitor
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
@@ -147,6 +147,7 @@ def run_on_policy(
     evaluator: Evaluator | None = None,
     logger: MetricLogger | None = None,
     progress: bool = True,
+    forecaster: Forecaster | None = None,
 ) -> dict[str, float]:
     """Run ``total`` iterations of collect-then-``update_fn``; returns the last logged metrics."""
     dist_info = dist_info or DistInfo()
@@ -205,7 +206,7 @@ def run_on_policy(
             )
         return None
 
-    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999)
+    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999, forecaster=forecaster)
     watch = SignalWatch(name, dist_info)
     interrupted = InterruptFlag()
     bar = tqdm(
@@ -254,7 +255,7 @@ def run_on_policy(
             saving = saving or bool(interrupted)
             over_budget = False
             if monitor.due(iteration, saving):
-                metrics["forward_kl_pi0"] = monitor.measure(policy)  # already the mean over ranks
+                metrics.update(monitor.metrics(monitor.measure(policy)))  # KL already the mean over ranks
                 over_budget = monitor.over_budget(metrics["forward_kl_pi0"], iteration)
             last = all_reduce_mean({k: v for k, v in metrics.items() if np.isfinite(v)}, dist_info)
             logger.log(iteration, last, prefix="train/")
