@@ -16,12 +16,14 @@ from vla_razor.commands.common import engine_settings
 from vla_razor.config import ASSETS_DIR
 from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.identity import policy_content_hash, portable_name
+from vla_razor.evaluation.scale_out import ScaleOutSettings, plan_units, run_units_on_ray
 from vla_razor.evaluation.suite import (
     ResultsStore,
     SuiteSpec,
     add_forgetting,
     evaluate_policy,
     merged_weights,
+    policy_env_kwargs,
     run_info,
     state_caches,
 )
@@ -65,11 +67,14 @@ def run_suite(
     progress: bool = True,
     extra: dict[str, Any] | None = None,
     pool: EnvPool | None = None,
+    scale_out: ScaleOutSettings | None = None,
 ) -> dict[str, Any]:
     """Evaluate pi0 then every checkpoint; returns (and writes) the results document.
 
     ``pool`` is the command's env pool (one is started and stopped here when none is given): every
-    policy's episodes reuse the envs its workers already built.
+    policy's episodes reuse the envs its workers already built. With ``scale_out.backend=ray`` the
+    episodes are played first as independent units on a Ray cluster and stored as they arrive; the
+    divergences are then computed here, from the cached states.
     """
     if pool is None:
         with EnvPool() as own:
@@ -84,6 +89,7 @@ def run_suite(
                 progress=progress,
                 extra=extra,
                 pool=own,
+                scale_out=scale_out,
             )
     from vla_razor.policies import load_policy
 
@@ -93,6 +99,32 @@ def run_suite(
     vdir = make_video_dir(video_dir) if video_dir and videos > 0 else None
     pi0 = load_policy(pi0_path, finetune="frozen", device=device)
     states = state_caches(pi0, suite, store, pool) if suite.kl_states > 0 else None
+    env_kwargs = policy_env_kwargs(pi0)
+    hashes = {policy_id: policy_content_hash(policy_dir) for policy_id, policy_dir in checkpoints}
+    if scale_out is not None and scale_out.backend == "ray":
+        todo = [("pi0", pi0_hash, pi0_path)] if store.policy_record("pi0", pi0_hash) is None else []
+        todo += [
+            (pid, hashes[pid], pdir)
+            for pid, pdir in checkpoints
+            if store.policy_record(pid, hashes[pid]) is None
+        ]
+        units = plan_units(
+            todo,
+            suite.tasks,
+            suite.seeds,
+            env_kwargs,
+            scale_out.seeds_per_unit,
+            lambda pid, phash, task: set(store.finished(pid, phash, task)),
+        )
+        log.info("scale-out: %d units of <= %d seeds on Ray", len(units), scale_out.seeds_per_unit)
+        run_units_on_ray(
+            units,
+            scale_out,
+            lambda unit, episodes: [
+                store.append_episode(unit.policy_id, unit.policy_hash, unit.task, e) for e in episodes
+            ],
+            progress=progress,
+        )
     records: dict[str, dict[str, Any]] = {}
     base = store.policy_record("pi0", pi0_hash)
     if base is None:
@@ -115,13 +147,18 @@ def run_suite(
     records["pi0"] = add_forgetting(dict(base), base, suite)
     pi0_weights = merged_weights(pi0)
     for policy_id, policy_dir in checkpoints:
-        policy_hash = policy_content_hash(policy_dir)
+        policy_hash = hashes[policy_id]
         record = store.policy_record(policy_id, policy_hash)
         if record is None:
             policy = load_policy(policy_dir, device=device)
             if policy.family != pi0.family:
                 raise BadInputError(
                     f"checkpoint {str(policy_dir)!r} is a {policy.family!r} policy but pi0 is {pi0.family!r}"
+                )
+            if policy_env_kwargs(policy) != env_kwargs:
+                raise BadInputError(
+                    f"checkpoint {str(policy_dir)!r} sees {policy_env_kwargs(policy)} but pi0 sees {env_kwargs}; "
+                    "a fine-tune of pi0 keeps its cameras and image size"
                 )
             record = evaluate_policy(
                 policy,
@@ -238,6 +275,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             video_dir=cfg.video_dir,
             device=str(cfg.device),
             pool=pool,
+            scale_out=ScaleOutSettings.from_mapping(OmegaConf.to_container(cfg.scale_out, resolve=True)),
         )
     table = results_table(document)
     print(table)

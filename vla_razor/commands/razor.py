@@ -25,6 +25,7 @@ from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
 from vla_razor.commands.pretrain import ensure_demos
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError
+from vla_razor.evaluation.scale_out import ScaleOutSettings
 from vla_razor.evaluation.study import (
     load_results,
     study_document,
@@ -106,6 +107,7 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
         video_dir=cfg.video_dir,
         device=str(cfg.device),
         pool=pool,
+        scale_out=ScaleOutSettings.from_mapping(OmegaConf.to_container(cfg.scale_out, resolve=True)),
     )
     # pi0 first: its new-task success decides whether on-policy RL has any signal to work with.
     document = evaluate(checkpoints=[])

@@ -1,0 +1,109 @@
+"""Scale-out on Ray, for real: a cluster on the loopback interface, the suite's units fanned out over it,
+and results equal to the in-process run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.evaluation.test_suite import SUITE
+from tests.trainers.conftest import tiny_policy_cfg
+from vla_razor.commands.eval import run_suite
+from vla_razor.errors import BadInputError
+from vla_razor.evaluation.scale_out import ScaleOutSettings, Unit, UnitsFailed, plan_units, run_units_on_ray
+from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.policies import build_policy
+
+ray = pytest.importorskip("ray")  # a dev dependency: installed by the README's test command
+RAY = Path(sys.executable).parent / "ray"
+WORDS = ["lift", "the", "red", "cube", "grasp", "and", "can"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A one-node Ray cluster started the way a multi-machine one is (``ray start --head``), on 127.0.0.1."""
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [
+        str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+    ]  # fmt: skip
+    out = subprocess.run(start, capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("policies")
+    build_policy(tiny_policy_cfg(extra_words=WORDS, seed=1)).save_pretrained(root / "pi0")
+    build_policy(tiny_policy_cfg(extra_words=WORDS, seed=2)).save_pretrained(root / "ckpt")
+    return root / "pi0", root / "ckpt"
+
+
+def _episodes(out: Path) -> dict[tuple[str, str, int], tuple[bool, int]]:
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    return {(r["policy"], r["task"], r["seed"]): (r["success"], r["length"]) for r in rows}
+
+
+def test_ray_run_equals_the_in_process_run(cluster, policies, tmp_path) -> None:
+    pi0, ckpt = policies
+    suite = SuiteSpec(**SUITE)  # 2 seeds per task
+    local = run_suite(pi0, [("ckpt", ckpt)], suite, tmp_path / "local", progress=False)
+    settings = ScaleOutSettings(backend="ray", address=cluster, seeds_per_unit=2)
+    remote = run_suite(pi0, [("ckpt", ckpt)], suite, tmp_path / "ray", progress=False, scale_out=settings)
+    episodes = _episodes(tmp_path / "local")
+    assert len(episodes) == 2 * 2 * 2 and _episodes(tmp_path / "ray") == episodes
+    for pid in ("pi0", "ckpt"):
+        for key in ("tasks", "divergence", "forgetting"):  # JSON: NaN standard errors compare equal
+            assert json.dumps(remote["policies"][pid][key]) == json.dumps(local["policies"][pid][key])
+
+
+def test_failing_unit_is_retried_then_reported_with_its_work(cluster, tmp_path) -> None:
+    bad = Unit("broken", "sha256:0", str(tmp_path / "gone"), "lift", (100_000, 100_001), {"task": "lift"})
+    got = []
+    settings = ScaleOutSettings(backend="ray", address=cluster)
+    with pytest.raises(
+        UnitsFailed, match=r"1 unit\(s\) failed twice.*\(broken, lift, seeds 100000..100001\)"
+    ):
+        run_units_on_ray([bad], settings, lambda unit, episodes: got.append(unit), progress=False)
+    assert got == []
+
+
+def test_units_cover_only_missing_episodes_and_bad_settings_are_one_line(tmp_path) -> None:
+    done = {("a", "lift"): {1, 2}}
+    units = plan_units(
+        [("a", "h", tmp_path)],
+        ["lift", "door"],
+        [1, 2, 3, 4, 5],
+        {},
+        2,
+        lambda p, h, t: done.get((p, t), set()),
+    )
+    assert [(u.task, u.seeds) for u in units] == [
+        ("lift", (3, 4)),
+        ("lift", (5,)),
+        ("door", (1, 2)),
+        ("door", (3, 4)),
+        ("door", (5,)),
+    ]
+    with pytest.raises(BadInputError, match="scale_out.backend='slurm'; valid: null"):
+        ScaleOutSettings(backend="slurm")
+    with pytest.raises(BadInputError, match="unknown scale_out setting"):
+        ScaleOutSettings.from_mapping({"nodes": 4})
