@@ -74,3 +74,11 @@ def test_few_points_are_not_ranked() -> None:
     text = "\n".join(predictor_table(study_points(_document(1, 2))))  # 4 checkpoints
     assert "not meaningful" in text and "no predictor is ranked" in text
     assert "verdict" not in text
+
+
+def test_report_has_per_method_fits_and_forecast_section(tmp_path) -> None:
+    doc = _document(3, 4)  # 24 checkpoints, 3 runs per method
+    doc["pi0"] = {"source": "asset:pi0_tiny", "hash": "sha256:" + "1" * 64}
+    text = write_report(doc, tmp_path, "table").read_text()
+    assert "Within each method (quadratic fit):" in text and "| predictor | bc | ppo |" in text
+    assert "Leave-one-run-out check" in text and "90% interval coverage" in text

@@ -179,7 +179,7 @@ def predictor_table(points: list[dict[str, Any]]) -> list[str]:
         "| predictor | quadratic fit | monotone fit |",
         "|---|---|---|",
     ]
-    for key, label in METRICS.items():
+    for key, label in measured_metrics(pts).items():
         x = np.array([p[key] for p in pts], dtype=float)
         cells = [assess_predictor(x, y, runs, kind).describe() for kind in ("quadratic", "monotone")]
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
@@ -196,7 +196,7 @@ def predictor_table(points: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|",
     ]
     kl = np.array([p["forward_kl"] for p in pts], dtype=float)
-    for key, label in METRICS.items():
+    for key, label in measured_metrics(pts).items():
         if key == "forward_kl":
             continue
         other = np.array([p[key] for p in pts], dtype=float)
@@ -205,6 +205,30 @@ def predictor_table(points: list[dict[str, Any]]) -> list[str]:
         ci = cmp.interval
         span = f" [{ci.low:+.2f}, {ci.high:+.2f}]" if ci is not None and ci.n_valid else ""
         lines.append(f"| {label} | {cmp.difference:+.2f}{span} | {verdict} |")
+    return lines
+
+
+def measured_metrics(points: list[dict[str, Any]]) -> dict[str, str]:
+    """The predictors these results hold (results recorded before a predictor existed lack it)."""
+    return {k: v for k, v in METRICS.items() if any(np.isfinite(float(p[k])) for p in points)}
+
+
+def per_method_table(points: list[dict[str, Any]]) -> list[str]:
+    """The quadratic fit per predictor within each method: does a predictor that works pooled across methods
+    also rank one method's checkpoints (RL's Razor reports both)?"""
+    methods = sorted({p["method"] for p in points if p["method"] != "pi0"})
+    lines = ["| predictor | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for key, label in measured_metrics([p for p in points if p["method"] != "pi0"]).items():
+        cells = []
+        for method in methods:
+            pts = [p for p in points if p["method"] == method]
+            x = np.array([p[key] for p in pts], dtype=float)
+            y = np.array([p["forgetting"] for p in pts], dtype=float)
+            try:
+                cells.append(assess_predictor(x, y, [p["run"] for p in pts], "quadratic").describe())
+            except UserError as exc:  # one run with enough points: no out-of-sample R²
+                cells.append(str(exc).split(";")[0])
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -295,7 +319,7 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         out / "forgetting_vs_forward_kl.png",
         METRICS["forward_kl"],
     )
-    for key in ("reverse_kl", "tv", "weight_l2"):
+    for key in ("reverse_kl", "tv", "weight_l2", "prior_forward_kl"):
         forgetting_plot(points, key, metric_fits[key], out / f"forgetting_vs_{key}.png", METRICS[key])
     n_ckpt = len([p for p in points if p["method"] != "pi0"])
     lines = [
@@ -318,6 +342,10 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         *predictor_table(points),
         "",
+        "Within each method (quadratic fit):",
+        "",
+        *per_method_table(points),
+        "",
         "## Prior-skill success at matched new-task success (Pareto frontiers)",
         "",
         *matched_success_table(points, MATCHED_LEVELS),
@@ -330,7 +358,7 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
     lines += [
         "",
         "Other metrics: [reverse KL](forgetting_vs_reverse_kl.png), [TV](forgetting_vs_tv.png), "
-        "[weight L2](forgetting_vs_weight_l2.png).",
+        "[weight L2](forgetting_vs_weight_l2.png), [prior-state KL](forgetting_vs_prior_forward_kl.png).",
         "",
         "## All policies",
         "",
