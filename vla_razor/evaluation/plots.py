@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vla_razor.evaluation.fit import PolyFit  # noqa: E402
+from vla_razor.evaluation.frontier import pareto_frontier  # noqa: E402
 from vla_razor.io_utils import atomic_path  # noqa: E402
 
 METHOD_COLORS = {
@@ -28,7 +29,8 @@ def _color(method: str) -> str:
 
 
 def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path:
-    """New-task success (x) vs mean prior-skill success (y), one point per checkpoint, by method."""
+    """New-task success (x) vs mean prior-skill success (y), one point per checkpoint, by method, with each
+    method's Pareto frontier drawn through its undominated checkpoints."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for method in sorted({p["method"] for p in points}):
         sel = [p for p in points if p["method"] == method]
@@ -44,6 +46,16 @@ def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path
             capsize=2,
             alpha=0.9,
         )
+        if method != "pi0" and len(sel) > 1:  # the method's Pareto frontier (what the matched table reads)
+            idx = pareto_frontier([p["new_task_success"] for p in sel], [p["prior_success"] for p in sel])
+            ax.plot(
+                [sel[i]["new_task_success"] for i in idx],
+                [sel[i]["prior_success"] for i in idx],
+                "-",
+                color=_color(method),
+                lw=1.2,
+                alpha=0.7,
+            )
     ax.set_xlabel(f"new-task success ({new_task})")
     ax.set_ylabel("prior-skill success (mean)")
     ax.set_xlim(-0.05, 1.05)
