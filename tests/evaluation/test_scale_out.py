@@ -82,7 +82,7 @@ def test_failing_unit_is_retried_then_reported_with_its_work(cluster, tmp_path) 
     with pytest.raises(
         UnitsFailed, match=r"1 unit\(s\) failed twice.*\(broken, lift, seeds 100000..100001\)"
     ):
-        run_units_on_ray([bad], settings, lambda unit, episodes: got.append(unit), progress=False)
+        run_units_on_ray([bad], settings, "cpu", lambda unit, episodes: got.append(unit), progress=False)
     assert got == []
 
 

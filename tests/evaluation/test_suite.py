@@ -205,3 +205,23 @@ def test_changed_checkpoint_is_reevaluated_and_another_pi0_refused(pi0_dir, tmp_
     # Another pi0 in the same folder: one line naming the problem.
     with pytest.raises(BadInputError, match="another pi0"):
         run_suite(ckpt, [], suite, tmp_path / "res", progress=False)
+
+
+def test_duplicate_ids_tiny_kl_state_counts_and_mixed_studies_are_one_line(
+    pi0_dir, other_dir, tmp_path
+) -> None:
+    from vla_razor.errors import BadInputError
+    from vla_razor.evaluation.study import study_unit_exists, write_study_unit
+
+    with pytest.raises(BadInputError, match=r"checkpoint id\(s\) \['run/step_1'\] name more than one policy"):
+        run_suite(pi0_dir, [("run/step_1", pi0_dir), ("run/step_1", other_dir)], SuiteSpec(**SUITE), tmp_path)
+    with pytest.raises(BadInputError, match="suite.kl_states must be 0 .* or >= 2"):
+        SuiteSpec(**{**SUITE, "kl_states": 1})
+    doc = {"suite": {"name": "s"}, "pi0": {"hash": "sha256:a"}, "policies": {"pi0": {}, "r/step_1": {}}}
+    write_study_unit(tmp_path / "study", "pi0", doc, ["pi0"])
+    write_study_unit(tmp_path / "study", "r", doc, ["r/step_1"])
+    assert study_unit_exists(tmp_path / "study", "r", "sha256:a")
+    with pytest.raises(BadInputError, match="records r against another pi0"):
+        study_unit_exists(tmp_path / "study", "r", "sha256:b")
+    with pytest.raises(BadInputError, match="recorded with another suite or pi0"):
+        write_study_unit(tmp_path / "study", "pi0", {**doc, "pi0": {"hash": "sha256:b"}}, ["pi0"])

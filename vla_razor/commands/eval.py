@@ -28,6 +28,8 @@ from vla_razor.evaluation.suite import (
     state_caches,
 )
 from vla_razor.io_utils import write_json_atomic
+from vla_razor.policies import load_policy
+from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.checkpoint import list_checkpoints, resolve_policy_dir
 from vla_razor.video import video_dir as make_video_dir
@@ -91,8 +93,13 @@ def run_suite(
                 pool=own,
                 scale_out=scale_out,
             )
-    from vla_razor.policies import load_policy
-
+    ids = [policy_id for policy_id, _ in checkpoints]
+    clashes = sorted({i for i in ids if ids.count(i) > 1 or i == "pi0"})
+    if clashes:
+        raise BadInputError(
+            f"checkpoint id(s) {clashes} name more than one policy (or the reserved 'pi0'): two run folders "
+            "with the same name in one evaluation; rename one, or evaluate them into different out_dirs"
+        )
     pi0_path = resolve_policy_dir(pi0_dir)
     pi0_hash = policy_content_hash(pi0_path)
     store = ResultsStore(out_dir, suite, pi0_hash)
@@ -100,6 +107,8 @@ def run_suite(
     pi0 = load_policy(pi0_path, finetune="frozen", device=device)
     states = state_caches(pi0, suite, store, pool) if suite.kl_states > 0 else None
     env_kwargs = policy_env_kwargs(pi0)
+    for _, policy_dir in checkpoints:  # before any episode is played, here or on a cluster
+        check_like_pi0(policy_dir, read_policy_record(pi0_path))
     hashes = {policy_id: policy_content_hash(policy_dir) for policy_id, policy_dir in checkpoints}
     if scale_out is not None and scale_out.backend == "ray":
         todo = [("pi0", pi0_hash, pi0_path)] if store.policy_record("pi0", pi0_hash) is None else []
@@ -120,6 +129,7 @@ def run_suite(
         run_units_on_ray(
             units,
             scale_out,
+            device,
             lambda unit, episodes: [
                 store.append_episode(unit.policy_id, unit.policy_hash, unit.task, e) for e in episodes
             ],
@@ -151,15 +161,6 @@ def run_suite(
         record = store.policy_record(policy_id, policy_hash)
         if record is None:
             policy = load_policy(policy_dir, device=device)
-            if policy.family != pi0.family:
-                raise BadInputError(
-                    f"checkpoint {str(policy_dir)!r} is a {policy.family!r} policy but pi0 is {pi0.family!r}"
-                )
-            if policy_env_kwargs(policy) != env_kwargs:
-                raise BadInputError(
-                    f"checkpoint {str(policy_dir)!r} sees {policy_env_kwargs(policy)} but pi0 sees {env_kwargs}; "
-                    "a fine-tune of pi0 keeps its cameras and image size"
-                )
             record = evaluate_policy(
                 policy,
                 policy_id,
@@ -190,6 +191,22 @@ def run_suite(
     }
     write_json_atomic(store.dir / "results.json", document)
     return document
+
+
+def check_like_pi0(policy_dir: Path, pi0_record: dict[str, Any]) -> None:
+    """A checkpoint must be of pi0's family and see what pi0 sees (cameras, image size): its episodes are
+    played with pi0's env settings."""
+    record = read_policy_record(policy_dir)
+    if record.get("family") != pi0_record.get("family"):
+        raise BadInputError(
+            f"checkpoint {str(policy_dir)!r} is a {record.get('family')!r} policy but pi0 is {pi0_record.get('family')!r}"
+        )
+    for key in ("image_keys", "image_size"):
+        if record.get(key) != pi0_record.get(key):
+            raise BadInputError(
+                f"checkpoint {str(policy_dir)!r} has {key}={record.get(key)} but pi0 has {pi0_record.get(key)}; "
+                "a fine-tune of pi0 keeps its cameras and image size"
+            )
 
 
 def _training_metadata(policy_dir: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.commands.common import engine_settings
-from vla_razor.commands.eval import expand_checkpoints
+from vla_razor.commands.eval import check_like_pi0, expand_checkpoints
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.forecast import (
     Calibration,
@@ -25,6 +25,7 @@ from vla_razor.evaluation.study import calibrate_from_results, load_results
 from vla_razor.evaluation.suite import SuiteSpec, measure_pair_divergences, policy_env_kwargs
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
+from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.checkpoint import resolve_policy_dir
 
@@ -35,7 +36,8 @@ CALIBRATION_FILE = "forecast_calibration.json"
 
 def calibrate(results: str, out: str | None, degree: int, confidence: float) -> Calibration:
     calibration, v = calibrate_from_results(load_results(results), degree=degree, confidence=confidence)
-    path = Path(out) if out else Path(results) / CALIBRATION_FILE
+    folder = Path(results) if Path(results).is_dir() else Path(results).parent  # a folder or its results.json
+    path = Path(out) if out else folder / CALIBRATION_FILE
     save_calibration(path, calibration)
     print(
         f"calibration: forgetting = poly{degree}(forward KL) over {calibration.n} checkpoints of "
@@ -52,9 +54,15 @@ def forecast_checkpoints(cfg: DictConfig, calibration: Calibration) -> list[dict
     suite = SuiteSpec.from_mapping(OmegaConf.to_container(cfg.suite, resolve=True))
     pi0_dir = resolve_policy_dir(cfg.pi0)
     pi0_hash = policy_content_hash(pi0_dir)
-    # Refuse another suite or pi0 before any compute (one line).
+    # Refuse another suite, new task or pi0 before any compute (one line).
     forecast_forgetting(calibration, calibration.x_min, suite=suite.name, pi0_hash=pi0_hash)
+    if calibration.new_task and calibration.new_task != suite.new_task:
+        raise BadInputError(
+            f"the calibration's new task is {calibration.new_task!r} but suite {suite.name!r} has {suite.new_task!r}"
+        )
     checkpoints = expand_checkpoints([str(c) for c in cfg.checkpoints], bool(cfg.all_checkpoints))
+    for _, policy_dir in checkpoints:
+        check_like_pi0(policy_dir, read_policy_record(pi0_dir))
     pi0 = load_policy(pi0_dir, finetune="frozen", device=str(cfg.device))
     if cfg.states:
         states = load_kl_states(cfg.states)
@@ -104,8 +112,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise BadInputError(
             "nothing to do: give results=DIR to calibrate, and/or calibration=FILE checkpoints=[DIR,...] to forecast"
         )
-    if int(cfg.degree) not in (1, 2):
-        raise BadInputError(f"degree must be 1 or 2, got {cfg.degree}")
+    if cfg.degree not in (1, 2):
+        raise BadInputError(f"degree must be 1 or 2, got {cfg.degree!r}")
+    if not isinstance(cfg.confidence, float) or not 0.0 < cfg.confidence < 1.0:
+        raise BadInputError(f"confidence must be a number strictly between 0 and 1, got {cfg.confidence!r}")
     calibration = None
     if cfg.results:
         calibration = calibrate(str(cfg.results), cfg.calibration, int(cfg.degree), float(cfg.confidence))

@@ -42,12 +42,17 @@ from vla_razor.trainers.checkpoint import list_checkpoints, load_checkpoint, res
 log = logging.getLogger(__name__)
 
 
+def run_name(entry: dict[str, Any]) -> str:
+    """The run folder (and study unit) name of a sweep entry: trainer, lr and seed."""
+    name = "_".join(f"{k}{entry[k]}" for k in ("lr", "seed") if k in entry)
+    return f"{entry['trainer']}_{name}" if name else str(entry["trainer"])
+
+
 def train_overrides(
     entry: dict[str, Any], suite: SuiteSpec, pi0: str, train_dir: Path, demos: Path, extra: list[str]
 ) -> tuple[str, list[str]]:
     trainer = str(entry["trainer"])
-    name = "_".join(f"{k}{entry[k]}" for k in ("lr", "seed") if k in entry)
-    run_dir = train_dir / f"{trainer}_{name}" if name else train_dir / trainer
+    run_dir = train_dir / run_name(entry)
     overrides = [
         f"trainer={trainer}",
         f"task={suite.new_task}",
@@ -91,8 +96,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, pool: EnvPool) -> None:
     entries = [OmegaConf.to_container(e, resolve=True) for e in cfg.sweep]
-    for entry in entries:
-        _check_entry(entry)
+    _check_entries(entries, [str(r) for r in cfg.runs])
     if not entries and not cfg.runs:
         raise BadInputError(
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
@@ -126,7 +130,7 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
             [str(o) for o in cfg.train_overrides],
         )
         name = Path(run_dir).name
-        if study_unit_exists(study_dir, name):
+        if study_unit_exists(study_dir, name, document["pi0"]["hash"]):
             log.info("run %s is already recorded in %s", name, study_dir)
             continue
         if not _finished(run_dir):
@@ -139,6 +143,20 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
 SFT_TRAINERS = ("bc", "bc_kl")
 SWEEP_KEYS = ("trainer", "lr", "seed", "overrides")
 TRAINERS = ("bc", "bc_kl", "ppo", "rft")
+
+
+def _check_entries(entries: list[dict[str, Any]], runs: list[str]) -> None:
+    """Every entry valid, and every run (sweep or given) a distinct unit: two entries that map to one run
+    folder would overwrite each other's checkpoints and record."""
+    for entry in entries:
+        _check_entry(entry)
+    names = [Path(str(r)).name for r in runs]
+    names += [run_name(e) for e in entries]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise BadInputError(
+            f"sweep entries (or runs) {clashes} map to the same run folder; give them different lr or seed"
+        )
 
 
 def _check_entry(entry: dict[str, Any]) -> None:

@@ -235,6 +235,12 @@ def make_forecaster(cfg: DictConfig, calibration_file: str | None) -> Forecaster
     pi0_hash = policy_content_hash(resolve_policy_dir(pretrained))
     # Checks the pi0 now (one line), not at the first measurement.
     forecast_forgetting(calibration, calibration.x_min, suite=calibration.suite, pi0_hash=pi0_hash)
+    if str(cfg.trainer.name) in ("bc", "bc_kl"):
+        log.warning(
+            "forecast for %s: its KL monitor measures on demo states, while the calibration was fitted on KL "
+            "over pi0's own new-task rollouts; read the forecast as indicative only",
+            cfg.trainer.name,
+        )
 
     def forecaster(kl: float) -> dict[str, float]:
         f = forecast_forgetting(calibration, kl, suite=calibration.suite, pi0_hash=pi0_hash)

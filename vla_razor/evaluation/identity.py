@@ -21,7 +21,8 @@ def policy_content_hash(policy_dir: str | os.PathLike[str]) -> str:
     """sha256 over every file of a saved policy folder (relative path and bytes, in sorted order).
 
     A LoRA checkpoint of a large model records where its base weights come from instead of copying them;
-    that record is one of the hashed files, so the hash changes when the source does.
+    that record is one of the hashed files, so the hash changes when the recorded source (its name or
+    path) does, but not when the bytes behind that source change in place.
     """
     root = Path(policy_dir)
     if not root.is_dir():

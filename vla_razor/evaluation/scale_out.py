@@ -12,11 +12,13 @@ error); if it fails again, it is reported with its (checkpoint, task, seeds) aft
 finished, and the command stops with a one-line error naming them (their episodes simply re-run on the
 next invocation).
 
-Ray is an optional dependency (``pip install "vla-razor[ray]"``); the module imports without it.
+Ray is an optional dependency (``pip install "vla-razor[ray]"``), imported only when a run asks for it:
+in-process evaluations neither need it nor pay for its import.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -27,16 +29,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError, UserError
+from vla_razor.evaluation.identity import policy_content_hash, short_hash
 from vla_razor.evaluation.success import evaluate_success
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EngineSettings, EnvPool, SeededEpisode
 from vla_razor.rollouts.pool import config_task_specs
 from vla_razor.rollouts.worker import RobosuiteEnvFactory
-
-try:  # optional: only `scale_out.backend=ray` needs it
-    import ray
-except ImportError:  # pragma: no cover - exercised where ray is not installed
-    ray = None
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +108,9 @@ def plan_units(
             missing = [int(s) for s in seeds if int(s) not in finished]
             for start in range(0, len(missing), seeds_per_unit):
                 block = tuple(missing[start : start + seeds_per_unit])
-                units.append(Unit(policy_id, policy_hash, str(policy_dir), task, block, dict(env_kwargs)))
+                # Absolute: a unit runs in a Ray worker whose working directory is not the driver's.
+                folder = str(Path(policy_dir).resolve())
+                units.append(Unit(policy_id, policy_hash, folder, task, block, dict(env_kwargs)))
     return units
 
 
@@ -121,6 +121,12 @@ def play_unit(
 
     ``task_specs`` are the driver's config-defined tasks: a node's fresh process knows only built-in ones.
     """
+    found = policy_content_hash(unit.policy_dir)
+    if found != unit.policy_hash:  # rewritten since planning: its episodes would be stored under old bytes
+        raise PolicyChanged(
+            f"{unit.policy_dir} changed after the evaluation was planned ({short_hash(found)} is not "
+            f"{short_hash(unit.policy_hash)})"
+        )
     policy = load_policy(unit.policy_dir, device=device)
     factory = RobosuiteEnvFactory(task_specs)
     with EnvPool(EngineSettings(num_workers=workers), env_factory=factory) as pool:
@@ -130,21 +136,35 @@ def play_unit(
     return [asdict(e) for e in results[unit.task].episodes]
 
 
+class PolicyChanged(RuntimeError):
+    """A unit's policy folder no longer holds the bytes the evaluation was planned for."""
+
+
 class UnitsFailed(UserError):
     """Units that failed twice; their episodes are missing from the store and re-run next time."""
+
+
+def _import_ray() -> Any:
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise BadInputError(
+            "scale_out.backend=ray needs Ray: pip install 'vla-razor[ray]' (or set scale_out.backend=null)"
+        ) from None
 
 
 def run_units_on_ray(
     units: Sequence[Unit],
     settings: ScaleOutSettings,
+    device: str,
     on_episodes: Callable[[Unit, list[SeededEpisode]], None],
     progress: bool = True,
 ) -> None:
-    """Submit every unit to Ray, hand each one's episodes to ``on_episodes`` as it finishes."""
-    if ray is None:
-        raise BadInputError(
-            "scale_out.backend=ray needs Ray: pip install 'vla-razor[ray]' (or set scale_out.backend=null)"
-        )
+    """Submit every unit to Ray, hand each one's episodes to ``on_episodes`` as it finishes. Each unit
+    loads its policy on ``device`` and runs ``settings.workers_per_unit`` env workers with the engine's
+    defaults for that many CPUs (the driver's ``engine`` block describes the driver's machine, not the
+    nodes')."""
+    ray = _import_ray()
     if not units:
         return
     started_here = not ray.is_initialized()
@@ -160,7 +180,7 @@ def run_units_on_ray(
         num_cpus=settings.workers_per_unit, max_retries=1, retry_exceptions=True
     )
     specs = config_task_specs()
-    pending = {remote.remote(unit, settings.workers_per_unit, specs): unit for unit in units}
+    pending = {remote.remote(unit, settings.workers_per_unit, specs, device): unit for unit in units}
     failed: list[tuple[Unit, str]] = []
     bar = tqdm(total=len(units), desc="units", unit="unit", disable=not progress, leave=False)
     try:

@@ -47,7 +47,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     """A results.json (or a folder holding one) written by ``vla-razor eval``, or a recorded study folder
     (``pi0.json`` + ``runs/*.json``) written by ``vla-razor razor``."""
     path = Path(path)
-    if path.is_dir() and (path / STUDY_PI0).is_file():
+    if path.is_dir() and is_recorded_study(path):
         return study_document(path)
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
@@ -66,14 +66,43 @@ def _unit_path(study_dir: str | Path, name: str) -> Path:
     return Path(study_dir) / STUDY_PI0 if name == "pi0" else Path(study_dir) / STUDY_RUNS / f"{name}.json"
 
 
-def study_unit_exists(study_dir: str | Path, name: str) -> bool:
-    return _unit_path(study_dir, name).is_file()
+def is_recorded_study(path: str | Path) -> bool:
+    """A study folder holds pi0's unit (a results document of its own), not only a results.json."""
+    head = Path(path) / STUDY_PI0
+    if not head.is_file() or (Path(path) / "results.json").is_file():
+        return False
+    return {"suite", "policies"} <= set(json.loads(head.read_text()))
+
+
+def study_unit_exists(study_dir: str | Path, name: str, pi0_hash: str) -> bool:
+    """Whether ``name`` is recorded in the study, against this pi0 (a unit of another pi0 is refused)."""
+    path = _unit_path(study_dir, name)
+    if not path.is_file():
+        return False
+    recorded = json.loads(path.read_text()).get("pi0", {}).get("hash")
+    if recorded != pi0_hash:
+        raise BadInputError(
+            f"study {str(study_dir)!r} records {name} against another pi0 ({recorded}); use another study_dir "
+            "(results of different pi0s must not be mixed)"
+        )
+    return True
 
 
 def write_study_unit(
     study_dir: str | Path, name: str, document: dict[str, Any], policy_ids: list[str]
 ) -> Path:
-    """Record one unit: the suite header of ``document`` and the records of ``policy_ids`` only."""
+    """Record one unit: the suite header of ``document`` and the records of ``policy_ids`` only. The
+    study's pi0 unit is written once: a second pi0, or another suite, is refused, never overwritten."""
+    head = _unit_path(study_dir, "pi0")
+    if head.is_file():
+        existing = json.loads(head.read_text())
+        if existing.get("suite") != document["suite"] or existing.get("pi0") != document["pi0"]:
+            raise BadInputError(
+                f"study {str(study_dir)!r} was recorded with another suite or pi0 "
+                f"({existing.get('pi0', {}).get('hash')}); use another study_dir"
+            )
+        if name == "pi0":
+            return head
     unit = {k: v for k, v in document.items() if k != "policies"}
     unit["unit"] = name
     unit["policies"] = {pid: document["policies"][pid] for pid in policy_ids}

@@ -2,7 +2,6 @@
 
 For pi0 and every checkpoint, on the SAME held-out seeds:
 - success on every prior-skill task and on the new task (N episodes each, with the standard error);
-- forgetting = pi0's prior-skill success minus the checkpoint's (per task and averaged);
 - forgetting = pi0's prior-skill success minus the checkpoint's (per task and averaged), paired over seeds;
 - forward KL(pi0 || pi), reverse KL, TV and L2 on action-token distributions over a fixed, cached set of
   new-task states drawn from pi0's own rollouts (standard errors clustered by episode);
@@ -69,6 +68,14 @@ class SuiteSpec:
                 )
         if self.episodes <= 0:
             raise BadInputError(f"suite.episodes must be > 0, got {self.episodes}")
+        if self.kl_states < 0 or self.kl_states == 1:
+            raise BadInputError(
+                f"suite.kl_states must be 0 (no KL) or >= 2 (CKA and standard errors need 2), got {self.kl_states}"
+            )
+        if self.kl_states and self.kl_state_seeds < 1:
+            raise BadInputError(
+                f"suite.kl_state_seeds must be >= 1 when kl_states > 0, got {self.kl_state_seeds}"
+            )
         if self.new_task in self.prior_tasks:
             raise BadInputError(
                 f"suite {self.name!r}: the new task {self.new_task!r} is also listed as a prior skill"
@@ -136,6 +143,9 @@ def run_info() -> dict[str, Any]:
     return {"versions": versions, "git_commit": commit, "python": platform.python_version()}
 
 
+PI0_IDENTITY_FILE = "pi0_identity.json"
+
+
 class ResultsStore:
     """The append-only episode log and the per-policy metric records of one results folder.
 
@@ -157,19 +167,31 @@ class ResultsStore:
                 )
         else:
             write_json_atomic(suite_file, suite.identity())
-        pi0_file = self.dir / "pi0.json"
-        if pi0_file.is_file():
-            recorded = json.loads(pi0_file.read_text()).get("hash")
-            if recorded != pi0_hash:
+        recorded = self._recorded_pi0()
+        if recorded is None:
+            if any(
+                (self.dir / name).exists() for name in ("episodes.jsonl", "policies.jsonl", "kl_states.npz")
+            ):
                 raise BadInputError(
-                    f"results folder {str(self.dir)!r} holds results of another pi0 "
-                    f"({short_hash(str(recorded))}, this pi0 is {short_hash(pi0_hash)}); use another out_dir "
-                    "(results of different pi0s must not be mixed)"
+                    f"results folder {str(self.dir)!r} holds results that predate content hashes (no record of "
+                    "their pi0); use another out_dir"
                 )
-        else:
-            write_json_atomic(pi0_file, {"hash": pi0_hash})
+            write_json_atomic(self.dir / PI0_IDENTITY_FILE, {"hash": pi0_hash})
+        elif recorded != pi0_hash:
+            raise BadInputError(
+                f"results folder {str(self.dir)!r} holds results of another pi0 "
+                f"({short_hash(recorded)}, this pi0 is {short_hash(pi0_hash)}); use another out_dir "
+                "(results of different pi0s must not be mixed)"
+            )
         self.episodes_file = self.dir / "episodes.jsonl"
         self.metrics_file = self.dir / "policies.jsonl"
+
+    def _recorded_pi0(self) -> str | None:
+        for name in (PI0_IDENTITY_FILE, "pi0.json"):  # pi0.json: the name used by the first hashed folders
+            path = self.dir / name
+            if path.is_file():
+                return str(json.loads(path.read_text())["hash"])
+        return None
 
     def finished(self, policy_id: str, policy_hash: str, task: str) -> dict[int, SeededEpisode]:
         done: dict[int, SeededEpisode] = {}

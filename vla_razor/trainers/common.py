@@ -50,7 +50,8 @@ class TrainerSettings:
     kl_budget: float | None = None
     # A forecast calibration (JSON written by `vla-razor forecast results=DIR`, fitted on evaluated
     # checkpoints of a suite whose new task this run trains on, from the same pi0). With kl_every > 0,
-    # every KL measurement also logs the forecast forgetting and its 90% prediction interval.
+    # every KL measurement also logs the forecast forgetting and its 90% prediction interval. (BC's monitor
+    # measures on demo states, not on pi0's rollouts as the calibration did: indicative only.)
     forecast_calibration: str | None = None
 
     _positive: ClassVar[tuple[str, ...]] = ()
