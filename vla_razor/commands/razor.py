@@ -221,7 +221,9 @@ def _train(overrides: list[str], pool: EnvPool) -> None:
 def _sft_demos(cfg: DictConfig, suite: SuiteSpec, pool: EnvPool) -> Path:
     """The new task's SFT demos, recorded with pi0's cameras/image size (collected once)."""
     pi0 = load_policy(resolve_policy_dir(cfg.pi0), finetune="frozen")
-    path = Path("data/demos") / f"{suite.new_task}_sft.hdf5"
+    # The count is part of the name: BC trains on every demo in the file, so a study asking for 300 must not
+    # pick up a quickstart's 30, nor the reverse.
+    path = Path("data/demos") / f"{suite.new_task}_sft{int(cfg.sft_demos.episodes)}.hdf5"
     return ensure_demos(
         suite.new_task,
         int(cfg.sft_demos.episodes),
