@@ -275,11 +275,16 @@ def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> N
     unit = json.loads((study / "runs" / "ppo_lr1e-05_seed0.json").read_text())
     assert sorted(unit["policies"]) == [f"ppo_lr1e-05_seed0/step_00000{i}" for i in (1, 2)]
     assert unit["pi0"] == json.loads((study / "pi0.json").read_text())["pi0"]
-    # Once recorded, a unit is not trained or evaluated again, even with its run folder gone.
-    shutil.rmtree(tmp_path / "razor" / "train")
+    assert sorted(p.name for p in (study / "states").iterdir()) == [
+        "kl_states.npz",
+        "kl_states_lift.npz",
+    ]
+    # On a machine without runs/ (a new session), nothing recorded is trained or played again.
+    shutil.rmtree(tmp_path / "razor")
     again = cli("razor", *common, sweep, f"hydra.run.dir={tmp_path}/h2", timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert not (tmp_path / "razor" / "train").exists()  # nothing was trained again
+    assert not (tmp_path / "razor" / "train").exists()
+    assert not (tmp_path / "razor" / "results" / "episodes.jsonl").exists()
     rebuilt = cli("razor", f"--from-results={study}", f"hydra.run.dir={tmp_path}/h3")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     report = (study / "report.md").read_text()

@@ -11,6 +11,7 @@ spent. A study killed at any point loses at most the unit in progress, even on a
 from __future__ import annotations
 
 import logging
+import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
 from vla_razor.commands.pretrain import ensure_demos
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError
+from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.scale_out import ScaleOutSettings
 from vla_razor.evaluation.study import (
     load_results,
@@ -33,7 +35,8 @@ from vla_razor.evaluation.study import (
     write_report,
     write_study_unit,
 )
-from vla_razor.evaluation.suite import SuiteSpec, policy_env_kwargs
+from vla_razor.evaluation.suite import ResultsStore, SuiteSpec, policy_env_kwargs
+from vla_razor.io_utils import atomic_path
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool
 from vla_razor.schemas import register_schemas
@@ -113,9 +116,13 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
         pool=pool,
         scale_out=ScaleOutSettings.from_mapping(OmegaConf.to_container(cfg.scale_out, resolve=True)),
     )
+    # A study resumed on another machine (no runs/) carries on from what it recorded: pi0's episodes and the
+    # cached states are not played again (another CPU could round a greedy action differently).
+    restore_from_study(study_dir, results, suite, policy_content_hash(resolve_policy_dir(cfg.pi0)))
     # pi0 first: its new-task success decides whether on-policy RL has any signal to work with.
     document = evaluate(checkpoints=[])
     write_study_unit(study_dir, "pi0", document, ["pi0"])
+    keep_states(results, study_dir)
     _report_pi0(document, suite, entries)
     for run_dir in cfg.runs:  # already-trained runs (e.g. a `vla-razor train -m` sweep)
         _record_run(evaluate, study_dir, Path(run_dir).name, str(run_dir), bool(cfg.all_checkpoints))
@@ -141,6 +148,7 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
 
 
 SFT_TRAINERS = ("bc", "bc_kl")
+STATES_DIR = "states"  # the study's cached KL states (pi0's own rollouts), kept beside its units
 SWEEP_KEYS = ("trainer", "lr", "seed", "overrides")
 TRAINERS = ("bc", "bc_kl", "ppo", "rft")
 
@@ -169,6 +177,29 @@ def _check_entry(entry: dict[str, Any]) -> None:
         raise BadInputError(
             f"sweep entry {entry} names trainer {entry.get('trainer')!r}; valid: {', '.join(TRAINERS)}"
         )
+
+
+def restore_from_study(study_dir: Path, results: Path, suite: SuiteSpec, pi0_hash: str) -> None:
+    """Seed an empty results folder with the study's recorded pi0 and its cached KL states."""
+    if not study_unit_exists(study_dir, "pi0", pi0_hash):
+        return
+    store = ResultsStore(results, suite, pi0_hash)
+    if store.policy_record("pi0", pi0_hash) is None:
+        store.append_policy_record(load_results(study_dir)["policies"]["pi0"])
+        log.info("pi0's record restored from %s", study_dir)
+    for cache in sorted((study_dir / STATES_DIR).glob("kl_states*.npz")):
+        if not (results / cache.name).is_file():
+            shutil.copyfile(cache, results / cache.name)
+
+
+def keep_states(results: Path, study_dir: Path) -> None:
+    """Record the cached KL states beside the study: every unit's KL is measured on exactly these."""
+    target = study_dir / STATES_DIR
+    for cache in sorted(results.glob("kl_states*.npz")):
+        if not (target / cache.name).is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target / cache.name) as tmp:
+                shutil.copyfile(cache, tmp)
 
 
 def _record_run(evaluate: Any, study_dir: Path, name: str, run_dir: str, all_checkpoints: bool) -> None:
