@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from tests.evaluation.test_study_report import _document
+from vla_razor.commands.razor import check_entries, run_name, train_overrides
 from vla_razor.config import asset_path
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
+from vla_razor.evaluation.suite import SuiteSpec
 from vla_razor.video import read_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -353,3 +356,22 @@ def test_forecast_calibrates_validates_and_forecasts_from_kl_alone(tmp_path) -> 
     (tmp_path / "results" / "results.json").write_text(json.dumps(one_run))
     out = cli("forecast", f"results={tmp_path}/results", f"hydra.run.dir={tmp_path}/h5")
     assert out.returncode != 0 and "needs checkpoints from at least 2 training runs" in out.stderr
+
+
+def test_razor_warm_start_entries(tmp_path) -> None:
+    """A sweep entry may start from an earlier entry's last checkpoint (PPO after a short BC warm-up); the
+    suite still measures it against pi0. Checked on the overrides a sweep produces (no training here)."""
+    bc = {"trainer": "bc", "lr": 1e-4, "seed": 0}
+    ppo = {"trainer": "ppo", "lr": 2e-5, "seed": 0, "warm_start": run_name(bc)}
+    assert run_name(ppo) == "ppo_lr2e-05_seed0_from-bc_lr0.0001_seed0"
+    check_entries([bc, ppo], [])
+    with pytest.raises(BadInputError, match="not an earlier entry; earlier runs: none"):
+        check_entries([ppo, bc], [])
+    suite = SuiteSpec("t", "grasp_lift_bread", ("lift",), 2, 100_000, 4, 1)
+    with pytest.raises(FileNotFoundError, match="warm start 'bc_lr0.0001_seed0' has no checkpoint"):
+        train_overrides(ppo, suite, "pi0", tmp_path, tmp_path / "d.hdf5", [])
+    step = tmp_path / "bc_lr0.0001_seed0" / "checkpoints" / "step_000010"
+    step.mkdir(parents=True)
+    (step / "trainer_state.pt").write_bytes(b"")
+    _, overrides = train_overrides(ppo, suite, "pi0", tmp_path, tmp_path / "d.hdf5", [])
+    assert f"policy.pretrained={step / 'policy'}" in overrides

@@ -25,7 +25,7 @@ from vla_razor.commands.common import engine_settings
 from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
 from vla_razor.commands.pretrain import ensure_demos
 from vla_razor.config import config_dir
-from vla_razor.errors import BadInputError
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.scale_out import ScaleOutSettings
 from vla_razor.evaluation.study import (
@@ -40,15 +40,32 @@ from vla_razor.io_utils import atomic_path
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool
 from vla_razor.schemas import register_schemas
-from vla_razor.trainers.checkpoint import list_checkpoints, load_checkpoint, resolve_policy_dir
+from vla_razor.trainers.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_policy_dir,
+)
 
 log = logging.getLogger(__name__)
 
 
 def run_name(entry: dict[str, Any]) -> str:
-    """The run folder (and study unit) name of a sweep entry: trainer, lr and seed."""
+    """The run folder (and study unit) name of a sweep entry: trainer, lr, seed (and its warm start)."""
     name = "_".join(f"{k}{entry[k]}" for k in ("lr", "seed") if k in entry)
-    return f"{entry['trainer']}_{name}" if name else str(entry["trainer"])
+    base = f"{entry['trainer']}_{name}" if name else str(entry["trainer"])
+    return f"{base}_from-{entry['warm_start']}" if entry.get("warm_start") else base
+
+
+def warm_start_policy(train_dir: Path, name: str) -> Path:
+    """The last checkpoint of an earlier run of the sweep, the starting point of a warm-started run."""
+    last = latest_checkpoint(train_dir / name)
+    if last is None:
+        raise MissingFileError(
+            f"warm start {name!r} has no checkpoint in {str(train_dir / name)!r} (recorded on another machine?); "
+            f"remove its unit from the study's runs/ to train it again here"
+        )
+    return last / "policy"
 
 
 def train_overrides(
@@ -56,10 +73,13 @@ def train_overrides(
 ) -> tuple[str, list[str]]:
     trainer = str(entry["trainer"])
     run_dir = train_dir / run_name(entry)
+    # A warm-started run (e.g. PPO after a short BC, as RL4VLA does) starts from that run's last checkpoint;
+    # the suite still measures its KL and forgetting against pi0, so the warm-up's cost is part of them.
+    start = warm_start_policy(train_dir, str(entry["warm_start"])) if entry.get("warm_start") else pi0
     overrides = [
         f"trainer={trainer}",
         f"task={suite.new_task}",
-        f"policy.pretrained={pi0}",
+        f"policy.pretrained={start}",
         f"out_dir={run_dir}",
         f"demos=[{demos}]",
         "trainer.keep_last=null",
@@ -99,7 +119,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, pool: EnvPool) -> None:
     entries = [OmegaConf.to_container(e, resolve=True) for e in cfg.sweep]
-    _check_entries(entries, [str(r) for r in cfg.runs])
+    check_entries(entries, [str(r) for r in cfg.runs])
     if not entries and not cfg.runs:
         raise BadInputError(
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
@@ -128,6 +148,10 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
         _record_run(evaluate, study_dir, Path(run_dir).name, str(run_dir), bool(cfg.all_checkpoints))
     demos = _sft_demos(cfg, suite, pool) if any(e["trainer"] in SFT_TRAINERS for e in entries) else None
     for entry in entries:
+        name = run_name(entry)
+        if study_unit_exists(study_dir, name, document["pi0"]["hash"]):
+            log.info("run %s is already recorded in %s", name, study_dir)
+            continue
         run_dir, overrides = train_overrides(
             entry,
             suite,
@@ -136,10 +160,6 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
             demos or Path("no_demos.hdf5"),
             [str(o) for o in cfg.train_overrides],
         )
-        name = Path(run_dir).name
-        if study_unit_exists(study_dir, name, document["pi0"]["hash"]):
-            log.info("run %s is already recorded in %s", name, study_dir)
-            continue
         if not _finished(run_dir):
             if list_checkpoints(run_dir):
                 overrides.append("resume=true")
@@ -149,16 +169,23 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
 
 SFT_TRAINERS = ("bc", "bc_kl")
 STATES_DIR = "states"  # the study's cached KL states (pi0's own rollouts), kept beside its units
-SWEEP_KEYS = ("trainer", "lr", "seed", "overrides")
+SWEEP_KEYS = ("trainer", "lr", "seed", "overrides", "warm_start")
 TRAINERS = ("bc", "bc_kl", "ppo", "rft")
 
 
-def _check_entries(entries: list[dict[str, Any]], runs: list[str]) -> None:
+def check_entries(entries: list[dict[str, Any]], runs: list[str]) -> None:
     """Every entry valid, and every run (sweep or given) a distinct unit: two entries that map to one run
     folder would overwrite each other's checkpoints and record."""
     for entry in entries:
         _check_entry(entry)
     names = [Path(str(r)).name for r in runs]
+    for i, entry in enumerate(entries):
+        earlier = [run_name(e) for e in entries[:i]]
+        if entry.get("warm_start") and entry["warm_start"] not in earlier:
+            raise BadInputError(
+                f"sweep entry {entry} warm-starts from {entry['warm_start']!r}, which is not an earlier entry; "
+                f"earlier runs: {', '.join(earlier) or 'none'}"
+            )
     names += [run_name(e) for e in entries]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:

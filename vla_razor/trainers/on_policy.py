@@ -105,7 +105,8 @@ class SignalWatch:
                     "policy has nothing to learn from (%s). Remedies: more episodes per update (num_envs, "
                     "trainer.num_steps); trainer.reward=shaped (PPO); or start from a policy that sometimes "
                     "succeeds: a short BC warm-up (vla-razor train trainer=bc ...), then policy.pretrained=<its "
-                    "checkpoint> (its KL from pi0 is part of what the study measures)",
+                    "checkpoint>; in a study, a sweep entry with warm_start=<the bc entry's run> (its KL from "
+                    "pi0 is part of what the study measures)",
                     self.name,
                     int(self.episodes),
                     iteration,
