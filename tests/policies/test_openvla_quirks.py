@@ -147,6 +147,7 @@ def test_policy_act_rejects_a_generator_on_another_device(
         policy.act(batch, generator=torch.Generator())
 
 
+@pytest.mark.slow  # one to two minutes of a 2-core machine; the paths it times are tested one by one above
 def test_gpu_smoke_script_runs_at_toy_size_on_cpu(tmp_path: Path) -> None:
     """benchmarks/gpu_smoke.py is meant for a lent GPU; at toy size it runs every part on a CPU."""
     out = tmp_path / "smoke.json"
