@@ -330,10 +330,13 @@ def test_pareto_frontier_and_near_frontier() -> None:
 def test_frontier_interpolation_by_hand() -> None:
     new, prior, _ = _front()
     # 0.1 is halfway between P0 (0, 0.90) and P1 (0.2, 0.88) -> 0.89; 0.5 halfway P2 (0.4, 0.8)..P3 (0.6, 0.7)
-    # -> 0.75; 0.6 is P3 -> 0.70; -0.1 and 0.7 are outside the frontier's [0, 0.6] -> NaN.
+    # -> 0.75; 0.6 is P3 -> 0.70; -0.1 is below the frontier: P0 reaches it and keeps the most -> 0.90;
+    # 0.7 is beyond every checkpoint -> NaN.
     got = frontier_prior_at(new, prior, [0.1, 0.5, 0.6, -0.1, 0.7])
-    assert got[:3] == pytest.approx([0.89, 0.75, 0.70])
-    assert np.isnan(got[3]) and np.isnan(got[4])
+    assert got[:4] == pytest.approx([0.89, 0.75, 0.70, 0.90])
+    assert np.isnan(got[4])
+    # A one-point frontier (the last checkpoint dominates the rest) still answers every level below it.
+    assert frontier_prior_at([0.1, 0.3], [0.8, 0.85], [0.05, 0.2, 0.3, 0.31])[:3] == pytest.approx([0.85] * 3)
     assert frontier_prior_at(new, prior, 0.1) == pytest.approx([0.89])
 
 
@@ -349,6 +352,10 @@ def test_matched_prior_bootstrap_by_hand() -> None:
     assert m.intervals[1].n_valid == 0 and math.isnan(m.intervals[1].low)  # 0.9 is never covered
     # Same seed, same resamples (repr, since NaN != NaN in a dataclass comparison).
     assert repr(m) == repr(matched_prior_success(new, prior, runs, [0.25, 0.9], n_boot=400, seed=0))
+    # pi0 as an anchor joins every resample's frontier: run A alone, (0, 0.9) and (0.5, 0.5), with the anchor
+    # (0.1, 0.95) -> at 0.25: between (0.1, 0.95) and (0.5, 0.5) -> 0.95 - 0.45 * 0.15 / 0.4 = 0.78125.
+    anchored = matched_prior_success([0, 0.5], [0.9, 0.5], ["A", "A"], [0.25], n_boot=10, anchor=(0.1, 0.95))
+    assert anchored.prior[0] == pytest.approx(0.78125) and anchored.intervals[0].low == pytest.approx(0.78125)
 
 
 # --- forecast ---------------------------------------------------------------------------------------------

@@ -81,9 +81,11 @@ def near_frontier(new: ArrayLike, prior: ArrayLike, tolerance: float = 0.02) -> 
 def frontier_prior_at(new: ArrayLike, prior: ArrayLike, levels: ArrayLike) -> FloatArray:
     """Prior-skill success on the frontier at each new-task success level.
 
-    The value is interpolated linearly between consecutive frontier points. It is NaN outside
-    [lowest, highest] new-task success on the frontier, because extrapolating a frontier has no support
-    in the data. A single-point frontier covers only its own level. A scalar level gives a 1-element array.
+    The value is interpolated linearly between consecutive frontier points (a mixture of two checkpoints
+    reaches any point between them). Below the frontier's lowest new-task success it is that first point's
+    prior success: that checkpoint reaches at least the level, and keeps the most prior skill of all that
+    do. Above the frontier's highest new-task success it is NaN: no checkpoint reached the level, and
+    extrapolating a frontier has no support in the data. A scalar level gives a 1-element array.
     """
     s, p = _pair(new, prior)
     at = np.atleast_1d(np.asarray(levels, dtype=np.float64))
@@ -91,8 +93,8 @@ def frontier_prior_at(new: ArrayLike, prior: ArrayLike, levels: ArrayLike) -> Fl
         return np.full(at.shape, np.nan)
     idx = pareto_frontier(s, p)
     fs, fp = s[idx], p[idx]
-    out = np.interp(at, fs, fp)
-    out[(at < fs[0] - _EPS) | (at > fs[-1] + _EPS)] = np.nan
+    out = np.interp(at, fs, fp)  # held at fp[0] below fs[0]
+    out[at > fs[-1] + _EPS] = np.nan
     return out
 
 
@@ -114,21 +116,30 @@ def matched_prior_success(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    anchor: tuple[float, float] | None = None,
 ) -> MatchedPrior:
     """``frontier_prior_at`` on one method's checkpoints, with a percentile bootstrap resampling its runs.
 
     Each resample rebuilds the frontier from the checkpoints of the drawn runs and interpolates it again.
     A resample whose frontier does not reach a level contributes nothing at that level, and ``n_valid``
     reports how many resamples did. An interval built from few valid resamples is fragile.
+
+    ``anchor`` is a (new, prior) point every method reaches without training (pi0's own): it joins the
+    frontier of the estimate and of every resample, never resampled itself. Without it, a method whose
+    latest checkpoint dominates its earlier ones has a one-point frontier and no level is matched.
     """
     s, p = _pair(new, prior)
     labels = np.asarray(runs)
     if labels.shape != s.shape:
         raise ValueError(f"runs must give one run id per point ({s.size}), got shape {labels.shape}")
     at = np.atleast_1d(np.asarray(levels, dtype=np.float64))
-    estimate = frontier_prior_at(s, p, at)
-    draws = np.array(
-        [frontier_prior_at(s[idx], p[idx], at) for idx in bootstrap_run_indices(labels, n_boot, seed)]
-    )
+    extra_s = np.array([] if anchor is None else [float(anchor[0])])
+    extra_p = np.array([] if anchor is None else [float(anchor[1])])
+
+    def at_levels(idx: IndexArray) -> FloatArray:
+        return frontier_prior_at(np.concatenate([s[idx], extra_s]), np.concatenate([p[idx], extra_p]), at)
+
+    estimate = at_levels(np.arange(s.size))
+    draws = np.array([at_levels(idx) for idx in bootstrap_run_indices(labels, n_boot, seed)])
     intervals = tuple(percentile_interval(draws[:, j], confidence) for j in range(at.size))
     return MatchedPrior(tuple(float(v) for v in at), tuple(float(v) for v in estimate), intervals)

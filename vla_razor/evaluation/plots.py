@@ -32,6 +32,7 @@ def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path
     """New-task success (x) vs mean prior-skill success (y), one point per checkpoint, by method, with each
     method's Pareto frontier drawn through its undominated checkpoints."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    base = [p for p in points if p["method"] == "pi0"]
     for method in sorted({p["method"] for p in points}):
         sel = [p for p in points if p["method"] == method]
         ax.errorbar(
@@ -46,11 +47,12 @@ def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path
             capsize=2,
             alpha=0.9,
         )
-        if method != "pi0" and len(sel) > 1:  # the method's Pareto frontier (what the matched table reads)
-            idx = pareto_frontier([p["new_task_success"] for p in sel], [p["prior_success"] for p in sel])
+        if method != "pi0":  # the method's Pareto frontier with pi0 (what the matched table reads)
+            front = sel + base
+            idx = pareto_frontier([p["new_task_success"] for p in front], [p["prior_success"] for p in front])
             ax.plot(
-                [sel[i]["new_task_success"] for i in idx],
-                [sel[i]["prior_success"] for i in idx],
+                [front[i]["new_task_success"] for i in idx],
+                [front[i]["prior_success"] for i in idx],
                 "-",
                 color=_color(method),
                 lw=1.2,

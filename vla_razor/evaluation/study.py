@@ -39,8 +39,21 @@ METRICS = {
 }
 
 
-# New-task success levels at which methods' prior-skill success is compared.
+# New-task success levels at which methods' prior-skill success is compared: fixed levels, plus the levels
+# at these fractions of the range every method's frontier covers (from pi0's new-task success to the
+# lowest best new-task success among the methods), so that some levels are always inside every frontier.
 MATCHED_LEVELS = (0.25, 0.5, 0.75)
+COMMON_RANGE_FRACTIONS = (1 / 3, 2 / 3, 1.0)
+
+
+def matched_levels(points: list[dict[str, Any]]) -> tuple[float, ...]:
+    base = [p["new_task_success"] for p in points if p["method"] == "pi0"]
+    methods = {p["method"] for p in points if p["method"] != "pi0"}
+    if not base or not methods:
+        return MATCHED_LEVELS
+    top = min(max(p["new_task_success"] for p in points if p["method"] == m) for m in methods)
+    common = [round(base[0] + f * (top - base[0]), 4) for f in COMMON_RANGE_FRACTIONS if top > base[0]]
+    return tuple(sorted(set(common) | set(MATCHED_LEVELS)))
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -262,9 +275,12 @@ def per_method_table(points: list[dict[str, Any]]) -> list[str]:
 
 
 def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...]) -> list[str]:
-    """Prior-skill success of each method's Pareto frontier at matched new-task success (the paper's
-    comparison), with 95% intervals resampling each method's runs."""
+    """Prior-skill success of each method's Pareto frontier (its checkpoints plus pi0) at matched new-task
+    success (the paper's comparison), with 95% intervals resampling each method's runs."""
     methods = sorted({p["method"] for p in points if p["method"] != "pi0"})
+    # pi0's point belongs to every method's frontier: it is where each starts, reached with no training.
+    base = next((p for p in points if p["method"] == "pi0"), None)
+    anchor = None if base is None else (base["new_task_success"], base["prior_success"])
     header = "| method | " + " | ".join(f"new-task {lv:.0%}" for lv in levels) + " |"
     lines = [header, "|---|" + "---|" * len(levels)]
     for method in methods:
@@ -274,6 +290,7 @@ def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...
             [p["prior_success"] for p in pts],
             [p["run"] for p in pts],
             levels,
+            anchor=anchor,
         )
         cells = []
         for value, ci in zip(matched.prior, matched.intervals, strict=True):
@@ -377,7 +394,10 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         "## Prior-skill success at matched new-task success (Pareto frontiers)",
         "",
-        *matched_success_table(points, MATCHED_LEVELS),
+        "Levels: 25/50/75%, and 1/3, 2/3 and all of the range every method covers (from pi0's new-task "
+        "success to the lowest best new-task success among the methods).",
+        "",
+        *matched_success_table(points, matched_levels(points)),
         "",
         "## Forecasting forgetting from forward KL alone",
         "",
