@@ -292,11 +292,14 @@ def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...
             levels,
             anchor=anchor,
         )
+        one_run = len({p["run"] for p in pts}) < 2  # resampling one run has no spread to show
         cells = []
         for value, ci in zip(matched.prior, matched.intervals, strict=True):
             cells.append(
                 "outside its frontier"
                 if not np.isfinite(value)
+                else f"{value:.0%} (1 run: no interval)"
+                if one_run
                 else f"{value:.0%} [{ci.low:.0%}, {ci.high:.0%}]"
             )
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
