@@ -78,7 +78,7 @@ class EnvPool:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=worker_main,
-            args=(child, self.factory, self._env_vars, os.getpid()),
+            args=(child, self.factory, self._env_vars, os.getpid(), self.settings.env_limit),
             daemon=True,
             name="vla-razor-env",
         )

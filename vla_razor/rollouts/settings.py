@@ -59,6 +59,11 @@ class EngineSettings:
     # Seconds a worker may take to answer one batch of env operations before it counts as hung and is
     # replaced (a stuck simulator must not stall the command).
     worker_timeout: float = 600.0
+    # Envs a worker keeps built (busy plus idle); beyond it, the least recently used idle env is closed.
+    # A robosuite env with cameras holds 250-800 MB (MuJoCo arena, meshes and textures, a GL context), and a
+    # long command asks for many kinds (each suite task, the training env, demos): unbounded, one worker of
+    # a study reached 6.9 GB. null: slots_per_worker + 2.
+    max_envs_per_worker: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_workers", "torch_threads", "render_threads"):
@@ -75,6 +80,15 @@ class EngineSettings:
             raise BadInputError(
                 f"engine.groups={self.groups!r} must be 1 (no pipelining) or 2 (double buffering)"
             )
+        if self.max_envs_per_worker is not None and (
+            not isinstance(self.max_envs_per_worker, int)
+            or isinstance(self.max_envs_per_worker, bool)
+            or self.max_envs_per_worker < self.slots_per_worker
+        ):
+            raise BadInputError(
+                f"engine.max_envs_per_worker={self.max_envs_per_worker!r} must be an integer >= "
+                f"slots_per_worker ({self.slots_per_worker}), or null (slots_per_worker + 2)"
+            )
         if not self.worker_timeout > 0:
             raise BadInputError(f"engine.worker_timeout={self.worker_timeout!r} must be > 0 seconds")
 
@@ -85,6 +99,10 @@ class EngineSettings:
     @property
     def threads(self) -> int:
         return self.torch_threads or max(1, available_cores() - self.workers)
+
+    @property
+    def env_limit(self) -> int:
+        return self.max_envs_per_worker or self.slots_per_worker + 2
 
     @property
     def lp_threads(self) -> int:

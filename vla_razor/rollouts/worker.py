@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -55,24 +56,48 @@ def make_robosuite_env(**kwargs: Any) -> Any:
     return RobosuiteEnvFactory()(**kwargs)
 
 
-class _EnvCache:
-    """Envs of one worker: a free list per env key, and the env each slot is playing on."""
+class EnvCache:
+    """Envs of one worker: a free list per env key, and the env each slot is playing on.
 
-    def __init__(self, factory: EnvFactory) -> None:
+    At most ``limit`` envs stay built: when releasing one would leave more, the least recently released
+    idle envs are closed (a seeded reset starts the same episode on a fresh env, so this costs only the
+    rebuild)."""
+
+    def __init__(self, factory: EnvFactory, limit: int | None = None) -> None:
         self.factory = factory
+        self.limit = limit
         self.free: dict[str, list[Any]] = {}
+        self.idle_order: deque[tuple[str, Any]] = deque()  # idle envs, least recently released first
         self.bound: dict[Hashable, tuple[str, Any]] = {}
         self.built = 0
+        self.closed = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.bound) + sum(len(envs) for envs in self.free.values())
 
     def acquire(self, key: str, kwargs: dict[str, Any]) -> Any:
         free = self.free.setdefault(key, [])
         if free:
-            return free.pop()
+            env = free.pop()
+            self.idle_order.remove((key, env))
+            return env
+        self._evict(room_for=1)
         self.built += 1
         return self.factory(**kwargs)
 
     def release(self, key: str, env: Any) -> None:
         self.free.setdefault(key, []).append(env)
+        self.idle_order.append((key, env))
+        self._evict(room_for=0)
+
+    def _evict(self, room_for: int) -> None:
+        while self.limit is not None and self.size + room_for > self.limit and self.idle_order:
+            key, env = self.idle_order.popleft()
+            self.free[key].remove(env)
+            self.closed += 1
+            with contextlib.suppress(Exception):
+                env.close()
 
     def bind(self, slot: Hashable, key: str, kwargs: dict[str, Any]) -> Any:
         current = self.bound.pop(slot, None)
@@ -89,6 +114,7 @@ class _EnvCache:
         for key, env in self.bound.values():
             self.release(key, env)
         self.bound.clear()
+        self.idle_order.clear()
         for envs in self.free.values():
             for env in envs:
                 with contextlib.suppress(Exception):
@@ -103,7 +129,7 @@ def _frame(env: Any, wanted: bool) -> Any:
     return render() if render is not None else None
 
 
-def _run(cache: _EnvCache, op: tuple[Any, ...]) -> Any:
+def _run(cache: EnvCache, op: tuple[Any, ...]) -> Any:
     kind = op[0]
     if kind == "step":
         _, slot, action, frame = op
@@ -153,7 +179,9 @@ def _exit_with(owner: int) -> None:
             os._exit(0)
 
 
-def worker_main(conn: Connection, factory: EnvFactory, env_vars: dict[str, str], owner: int) -> None:
+def worker_main(
+    conn: Connection, factory: EnvFactory, env_vars: dict[str, str], owner: int, env_limit: int | None = None
+) -> None:
     """Serve batches of operations until the pool sends ``None`` or goes away."""
     # Ctrl-C reaches every process of the terminal's process group; the parent alone decides how the
     # pool stops (it closes or kills its workers), so a worker never dies half-way through a reply.
@@ -161,7 +189,7 @@ def worker_main(conn: Connection, factory: EnvFactory, env_vars: dict[str, str],
     threading.Thread(target=_exit_with, args=(owner,), daemon=True, name="owner-watch").start()
     # Before the first GL context exists: Mesa reads its thread count when it starts.
     os.environ.update(env_vars)
-    cache = _EnvCache(factory)
+    cache = EnvCache(factory, env_limit)
     try:
         while True:
             try:
