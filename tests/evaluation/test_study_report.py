@@ -4,8 +4,9 @@ point-count guard, and the matched-success table."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from vla_razor.evaluation.study import predictor_table, study_points, write_report
+from vla_razor.evaluation.study import matched_levels, predictor_table, study_points, write_report
 
 
 def _document(n_runs_per_method: int, steps: int, seed: int = 0) -> dict:
@@ -82,3 +83,14 @@ def test_report_has_per_method_fits_and_forecast_section(tmp_path) -> None:
     text = write_report(doc, tmp_path, "table").read_text()
     assert "Within each method (quadratic fit):" in text and "| predictor | bc | ppo |" in text
     assert "Leave-one-run-out check" in text and "90% interval coverage" in text
+
+
+def test_matched_levels_include_the_range_every_method_covers() -> None:
+    points = [
+        {"method": "pi0", "new_task_success": 0.1},
+        {"method": "ppo", "new_task_success": 0.4},
+        {"method": "bc", "new_task_success": 0.7},
+    ]
+    # Common range 0.1..0.4 (ppo's best): its thirds 0.2, 0.3, 0.4, beside the fixed 25/50/75%.
+    assert matched_levels(points) == pytest.approx((0.2, 0.25, 0.3, 0.4, 0.5, 0.75))
+    assert matched_levels(points[:1]) == (0.25, 0.5, 0.75)
