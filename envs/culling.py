@@ -171,10 +171,14 @@ def _to_world(local, rot, pos):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _box_status(
-    world, eye, axes, planes, occluder_depths, normal, centre, axis_a, axis_b, half_a, half_b, eye_dist
-):  # pragma: no cover - compiled
-    """For one box's (8, 3) world corners: (hidden, partly outside the frustum, partly beyond a face)."""
+def _box_status(world, view, faces):  # pragma: no cover - compiled
+    """For one box's (8, 3) world corners: (hidden, partly outside the frustum, partly beyond a face).
+
+    ``view`` is (eye, axes, planes, occluder_depths); ``faces`` the occluder faces (normal, centre,
+    axis_a, axis_b, half_a, half_b, eye_dist), as ``_hidden_kernel`` builds them.
+    """
+    eye, axes, planes, occluder_depths = view
+    normal, centre, axis_a, axis_b, half_a, half_b, eye_dist = faces
     out = np.zeros(6, dtype=np.int64)
     depths = np.empty(8)
     for c in range(8):
@@ -301,6 +305,8 @@ def _hidden_kernel(
     normal, centre, axis_a, axis_b = normal[:nf], centre[:nf], axis_a[:nf], axis_b[:nf]
     half_a, half_b, eye_dist = half_a[:nf], half_b[:nf], eye_dist[:nf]
 
+    view = (eye, axes, planes, occluder_depths)
+    faces = (normal, centre, axis_a, axis_b, half_a, half_b, eye_dist)
     hidden = np.zeros(meshes.shape[0], dtype=np.bool_)
     for m in range(meshes.shape[0]):
         geom = meshes[m]
@@ -308,39 +314,13 @@ def _hidden_kernel(
         if not _drawn_opaque(geom, geom_rgba, geom_matid, mat_rgba, geom_group, groups):
             continue
         rot, pos = geom_xmat[geom], geom_xpos[geom]
-        gone, partly_outside, partly_beyond = _box_status(
-            _to_world(local_corners[m], rot, pos),
-            eye,
-            axes,
-            planes,
-            occluder_depths,
-            normal,
-            centre,
-            axis_a,
-            axis_b,
-            half_a,
-            half_b,
-            eye_dist,
-        )
+        gone, partly_outside, partly_beyond = _box_status(_to_world(local_corners[m], rot, pos), view, faces)
         if not gone and split[m] and partly_outside and partly_beyond:
             # Maybe hidden by the frustum and a face together: then every piece is hidden by one of them.
             gone = True
             for p in range(local_pieces.shape[1]):
                 piece = _to_world(local_pieces[m, p], rot, pos)
-                if not _box_status(
-                    piece,
-                    eye,
-                    axes,
-                    planes,
-                    occluder_depths,
-                    normal,
-                    centre,
-                    axis_a,
-                    axis_b,
-                    half_a,
-                    half_b,
-                    eye_dist,
-                )[0]:
+                if not _box_status(piece, view, faces)[0]:
                     gone = False
                     break
         hidden[m] = gone
