@@ -20,7 +20,6 @@ from vla_razor.evaluation.scale_out import ScaleOutSettings, Unit, UnitsFailed, 
 from vla_razor.evaluation.suite import SuiteSpec
 from vla_razor.policies import build_policy
 
-ray = pytest.importorskip("ray")  # a dev dependency: installed by the README's test command
 RAY = Path(sys.executable).parent / "ray"
 WORDS = ["lift", "the", "red", "cube", "grasp", "and", "can"]
 

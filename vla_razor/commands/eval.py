@@ -107,8 +107,9 @@ def run_suite(
     pi0 = load_policy(pi0_path, finetune="frozen", device=device)
     states = state_caches(pi0, suite, store, pool) if suite.kl_states > 0 else None
     env_kwargs = policy_env_kwargs(pi0)
+    pi0_record = read_policy_record(pi0_path)
     for _, policy_dir in checkpoints:  # before any episode is played, here or on a cluster
-        check_like_pi0(policy_dir, read_policy_record(pi0_path))
+        check_like_pi0(policy_dir, pi0_record)
     hashes = {policy_id: policy_content_hash(policy_dir) for policy_id, policy_dir in checkpoints}
     if scale_out is not None and scale_out.backend == "ray":
         todo = [("pi0", pi0_hash, pi0_path)] if store.policy_record("pi0", pi0_hash) is None else []

@@ -15,6 +15,7 @@ from vla_razor.commands.eval import check_like_pi0, expand_checkpoints
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.forecast import (
     Calibration,
+    check_calibration,
     forecast_forgetting,
     load_calibration,
     save_calibration,
@@ -55,14 +56,11 @@ def forecast_checkpoints(cfg: DictConfig, calibration: Calibration) -> list[dict
     pi0_dir = resolve_policy_dir(cfg.pi0)
     pi0_hash = policy_content_hash(pi0_dir)
     # Refuse another suite, new task or pi0 before any compute (one line).
-    forecast_forgetting(calibration, calibration.x_min, suite=suite.name, pi0_hash=pi0_hash)
-    if calibration.new_task and calibration.new_task != suite.new_task:
-        raise BadInputError(
-            f"the calibration's new task is {calibration.new_task!r} but suite {suite.name!r} has {suite.new_task!r}"
-        )
+    check_calibration(calibration, suite=suite.name, pi0_hash=pi0_hash, new_task=suite.new_task)
     checkpoints = expand_checkpoints([str(c) for c in cfg.checkpoints], bool(cfg.all_checkpoints))
+    pi0_record = read_policy_record(pi0_dir)
     for _, policy_dir in checkpoints:
-        check_like_pi0(policy_dir, read_policy_record(pi0_dir))
+        check_like_pi0(policy_dir, pi0_record)
     pi0 = load_policy(pi0_dir, finetune="frozen", device=str(cfg.device))
     if cfg.states:
         states = load_kl_states(cfg.states)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
 from vla_razor.errors import BadInputError, MissingFileError
-from vla_razor.evaluation.forecast import forecast_forgetting, load_calibration
+from vla_razor.evaluation.forecast import check_calibration, forecast_forgetting, load_calibration
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.in_training import InTrainingEvaluator
 from vla_razor.policies import build_policy, load_policy
@@ -221,20 +221,16 @@ def make_forecaster(cfg: DictConfig, calibration_file: str | None) -> Forecaster
     """The live forgetting forecast from a calibration, checked against this run's task and pi0."""
     if calibration_file is None:
         return None
-    calibration = load_calibration(calibration_file)
-    if calibration.new_task and calibration.new_task != str(cfg.task.name):
-        raise BadInputError(
-            f"trainer.forecast_calibration was fitted on suite {calibration.suite!r} whose new task is "
-            f"{calibration.new_task!r}, but this run trains on {cfg.task.name!r}; calibrate on a suite with this task"
-        )
     pretrained = cfg.policy.get("pretrained")
     if not pretrained:
         raise BadInputError(
             "trainer.forecast_calibration needs policy.pretrained (the pi0 the calibration was fitted against)"
         )
     pi0_hash = policy_content_hash(resolve_policy_dir(pretrained))
-    # Checks the pi0 now (one line), not at the first measurement.
-    forecast_forgetting(calibration, calibration.x_min, suite=calibration.suite, pi0_hash=pi0_hash)
+    # Checked now (one line), not at the first measurement.
+    calibration = check_calibration(
+        load_calibration(calibration_file), suite=None, pi0_hash=pi0_hash, new_task=str(cfg.task.name)
+    )
     if str(cfg.trainer.name) in ("bc", "bc_kl"):
         log.warning(
             "forecast for %s: its KL monitor measures on demo states, while the calibration was fitted on KL "

@@ -216,6 +216,31 @@ class Forecast:
     extrapolated: bool  # KL outside the calibration's range: the interval assumes the curve still holds
 
 
+def check_calibration(
+    calibration: Calibration | None, *, suite: str | None, pi0_hash: str, new_task: str | None = None
+) -> Calibration:
+    """The calibration, if it belongs to this run: same suite (when the caller knows it), same pi0, and the
+    same new task (when both name one). Otherwise a one-line ``UserError``: forgetting is only defined
+    against the pi0 and the prior skills the curve was measured on."""
+    if calibration is None:
+        raise UserError(
+            "a forgetting forecast needs a calibration: fit one on evaluated checkpoints of this suite and pi0 "
+            "(evaluation.forecast.calibrate_forecast) and pass it"
+        )
+    if new_task and calibration.new_task and calibration.new_task != new_task:
+        raise UserError(
+            f"the forecast calibration was fitted on suite {calibration.suite!r} whose new task is "
+            f"{calibration.new_task!r}, but this run trains on {new_task!r}; calibrate on a suite with this task"
+        )
+    if (suite is not None and calibration.suite != suite) or calibration.pi0_hash != pi0_hash:
+        raise UserError(
+            f"the forecast calibration was fitted on suite {calibration.suite!r} with pi0 "
+            f"{short_hash(calibration.pi0_hash)!r}, but this run uses suite {suite or calibration.suite!r} with "
+            f"pi0 {short_hash(pi0_hash)!r}; calibrate on checkpoints of the same suite and pi0"
+        )
+    return calibration
+
+
 def forecast_forgetting(
     calibration: Calibration | None,
     kl: float,
@@ -230,18 +255,7 @@ def forecast_forgetting(
     fitted on another suite or another pi0, is a ``UserError``: forgetting is only defined against the
     pi0 and the prior skills the curve was measured on.
     """
-    if calibration is None:
-        raise UserError(
-            "a forgetting forecast needs a calibration: fit one on evaluated checkpoints of this suite and pi0 "
-            "(evaluation.forecast.calibrate_forecast) and pass it"
-        )
-    if calibration.suite != suite or calibration.pi0_hash != pi0_hash:
-        raise UserError(
-            f"the forecast calibration was fitted on suite {calibration.suite!r} with pi0 "
-            f"{short_hash(calibration.pi0_hash)!r}, but this run uses suite {suite!r} with pi0 "
-            f"{short_hash(pi0_hash)!r}; "
-            "calibrate on checkpoints of the same suite and pi0"
-        )
+    check_calibration(calibration, suite=suite, pi0_hash=pi0_hash)
     check_confidence(confidence)
     if not math.isfinite(kl):
         raise ValueError(f"KL must be finite, got {kl}")
