@@ -61,8 +61,8 @@ class EngineSettings:
     worker_timeout: float = 600.0
     # Envs a worker keeps built (busy plus idle); beyond it, the least recently used idle env is closed.
     # A robosuite env with cameras holds hundreds of MB (MuJoCo arena, meshes and textures, a GL context), and a
-    # long command asks for many kinds (each suite task, the training env, demos): unbounded, one worker of
-    # a study was seen at 6.9 GB resident. null: slots_per_worker + 2.
+    # long command asks for many kinds (each suite task, the training env, demos): unbounded, a study's worker
+    # grew until the OOM killer took it. null: slots_per_worker + 2.
     max_envs_per_worker: int | None = None
 
     def __post_init__(self) -> None:
