@@ -2,6 +2,7 @@
 
     python benchmarks/env_throughput.py [--tasks lift grasp_lift_bread] [--steps 40] [--repeats 5]
     python benchmarks/env_throughput.py --profile [--tasks lift]   # where one control step's time goes
+    python benchmarks/env_throughput.py --memory [--tasks lift]    # resident memory of one env
 
 Every configuration of a task is built first, then they take turns: each repeat resets every
 configuration to the same seeded state and times the same ``--steps`` random actions, in turn, so load
@@ -22,12 +23,20 @@ Configurations (64x64 images, fast render, control_freq 10):
 
 The ``--profile`` mode times the parts of one control step (physics substeps, controller, observables,
 each camera's scene update / culling / draw / read-back) for ``today`` and ``fast``.
+
+The ``--memory`` mode measures, in a fresh process per task, the resident memory (VmRSS) that our env
+with the policy's cameras adds: the first env of a process (which also starts robosuite's renderer) and
+a second one of the same task (what each further env costs a worker), and what closing both gives back.
+It also prints MuJoCo's arena: the size robosuite's ``base.xml`` declares (``nconmax = njmax = 5000``)
+against the most any step used, which says whether a smaller arena would save resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import multiprocessing
 import platform
 import subprocess
 import time
@@ -349,6 +358,55 @@ def bench_profile(args: argparse.Namespace) -> None:
             print(f"| {label} | {' | '.join(cells)} |")
 
 
+def resident_mb() -> float:
+    """This process's resident set (VmRSS, Linux), in MB."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def env_memory(task: str, steps: int) -> dict[str, float]:
+    """Runs in a fresh process: resident memory before, with one and two envs, and after closing."""
+    figures = {"imports": resident_mb()}
+    built = []
+    for label in ("first_env", "second_env"):
+        env = OurEnv(task, POLICY_CAMERAS, fast=True)
+        env.reset(SEED)
+        rng = np.random.default_rng(SEED)
+        for _ in range(steps):
+            env.step(rng.uniform(-1, 1, size=7))
+        built.append(env)
+        figures[label] = resident_mb()
+    data = built[0].env.robosuite_env.sim.data._data
+    figures["arena_declared"] = built[0].env.robosuite_env.sim.model._model.narena / 2**20
+    figures["arena_max_used"] = data.maxuse_arena / 2**20
+    for env in built:
+        env.close()
+    del built, env
+    gc.collect()
+    figures["closed"] = resident_mb()
+    return figures
+
+
+def bench_memory(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    print(f"our env (fast_step), the policy's two cameras, {IMAGE}x{IMAGE}, {args.steps} random steps; MB")
+    print(
+        "| task | process after imports | + first env | + second env | after closing both "
+        "| MuJoCo arena declared | arena max used |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    spawn = multiprocessing.get_context("spawn")
+    for task in args.tasks:
+        with spawn.Pool(1) as pool:
+            f = pool.apply(env_memory, (task, args.steps))
+        print(
+            f"| {task} | {f['imports']:.0f} | {f['first_env'] - f['imports']:.0f} "
+            f"| {f['second_env'] - f['first_env']:.0f} | {f['closed']:.0f} "
+            f"| {f['arena_declared']:.0f} | {f['arena_max_used']:.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=["lift", "grasp_lift_bread"])
@@ -360,10 +418,13 @@ def main() -> None:
     parser.add_argument("--ablations", action="store_true", help="also time each optimisation alone")
     parser.add_argument("--vector", action="store_true", help="also 2 forkserver workers, today vs fast")
     parser.add_argument("--profile", action="store_true", help="time the parts of one control step instead")
+    parser.add_argument("--memory", action="store_true", help="resident memory of one env instead")
     args = parser.parse_args()
     for task in args.tasks:
         envs.get_task(task)
-    if args.profile:
+    if args.memory:
+        bench_memory(args)
+    elif args.profile:
         bench_profile(args)
     else:
         bench_tables(args)
