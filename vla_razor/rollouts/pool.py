@@ -6,7 +6,8 @@ it builds (keyed by the env kwargs) and reuses it for later checkpoints, tasks a
 
 Faults: a worker whose process dies (a simulator segfault, the OOM killer) or stops answering is
 replaced by a fresh one and reported to the caller as :class:`WorkerDied`; the caller counts its
-episodes as failures and carries on. ``close()`` (also on Ctrl-C through the context manager) stops every
+episodes as failures and carries on. "Stops answering" counts only time the command itself was running:
+a command suspended with Ctrl-Z / SIGSTOP (or a machine that slept) resumes with its workers intact. ``close()`` (also on Ctrl-C through the context manager) stops every
 worker and leaves no process behind.
 """
 
@@ -28,6 +29,30 @@ from vla_razor.rollouts.settings import EngineSettings
 from vla_razor.rollouts.worker import EnvFactory, RobosuiteEnvFactory, worker_main
 
 log = logging.getLogger(__name__)
+
+# Hang detection waits in slices this long; a slice that overran by more than its own length means this
+# process was not running through it (suspended), and that time is not counted as the worker's.
+WAIT_SLICE_S = 5.0
+
+
+def wait_awake(handles: Sequence[Any], timeout: float) -> list[Any]:
+    """``multiprocessing.connection.wait`` whose timeout counts only time this process was running.
+
+    A plain ``wait(timeout)`` resumed after a suspension longer than ``timeout`` finds its deadline
+    past at once, before the workers (suspended and resumed with it) have had a moment to answer, and
+    every busy worker would be declared hung, its episodes logged as failures.
+    """
+    waited = 0.0
+    while waited < timeout:
+        slice_s = min(WAIT_SLICE_S, timeout - waited)
+        start = time.monotonic()
+        ready = wait(handles, timeout=slice_s)
+        if ready:
+            return ready
+        elapsed = time.monotonic() - start
+        if elapsed <= 2 * slice_s:
+            waited += elapsed
+    return []
 
 
 class WorkerDied(RuntimeError):
@@ -151,7 +176,7 @@ class EnvPool:
         worker = self._worker(index)
         if not worker.outstanding:
             raise RuntimeError(f"env worker {index} owes no results")
-        ready = wait([worker.conn, worker.process.sentinel], timeout=self.settings.worker_timeout)
+        ready = wait_awake([worker.conn, worker.process.sentinel], self.settings.worker_timeout)
         if not ready:
             self._died(index, f"did not answer within {self.settings.worker_timeout:.0f} s")
         try:
@@ -178,7 +203,7 @@ class EnvPool:
         for i, worker in workers.items():
             handles[worker.conn] = i
             handles[worker.process.sentinel] = i
-        ready = wait(list(handles), timeout=self.settings.worker_timeout)
+        ready = wait_awake(list(handles), self.settings.worker_timeout)
         if not ready:
             return list(indices)
         return sorted({handles[h] for h in ready})
