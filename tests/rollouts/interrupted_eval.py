@@ -9,6 +9,7 @@ episodes lands while later ones are still running.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -27,6 +28,10 @@ def suite(tasks: list[str]) -> SuiteSpec:
 
 
 if __name__ == "__main__":
+    # This process stands for a command in a terminal, where Ctrl-C raises KeyboardInterrupt. A test run
+    # started in the background (`make test &`, a CI runner without job control) hands SIGINT down as
+    # ignored, and Python then installs no handler: the Ctrl-C test would interrupt nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     pi0_dir, out_dir, *tasks = sys.argv[1:]
     with EnvPool(SETTINGS) as pool:
         run_suite(pi0_dir, [], suite(tasks), out_dir, progress=False, pool=pool)
