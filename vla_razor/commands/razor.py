@@ -229,8 +229,33 @@ def keep_states(results: Path, study_dir: Path) -> None:
                 shutil.copyfile(cache, tmp)
 
 
+def scheduled_checkpoints(run_dir: str | Path, all_checkpoints: bool = True) -> list[tuple[str, Path]]:
+    """The run's checkpoints on its save schedule: every ``save_every`` steps, and the last.
+
+    A checkpoint written because the run was interrupted (Ctrl-C, a session that ended) is a resume
+    point, not a point of the committed sweep design: recorded, it would give its run an extra point in
+    every fit and frontier, and make the study depend on when it happened to be stopped.
+    """
+    checkpoints = expand_checkpoints([str(run_dir)], all_checkpoints)
+    settings = load_checkpoint(run_dir).trainer_state.get("settings", {})
+    every, total = settings.get("save_every"), settings.get("num_iterations")
+    if total is None:  # checkpoints written before the trainers shared one budget name
+        return checkpoints
+
+    def on_schedule(step: int) -> bool:
+        return step == total or bool(every) and step % every == 0
+
+    kept = []
+    for pid, path in checkpoints:
+        if on_schedule(int(pid.rsplit("step_", 1)[1])):
+            kept.append((pid, path))
+        else:
+            log.info("%s was saved on an interruption, off the run's save schedule: not in the study", pid)
+    return kept
+
+
 def _record_run(evaluate: Any, study_dir: Path, name: str, run_dir: str, all_checkpoints: bool) -> None:
-    checkpoints = expand_checkpoints([run_dir], all_checkpoints)
+    checkpoints = scheduled_checkpoints(run_dir, all_checkpoints)
     document = evaluate(checkpoints=checkpoints)
     path = write_study_unit(study_dir, name, document, [pid for pid, _ in checkpoints])
     log.info("recorded %s (%d checkpoints) in %s", name, len(checkpoints), path)

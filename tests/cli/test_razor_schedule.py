@@ -1,0 +1,46 @@
+"""The study records a run's checkpoints on its save schedule only: a checkpoint saved because the run was
+interrupted is a resume point, and would otherwise add a point that depends on when it was stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vla_razor.commands.razor import scheduled_checkpoints
+from vla_razor.trainers.checkpoint import save_checkpoint
+
+
+class _Policy:
+    def save_pretrained(self, path: Path) -> None:
+        path.mkdir(parents=True)
+        (path / "weights.safetensors").write_text("w")
+
+
+def _save(run: Path, step: int, save_every: int | None, total: int) -> None:
+    settings = {"save_every": save_every, "num_iterations": total}
+    save_checkpoint(
+        run, step, policy=_Policy(), trainer_state={"step": step, "settings": settings}, config={}
+    )
+
+
+def test_an_interruption_checkpoint_is_not_recorded(tmp_path) -> None:
+    run = tmp_path / "bc_kl_lr0.0001_seed0"
+    for step in (500, 739, 1000, 1500, 2000):  # 739: Ctrl-C, then resumed
+        _save(run, step, save_every=500, total=2000)
+    kept = [pid for pid, _ in scheduled_checkpoints(run)]
+    assert kept == [f"{run.name}/step_{s:06d}" for s in (500, 1000, 1500, 2000)]
+    assert [pid for pid, _ in scheduled_checkpoints(run, all_checkpoints=False)] == [kept[-1]]
+
+
+def test_the_last_step_counts_even_off_the_period_and_without_one(tmp_path) -> None:
+    run = tmp_path / "ppo"
+    for step in (3, 6, 7):
+        _save(run, step, save_every=3, total=7)
+    assert [pid.rsplit("/", 1)[1] for pid, _ in scheduled_checkpoints(run)] == [
+        "step_000003",
+        "step_000006",
+        "step_000007",
+    ]
+    only_last = tmp_path / "no_period"
+    for step in (4, 9):
+        _save(only_last, step, save_every=None, total=9)
+    assert [pid.rsplit("/", 1)[1] for pid, _ in scheduled_checkpoints(only_last)] == ["step_000009"]
