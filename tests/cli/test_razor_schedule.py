@@ -16,10 +16,8 @@ class _Policy:
 
 
 def _save(run: Path, step: int, save_every: int | None, total: int) -> None:
-    settings = {"save_every": save_every, "num_iterations": total}
-    save_checkpoint(
-        run, step, policy=_Policy(), trainer_state={"step": step, "settings": settings}, config={}
-    )
+    config = {"trainer": {"save_every": save_every, "num_iterations": total}}
+    save_checkpoint(run, step, policy=_Policy(), trainer_state={"step": step}, config=config)
 
 
 def test_an_interruption_checkpoint_is_not_recorded(tmp_path) -> None:

@@ -237,13 +237,16 @@ def scheduled_checkpoints(run_dir: str | Path, all_checkpoints: bool = True) -> 
     every fit and frontier, and make the study depend on when it happened to be stopped.
     """
     checkpoints = expand_checkpoints([str(run_dir)], all_checkpoints)
-    settings = load_checkpoint(run_dir).trainer_state.get("settings", {})
-    every, total = settings.get("save_every"), settings.get("num_iterations")
+    latest = latest_checkpoint(run_dir)
+    assert latest is not None  # expand_checkpoints refused a run without checkpoints
+    # The resolved config, not trainer_state.pt: that one also holds the optimizer state (GBs for a 7B model).
+    trainer = OmegaConf.load(latest / "config.yaml").get("trainer") or {}
+    every, total = trainer.get("save_every"), trainer.get("num_iterations")
     if total is None:  # checkpoints written before the trainers shared one budget name
         return checkpoints
 
     def on_schedule(step: int) -> bool:
-        return step == total or bool(every) and step % every == 0
+        return step == total or (bool(every) and step % every == 0)
 
     kept = []
     for pid, path in checkpoints:

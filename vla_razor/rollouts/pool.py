@@ -6,9 +6,10 @@ it builds (keyed by the env kwargs) and reuses it for later checkpoints, tasks a
 
 Faults: a worker whose process dies (a simulator segfault, the OOM killer) or stops answering is
 replaced by a fresh one and reported to the caller as :class:`WorkerDied`; the caller counts its
-episodes as failures and carries on. "Stops answering" counts only time the command itself was running:
-a command suspended with Ctrl-Z / SIGSTOP (or a machine that slept) resumes with its workers intact. ``close()`` (also on Ctrl-C through the context manager) stops every
-worker and leaves no process behind.
+episodes as failures and carries on. "Stops answering" counts only time the command itself was
+running: a command suspended with Ctrl-Z / SIGSTOP (or a machine that slept) resumes with its workers
+intact. ``close()`` (also on Ctrl-C through the context manager) stops every worker and leaves no
+process behind.
 """
 
 from __future__ import annotations

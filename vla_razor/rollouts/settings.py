@@ -60,9 +60,9 @@ class EngineSettings:
     # replaced (a stuck simulator must not stall the command).
     worker_timeout: float = 600.0
     # Envs a worker keeps built (busy plus idle); beyond it, the least recently used idle env is closed.
-    # A robosuite env with cameras holds hundreds of MB (MuJoCo arena, meshes and textures, a GL context), and a
-    # long command asks for many kinds (each suite task, the training env, demos): unbounded, a study's worker
-    # grew until the OOM killer took it. null: slots_per_worker + 2.
+    # A robosuite env with cameras holds hundreds of MB resident (meshes and textures, a GL context; see
+    # `benchmarks/env_throughput.py --memory`), and a long command asks for many kinds (each suite task, the
+    # training env, demos): unbounded, a study's worker grew until the OOM killer took it. null: slots + 2.
     max_envs_per_worker: int | None = None
 
     def __post_init__(self) -> None:
