@@ -362,20 +362,56 @@ def test_matched_prior_bootstrap_by_hand() -> None:
 
 
 def test_forecast_interval_by_hand() -> None:
-    # x = 0, 1, 2; y = 0, 1, 3 (degree 1). x̄ = 1, ȳ = 4/3, Sxx = 2, Sxy = 3 -> slope 1.5, intercept -1/6.
-    # Residuals 1/6, -1/3, 1/6 -> SS_res = 1/6, s² = (1/6)/(3 - 2) = 1/6.
-    # At x0 = 3: ŷ = 4.5 - 1/6 = 4.333333; 1 + 1/n + (x0 - x̄)²/Sxx = 1 + 1/3 + 2 = 10/3;
-    # se_pred = sqrt(1/6 * 10/3) = 0.745356; t(0.95, df=1) = 6.313752; half = 0.745356 * 6.313752 = 4.705993.
-    cal = calibrate_forecast([0, 1, 2], [0, 1, 3], ["a", "b", "c"], suite="s", pi0_hash="h", degree=1)
-    assert cal.coefficients == pytest.approx((1.5, -1 / 6)) and cal.residual_scale == pytest.approx(
-        math.sqrt(1 / 6)
+    # x = 0, 1, 2; y = 0, 0.1, 0.3 (degree 1). x̄ = 1, ȳ = 2/15, Sxx = 2, Sxy = 0.3 -> slope 0.15,
+    # intercept -1/60. Residuals 1/60, -1/30, 1/60 -> SS_res = 1/600, s² = (1/600)/(3 - 2) = 1/600.
+    # At x0 = 3: ŷ = 0.45 - 1/60 = 0.433333; 1 + 1/n + (x0 - x̄)²/Sxx = 1 + 1/3 + 2 = 10/3;
+    # se_pred = sqrt(1/600 * 10/3) = 0.0745356; t(0.95, df=1) = 6.313752; half = 0.4705993.
+    cal = calibrate_forecast([0, 1, 2], [0, 0.1, 0.3], ["a", "b", "c"], suite="s", pi0_hash="h", degree=1)
+    assert cal.coefficients == pytest.approx((0.15, -1 / 60)) and cal.residual_scale == pytest.approx(
+        math.sqrt(1 / 600)
     )
     f = forecast_forgetting(cal, 3.0, suite="s", pi0_hash="h")
-    assert f.forgetting == pytest.approx(13 / 3)
-    assert f.low == pytest.approx(13 / 3 - 4.705993, abs=1e-5)
-    assert f.high == pytest.approx(13 / 3 + 4.705993, abs=1e-5)
+    assert f.forgetting == pytest.approx(13 / 30)
+    assert f.low == pytest.approx(13 / 30 - 0.4705993, abs=1e-6)
+    assert f.high == pytest.approx(13 / 30 + 0.4705993, abs=1e-6)
     assert f.extrapolated and f.confidence == 0.9
     assert not forecast_forgetting(cal, 1.5, suite="s", pi0_hash="h").extrapolated
+    # At x0 = 10 the line leaves forgetting's range: ŷ = 1.5 - 1/60 = 1.483333; 1 + 1/3 + 81/2 = 41.833333;
+    # half = sqrt(41.833333 / 600) * 6.313752 = 1.667134. Point and high clip to 1; low = 1.483333 - 1.667134.
+    far = forecast_forgetting(cal, 10.0, suite="s", pi0_hash="h")
+    assert far.forgetting == 1.0 and far.high == 1.0
+    assert far.low == pytest.approx(1.483333 - 1.667134, abs=1e-5)
+    # Far below, the point and low clip to -1 (a line cannot forecast gains beyond a whole success rate).
+    below = forecast_forgetting(cal, -100.0, suite="s", pi0_hash="h")
+    assert below.forgetting == -1.0 and below.low == -1.0 and below.high == 1.0
+
+
+def test_validate_forecast_scores_extrapolations_apart() -> None:
+    # Three runs, degree 1. Holding out c (KL 5, 6) leaves a and b (KL 0..1.5): both of c's are
+    # extrapolated. Holding out a leaves KL 0.5..6: a's 0 is outside, its 1 inside. Holding out b leaves
+    # 0..6: both inside. So 3 forecasts inside the fit's range and 3 extrapolated.
+    kl = [0.0, 1.0, 0.5, 1.5, 5.0, 6.0]
+    y = [0.0, 0.1, 0.06, 0.14, 0.2, 0.2]
+    runs = ["a", "a", "b", "b", "c", "c"]
+    v = validate_forecast(kl, y, runs, degree=1)
+    assert (v.overall.n, v.within_range.n, v.extrapolated.n, v.n_skipped) == (6, 3, 3, 0)
+    # The overall figures are the two parts' weighted by their counts.
+    for name in ("coverage", "mean_abs_error", "mean_width"):
+        parts = (getattr(v.within_range, name) * 3 + getattr(v.extrapolated, name) * 3) / 6
+        assert getattr(v, name) == pytest.approx(parts)
+    # Same as scoring c by hand from a calibration on a and b, clipped to [-1, 1].
+    cal = calibrate_forecast(kl[:4], y[:4], runs[:4], suite="s", pi0_hash="h", degree=1)
+    c_errors = [
+        abs(y0 - forecast_forgetting(cal, x0, suite="s", pi0_hash="h").forgetting)
+        for x0, y0 in ((5.0, 0.2), (6.0, 0.2))
+    ]
+    a_hold = calibrate_forecast(kl[2:], y[2:], runs[2:], suite="s", pi0_hash="h", degree=1)
+    a_error = abs(0.0 - forecast_forgetting(a_hold, 0.0, suite="s", pi0_hash="h").forgetting)
+    assert v.extrapolated.mean_abs_error == pytest.approx((sum(c_errors) + a_error) / 3)
+    # With every run inside the others' range nothing is extrapolated, and the empty part reads NaN.
+    inside = validate_forecast([0.5, 1.5] * 3, [0.05, 0.15, 0.06, 0.14, 0.04, 0.16], runs, degree=1)
+    assert inside.extrapolated.n == 0 and math.isnan(inside.extrapolated.coverage)
+    assert inside.within_range.n == 6
 
 
 @pytest.mark.parametrize("degree", [1, 2])

@@ -15,6 +15,7 @@ from vla_razor.commands.eval import check_like_pi0, expand_checkpoints
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.forecast import (
     Calibration,
+    ForecastScore,
     check_calibration,
     forecast_forgetting,
     load_calibration,
@@ -46,9 +47,18 @@ def calibrate(results: str, out: str | None, degree: int, confidence: float) -> 
         f" -> {path}\n"
         f"leave-one-run-out: {v.confidence:.0%} interval coverage {v.coverage:.0%} (target >= 80%), "
         f"mean absolute error {v.mean_abs_error:.3f}, mean width {v.mean_width:.3f}, "
-        f"{v.n_forecast} forecasts ({v.n_skipped} skipped)"
+        f"{v.n_forecast} forecasts ({v.n_skipped} skipped); inside the KL range of their fit: "
+        f"{_score_text(v.within_range)}; extrapolated: {_score_text(v.extrapolated)}"
     )
     return calibration
+
+
+def _score_text(score: ForecastScore) -> str:
+    if score.n == 0:
+        return "none"
+    return (
+        f"{score.n} forecasts, coverage {score.coverage:.0%}, mean absolute error {score.mean_abs_error:.3f}"
+    )
 
 
 def forecast_checkpoints(cfg: DictConfig, calibration: Calibration) -> list[dict[str, Any]]:

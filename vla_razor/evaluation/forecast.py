@@ -19,6 +19,12 @@ The interval is the classical OLS prediction interval with a Student-t quantile:
 where X has columns (x^d, ..., x, 1), p = d + 1 and x0 = (x0^d, ..., 1). It is exact for independent
 Gaussian errors around a correct polynomial. Checkpoints of one run are correlated and the noise grows
 with KL, so the leave-one-run-out coverage is the real check, not the formula.
+
+Forgetting is a difference of two success rates, so it lies in [-1, 1]. The point forecast and both ends
+of the interval are clipped to that range: a polynomial extrapolated far past the calibrated KL can
+leave it, and clipping can only move a forecast closer to the truth, never lower an interval's coverage.
+Forecasts outside the calibrated KL range are flagged, and the validation scores them apart from the
+forecasts inside it, since an extrapolated curve is a guess the calibration cannot vouch for.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from vla_razor.evaluation.stats import FloatArray, LabelArray, check_confidence
 from vla_razor.io_utils import write_json_atomic
 
 DEGREES = (1, 2)
+FORGETTING_RANGE = (-1.0, 1.0)  # a difference of two success rates
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,12 @@ def _predict(
     return mean, t * scale * np.sqrt(1.0 + leverage)
 
 
+def _bounded(mean: FloatArray, half: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Point forecast, low and high clipped to the range forgetting can take (see the module docstring)."""
+    lo, hi = FORGETTING_RANGE
+    return np.clip(mean, lo, hi), np.clip(mean - half, lo, hi), np.clip(mean + half, lo, hi)
+
+
 def _arrays(
     kl: ArrayLike, forgetting: ArrayLike, runs: ArrayLike
 ) -> tuple[FloatArray, FloatArray, LabelArray]:
@@ -209,7 +222,7 @@ def load_calibration(path: str | Path) -> Calibration:
 @dataclass(frozen=True)
 class Forecast:
     kl: float
-    forgetting: float  # point forecast; not clipped to [-1, 1]
+    forgetting: float  # point forecast, clipped to [-1, 1] like the interval
     low: float
     high: float
     confidence: float
@@ -267,22 +280,54 @@ def forecast_forgetting(
         np.array([kl], dtype=np.float64),
         confidence,
     )
-    m, h = float(mean[0]), float(half[0])
+    point, low, high = (float(v[0]) for v in _bounded(mean, half))
     extrapolated = not calibration.x_min <= kl <= calibration.x_max
-    return Forecast(float(kl), m, m - h, m + h, confidence, extrapolated)
+    return Forecast(float(kl), point, low, high, confidence, extrapolated)
+
+
+@dataclass(frozen=True)
+class ForecastScore:
+    """How well a set of held-out checkpoints was forecast (NaN figures when the set is empty)."""
+
+    n: int
+    coverage: float  # fraction whose forgetting fell inside the interval
+    mean_abs_error: float  # mean |forgetting - point forecast|
+    mean_width: float  # mean interval width (a coverage bought with huge intervals is no use)
+
+    @classmethod
+    def of(cls, inside: list[bool], errors: list[float], widths: list[float]) -> ForecastScore:
+        if not inside:
+            return cls(0, float("nan"), float("nan"), float("nan"))
+        return cls(len(inside), float(np.mean(inside)), float(np.mean(errors)), float(np.mean(widths)))
 
 
 @dataclass(frozen=True)
 class ForecastValidation:
-    """Leave-one-run-out check of the forecast on evaluated checkpoints."""
+    """Leave-one-run-out check of the forecast on evaluated checkpoints: every forecast, and apart, those
+    whose KL lay inside the range their fold was calibrated on and those extrapolated beyond it."""
 
     confidence: float
-    coverage: float  # fraction of held-out checkpoints whose forgetting fell inside the interval
-    mean_abs_error: float  # mean |forgetting - point forecast| over held-out checkpoints
-    mean_width: float  # mean interval width (a coverage bought with huge intervals is no use)
-    n_forecast: int
+    overall: ForecastScore
+    within_range: ForecastScore
+    extrapolated: ForecastScore
     n_skipped: int  # checkpoints whose fold had too few other checkpoints to calibrate
     n_runs: int
+
+    @property
+    def coverage(self) -> float:
+        return self.overall.coverage
+
+    @property
+    def mean_abs_error(self) -> float:
+        return self.overall.mean_abs_error
+
+    @property
+    def mean_width(self) -> float:
+        return self.overall.mean_width
+
+    @property
+    def n_forecast(self) -> int:
+        return self.overall.n
 
 
 def validate_forecast(
@@ -308,29 +353,32 @@ def validate_forecast(
             f"leave-one-run-out validation of the forecast needs checkpoints from at least 2 training runs, "
             f"got {run_ids.size}; add runs (another seed or learning rate)"
         )
-    inside: list[bool] = []
-    errors: list[float] = []
-    widths: list[float] = []
+    # Per held-out checkpoint: (inside the interval, absolute error, width, extrapolated).
+    scored: list[tuple[bool, float, float, bool]] = []
     skipped = 0
     for run in run_ids:
         held = labels == run
-        fit = _fit_ols(x[~held], y[~held], degree)
+        x_fit = x[~held]
+        fit = _fit_ols(x_fit, y[~held], degree)
         if fit is None:
             skipped += int(held.sum())
             continue
         mean, half = _predict(
             fit.coefficients, fit.covariance_unscaled, fit.residual_scale, fit.n, x[held], confidence
         )
-        inside.extend((np.abs(y[held] - mean) <= half).tolist())
-        errors.extend(np.abs(y[held] - mean).tolist())
-        widths.extend((2 * half).tolist())
-    nan = float("nan")
+        point, low, high = _bounded(mean, half)
+        outside = (x[held] < x_fit.min()) | (x[held] > x_fit.max())
+        for y0, p, lo, hi, ext in zip(y[held], point, low, high, outside, strict=True):
+            scored.append((bool(lo <= y0 <= hi), float(abs(y0 - p)), float(hi - lo), bool(ext)))
+
+    def score(rows: list[tuple[bool, float, float, bool]]) -> ForecastScore:
+        return ForecastScore.of([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
     return ForecastValidation(
         confidence=confidence,
-        coverage=float(np.mean(inside)) if inside else nan,
-        mean_abs_error=float(np.mean(errors)) if errors else nan,
-        mean_width=float(np.mean(widths)) if widths else nan,
-        n_forecast=len(inside),
+        overall=score(scored),
+        within_range=score([r for r in scored if not r[3]]),
+        extrapolated=score([r for r in scored if r[3]]),
         n_skipped=skipped,
         n_runs=int(run_ids.size),
     )
