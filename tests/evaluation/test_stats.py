@@ -297,6 +297,28 @@ def test_assess_predictor_meaningful() -> None:
         assess_predictor(kl, y, ["one"] * kl.size)
 
 
+def test_leave_one_method_out_by_hand() -> None:
+    # Method A follows forgetting = KL, method B = KL + 1; two runs each, KL 0..4 per method.
+    # Holding out B, the fit on A is exactly y = x and misses each B point by 1; holding out A, the fit on B
+    # is y = x + 1 and misses each A point by 1: SS_res = 10. Overall mean 2.5, SS_tot = 11.25 + 11.25.
+    # So R² = 1 - 10 / 22.5 = 5/9, for the line and for the monotone fit alike.
+    x = np.array([0, 1, 2, 3, 4] * 2, dtype=float)
+    y = x + np.repeat([0.0, 1.0], 5)
+    runs = np.array(["a1"] * 3 + ["a2"] * 2 + ["b1"] * 3 + ["b2"] * 2)
+    methods = np.repeat(["A", "B"], 5)
+    for kind in ("linear", "monotone"):
+        a = assess_predictor(x, y, runs, kind, groups=methods, group_name="method", n_boot=50)
+        assert a.meaningful and a.held_out == "method"
+        assert a.r2_loro == pytest.approx(5 / 9)
+        assert a.describe(with_in_sample=False).startswith("leave-one-method-out 0.56 (95% CI over runs")
+        assert "in-sample" in a.describe()
+    # Leave-one-run-out keeps the held-out run's sibling in the fit, so it scores higher than 5/9.
+    assert leave_one_run_out_r2(x, y, runs, "linear") > 5 / 9 + 0.05
+    # A group must hold whole runs.
+    with pytest.raises(ValueError, match="run a1 has points in several groups"):
+        assess_predictor(x, y, runs, "linear", groups=["A", "B"] + ["A"] * 3 + ["B"] * 5)
+
+
 # --- Pareto frontier and matched success ------------------------------------------------------------------
 
 # (new-task success, prior-skill success)

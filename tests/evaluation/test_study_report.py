@@ -57,9 +57,10 @@ def test_predictor_table_reports_out_of_sample_r2_and_verdicts(tmp_path) -> None
     assert "12 checkpoints from 4 training runs." in text
     kl_row = next(line for line in lines if line.startswith("| forward KL"))
     assert "not meaningful" not in kl_row
-    rows = lines[
-        lines.index("| forward KL vs | R² difference (leave-one-run-out, 95% CI over runs) | verdict |") + 2 :
-    ]
+    start = (
+        lines.index("| forward KL vs | R² difference (leave-one-run-out, 95% CI over runs) | verdict |") + 2
+    )
+    rows = lines[start : lines.index("", start)]
     assert len(rows) == 4  # every other predictor, each with a verdict
     assert all(
         r.split("|")[-2].strip() in {"inconclusive", "forward KL better"} or "better" in r for r in rows
@@ -67,6 +68,10 @@ def test_predictor_table_reports_out_of_sample_r2_and_verdicts(tmp_path) -> None
     # Forgetting is built from KL; weight L2 is noise: its R² difference favours KL.
     weight_row = next(r for r in rows if r.startswith("| L2 distance of weights"))
     assert float(weight_row.split("|")[2].split()[0]) > 0.5
+    # Then the harder test of one curve for every method: each method held out whole.
+    transfer = lines[lines.index("| predictor | quadratic fit | monotone fit |", start) + 2 :]
+    assert len(transfer) == 5 and all(r.count("leave-one-method-out") == 2 for r in transfer)
+    assert all("in-sample" not in r for r in transfer)
     report = write_report(doc, tmp_path, "(table)").read_text()
     assert "matched new-task success" in report and "| ppo |" in report and "| bc |" in report
 

@@ -8,6 +8,10 @@ For points (x = predictor, y = forgetting, run = the training run a checkpoint c
 - in-sample R² and leave-one-run-out R². All checkpoints of a run are held out together, because
   checkpoints of one run are not independent, and holding out one checkpoint at a time lets its
   neighbours predict it.
+- leave-one-method-out R² as well (``groups``): every run of one method held out together, so the
+  curve fitted on the other methods must forecast a method it never saw. RL's Razor's claim is one curve
+  for every method; with several seeds per method, leave-one-run-out keeps the held-out run's sibling
+  seeds in the fit and tests less.
 - bootstrap intervals of R², and of the difference of R² between two predictors, resampling runs
   (``stats.bootstrap_run_indices``).
 - a guard: with fewer than ``MIN_POINTS_FOR_R2`` points, R² is flagged "not meaningful" instead of being
@@ -179,15 +183,38 @@ def leave_one_run_out_r2(x: ArrayLike, y: ArrayLike, runs: ArrayLike, kind: FitK
     return r2_score(ya, leave_one_run_out_predictions(xa, ya, runs, kind))
 
 
-def _r2(x: FloatArray, y: FloatArray, runs: LabelArray, kind: FitKind, statistic: Statistic) -> float:
+def _r2(
+    x: FloatArray,
+    y: FloatArray,
+    runs: LabelArray,
+    kind: FitKind,
+    statistic: Statistic,
+    groups: LabelArray | None = None,
+) -> float:
+    """R² of one kind; out of sample, the held-out unit is a run, or a group of runs when ``groups`` is
+    given (one label per point, constant within a run: e.g. the method)."""
     if statistic == "in_sample":
         return in_sample_r2(x, y, kind)
     if statistic != "loro":
         raise ValueError(f"unknown R² statistic {statistic!r}; valid: in_sample, loro")
-    # A resample can draw one run G times; its out-of-sample R² is undefined there, not an error.
-    if _n_runs(runs) < 2:
+    held_out = runs if groups is None else groups
+    # A resample can draw one run (or one group) G times; its out-of-sample R² is undefined there.
+    if _n_runs(held_out) < 2:
         return float("nan")
-    return leave_one_run_out_r2(x, y, runs, kind)
+    return leave_one_run_out_r2(x, y, held_out, kind)
+
+
+def _groups_of(groups: ArrayLike | None, runs: LabelArray) -> LabelArray | None:
+    """``groups`` as an array checked against ``runs``: one label per point, constant within each run."""
+    if groups is None:
+        return None
+    labels = np.asarray(groups)
+    if labels.shape != runs.shape:
+        raise ValueError(f"groups must give one label per point ({runs.size}), got shape {labels.shape}")
+    for run in np.unique(runs):
+        if np.unique(labels[runs == run]).size != 1:
+            raise ValueError(f"run {run!s} has points in several groups; a group must hold whole runs")
+    return labels
 
 
 def bootstrap_r2(
@@ -200,16 +227,26 @@ def bootstrap_r2(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: ArrayLike | None = None,
 ) -> BootstrapInterval:
-    """Percentile bootstrap interval of R² (in-sample or leave-one-run-out), resampling whole runs.
+    """Percentile bootstrap interval of R² (in-sample or out of sample), resampling whole runs.
 
-    Resamples where R² is undefined are dropped and counted in ``n_valid``: a constant y, or for "loro"
-    a resample with a single distinct run.
+    Out of sample, a run is held out, or with ``groups`` a whole group of runs (see ``_r2``). Resamples
+    where R² is undefined are dropped and counted in ``n_valid``: a constant y, or for "loro" a resample
+    with a single distinct run (group).
     """
     xa, ya = _xy(x, y)
     labels = np.asarray(runs)
+    group_labels = _groups_of(groups, labels)
     values = [
-        _r2(xa[idx], ya[idx], labels[idx], kind, statistic)
+        _r2(
+            xa[idx],
+            ya[idx],
+            labels[idx],
+            kind,
+            statistic,
+            None if group_labels is None else group_labels[idx],
+        )
         for idx in bootstrap_run_indices(labels, n_boot, seed)
     ]
     return percentile_interval(values, confidence)
@@ -236,18 +273,21 @@ class PredictorAssessment:
     r2_loro: float  # NaN when not meaningful
     interval_of: Statistic  # which R² the bootstrap interval belongs to
     interval: BootstrapInterval | None  # None when not meaningful
+    held_out: str = "run"  # the unit r2_loro holds out: "run", or the name of the groups (e.g. "method")
 
-    def describe(self) -> str:
+    def describe(self, *, with_in_sample: bool = True) -> str:
         """Text for a report cell; below the point guard it says "not meaningful" and gives no number."""
         if not self.meaningful:
             return _not_meaningful_note(self.n)
         parts = {
             "in_sample": f"in-sample {self.r2_in_sample:.2f}",
-            "loro": f"leave-one-run-out {self.r2_loro:.2f}",
+            "loro": f"leave-one-{self.held_out}-out {self.r2_loro:.2f}",
         }
         if self.interval is not None:
             ci = self.interval
             parts[self.interval_of] += f" ({ci.confidence:.0%} CI over runs [{ci.low:.2f}, {ci.high:.2f}])"
+        if not with_in_sample:
+            del parts["in_sample"]
         return ", ".join(parts.values())
 
 
@@ -268,26 +308,43 @@ def assess_predictor(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: ArrayLike | None = None,
+    group_name: str = "group",
 ) -> PredictorAssessment:
     """In-sample R², leave-one-run-out R² and a bootstrap interval over runs, for points with finite x, y.
 
-    Below ``MIN_POINTS_FOR_R2`` points only the in-sample R² is computed, and the result is flagged
-    not meaningful. No leave-one-run-out is attempted, so a quickstart with one run does not error.
-    At or above it, fewer than 2 runs is a ``UserError``.
+    With ``groups`` (one label per point, constant within a run; e.g. the method, named by
+    ``group_name``) the out-of-sample R² holds out a whole group at a time instead of a run; the bootstrap
+    still resamples runs. Below ``MIN_POINTS_FOR_R2`` points only the in-sample R² is computed, and the
+    result is flagged not meaningful. No out-of-sample fit is attempted, so a quickstart with one run does
+    not error. At or above it, fewer than 2 runs (groups) is a ``UserError``.
     """
     xa, ya = _xy(x, y)
     labels = np.asarray(runs)
+    group_labels = _groups_of(groups, labels)
     ok = _finite(xa, ya)
     xa, ya, labels = xa[ok], ya[ok], labels[ok]
+    if group_labels is not None:
+        group_labels = group_labels[ok]
+    held_out = "run" if group_labels is None else group_name
     n = int(xa.size)
     r2_in = in_sample_r2(xa, ya, kind) if n else float("nan")
     if not r2_meaningful(n):
-        return PredictorAssessment(kind, n, _n_runs(labels), False, r2_in, float("nan"), interval_of, None)
-    r2_oos = leave_one_run_out_r2(xa, ya, labels, kind)
+        nan = float("nan")
+        return PredictorAssessment(kind, n, _n_runs(labels), False, r2_in, nan, interval_of, None, held_out)
+    r2_oos = leave_one_run_out_r2(xa, ya, labels if group_labels is None else group_labels, kind)
     interval = bootstrap_r2(
-        xa, ya, labels, kind, statistic=interval_of, n_boot=n_boot, confidence=confidence, seed=seed
+        xa,
+        ya,
+        labels,
+        kind,
+        statistic=interval_of,
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+        groups=group_labels,
     )
-    return PredictorAssessment(kind, n, _n_runs(labels), True, r2_in, r2_oos, interval_of, interval)
+    return PredictorAssessment(kind, n, _n_runs(labels), True, r2_in, r2_oos, interval_of, interval, held_out)
 
 
 @dataclass(frozen=True)

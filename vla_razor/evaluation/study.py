@@ -248,6 +248,35 @@ def predictor_table(points: list[dict[str, Any]]) -> list[str]:
         ci = cmp.interval
         span = f" [{ci.low:+.2f}, {ci.high:+.2f}]" if ci is not None and ci.n_valid else ""
         lines.append(f"| {label} | {cmp.difference:+.2f}{span} | {verdict} |")
+    return lines + ["", *method_transfer_table(pts)]
+
+
+def method_transfer_table(points: list[dict[str, Any]]) -> list[str]:
+    """Leave-one-method-out R²: does the curve fitted on the other methods forecast a method it never saw?
+
+    RL's Razor's claim is one forgetting-vs-KL curve for every method. Leave-one-run-out keeps a held-out
+    run's sibling seeds in the fit, so it tests less. The interval still resamples runs."""
+    methods = np.array([p["method"] for p in points])
+    if np.unique(methods).size < 2:
+        return ["Leave-one-method-out: one method only, nothing to hold out."]
+    y = np.array([p["forgetting"] for p in points], dtype=float)
+    runs = np.array([p["run"] for p in points])
+    lines = [
+        "Leave-one-method-out (every run of one method held out together: the curve fitted on the other "
+        "methods forecasts that method):",
+        "",
+        "| predictor | quadratic fit | monotone fit |",
+        "|---|---|---|",
+    ]
+    for key, label in measured_metrics(points).items():
+        x = np.array([p[key] for p in points], dtype=float)
+        cells = [
+            assess_predictor(x, y, runs, kind, groups=methods, group_name="method").describe(
+                with_in_sample=False
+            )
+            for kind in ("quadratic", "monotone")
+        ]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     return lines
 
 
