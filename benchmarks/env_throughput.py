@@ -37,8 +37,6 @@ import argparse
 import contextlib
 import gc
 import multiprocessing
-import platform
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -56,22 +54,12 @@ from vla_razor.envs.placement import apply_placement, resolve_placement
 from vla_razor.envs.rendering import apply_fast_render
 from vla_razor.envs.robosuite_env import MODEL_SEED
 from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ
+from vla_razor.machine import describe_machine
 
 IMAGE = 64
 POLICY_CAMERAS = ("agentview", "robot0_eye_in_hand")
 CAMERA_SETS = {"none": (), "agentview": ("agentview",), "policy": POLICY_CAMERAS}
 SEED = 0
-
-
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(
-            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
-        )
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"{name}, {len(__import__('os').sched_getaffinity(0))} usable cores"
 
 
 class RawEnv:
@@ -222,7 +210,7 @@ def ratio(rates: dict[str, list[float]], a: str, b: str) -> float:
 
 
 def bench_tables(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(
         f"steps/s (median of {args.repeats} interleaved repeats x {args.steps} steps), {IMAGE}x{IMAGE} images, "
         f"fast render, control_freq {DEFAULT_CONTROL_FREQ}; ratios = median of per-repeat ratios"
@@ -339,7 +327,7 @@ def profile_step(task: str, fast: bool, steps: int) -> dict[str, float]:
 
 
 def bench_profile(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     for task in args.tasks:
         runs: dict[str, list[dict[str, float]]] = {"today": [], "fast": []}
         for _ in range(args.repeats):
@@ -389,7 +377,7 @@ def env_memory(task: str, steps: int) -> dict[str, float]:
 
 
 def bench_memory(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
+    print(f"machine: {describe_machine()}")
     print(f"our env (fast_step), the policy's two cameras, {IMAGE}x{IMAGE}, {args.steps} random steps; MB")
     print(
         "| task | process after imports | + first env | + second env | after closing both "

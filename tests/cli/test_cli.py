@@ -278,6 +278,10 @@ def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> N
     unit = json.loads((study / "runs" / "ppo_lr1e-05_seed0.json").read_text())
     assert sorted(unit["policies"]) == [f"ppo_lr1e-05_seed0/step_00000{i}" for i in (1, 2)]
     assert unit["pi0"] == json.loads((study / "pi0.json").read_text())["pi0"]
+    # What the unit cost, and where: trained from scratch here, so its training time is whole.
+    cost = unit["compute"]
+    assert cost["train_s"] > 0 and cost["eval_s"] > 0 and cost["train_resumed"] is False
+    assert cost["machine"].endswith("usable cores")
     assert sorted(p.name for p in (study / "states").iterdir()) == [
         "kl_states.npz",
         "kl_states_lift.npz",
@@ -292,6 +296,7 @@ def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> N
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     report = (study / "report.md").read_text()
     assert "ppo_lr1e-05_seed0/step_000002" in report and "not meaningful" in report
+    assert "Wall time recorded for 1 of 1 runs" in report and "| ppo | 1 | " in report
 
 
 def test_razor_sweep_entry_with_unknown_trainer_is_one_line(tmp_path) -> None:

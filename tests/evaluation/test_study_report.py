@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_razor.evaluation.study import matched_levels, predictor_table, study_points, write_report
+from vla_razor.evaluation.study import (
+    compute_lines,
+    matched_levels,
+    predictor_table,
+    study_document,
+    study_points,
+    write_report,
+    write_study_unit,
+)
 
 
 def _document(n_runs_per_method: int, steps: int, seed: int = 0) -> dict:
@@ -99,3 +107,24 @@ def test_matched_levels_include_the_range_every_method_covers() -> None:
     # Common range 0.1..0.4 (ppo's best): its thirds 0.2, 0.3, 0.4, beside the fixed 25/50/75%.
     assert matched_levels(points) == pytest.approx((0.2, 0.25, 0.3, 0.4, 0.5, 0.75))
     assert matched_levels(points[:1]) == (0.25, 0.5, 0.75)
+
+
+def test_compute_is_summed_per_method_over_the_timed_units(tmp_path) -> None:
+    # Two PPO units timed (train 1800 + 1800 s, eval 1800 + 5400 s), one BC unit recorded before timing.
+    doc = {
+        "suite": {"name": "s"},
+        "pi0": {"hash": "sha256:a"},
+        "policies": {"pi0": {}, **{f"{r}/step_1": {"trainer": r[:3]} for r in ("ppo_0", "ppo_1", "bc__0")}},
+    }
+    study = tmp_path / "study"
+    write_study_unit(study, "pi0", doc, ["pi0"])
+    for run, eval_s in (("ppo_0", 1800.0), ("ppo_1", 5400.0)):
+        cost = {"machine": "AMD EPYC, 2 usable cores", "train_s": 1800.0, "eval_s": eval_s}
+        write_study_unit(study, run, doc, [f"{run}/step_1"], cost)
+    write_study_unit(study, "bc__0", doc, ["bc__0/step_1"])
+    lines = compute_lines(study_document(study))
+    assert lines[0].startswith("Wall time recorded for 2 of 3 runs")
+    assert "| ppo | 2 | 1.0 h | 2.0 h |" in lines and not any(line.startswith("| bc") for line in lines)
+    assert lines[-1] == "On: AMD EPYC, 2 usable cores."
+    # Results that are not a recorded study have no compute section at all.
+    assert compute_lines({"policies": {}}) == []

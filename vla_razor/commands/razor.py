@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from vla_razor.evaluation.study import (
 )
 from vla_razor.evaluation.suite import ResultsStore, SuiteSpec, policy_env_kwargs
 from vla_razor.io_utils import atomic_path
+from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool
 from vla_razor.schemas import register_schemas
@@ -145,7 +147,8 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
     keep_states(results, study_dir)
     _report_pi0(document, suite, entries)
     for run_dir in cfg.runs:  # already-trained runs (e.g. a `vla-razor train -m` sweep)
-        _record_run(evaluate, study_dir, Path(run_dir).name, str(run_dir), bool(cfg.all_checkpoints))
+        compute = {"machine": describe_machine()}
+        _record_run(evaluate, study_dir, Path(run_dir).name, str(run_dir), bool(cfg.all_checkpoints), compute)
     demos = _sft_demos(cfg, suite, pool) if any(e["trainer"] in SFT_TRAINERS for e in entries) else None
     for entry in entries:
         name = run_name(entry)
@@ -160,11 +163,16 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
             demos or Path("no_demos.hdf5"),
             [str(o) for o in cfg.train_overrides],
         )
+        # What the unit cost, in this process: a resumed run counts only the training after its resume.
+        compute: dict[str, Any] = {"machine": describe_machine()}
         if not _finished(run_dir):
-            if list_checkpoints(run_dir):
+            resumed = bool(list_checkpoints(run_dir))
+            if resumed:
                 overrides.append("resume=true")
+            started = time.monotonic()
             _train(overrides, pool)
-        _record_run(evaluate, study_dir, name, run_dir, bool(cfg.all_checkpoints))
+            compute.update(train_s=round(time.monotonic() - started, 1), train_resumed=resumed)
+        _record_run(evaluate, study_dir, name, run_dir, bool(cfg.all_checkpoints), compute)
 
 
 SFT_TRAINERS = ("bc", "bc_kl")
@@ -257,10 +265,16 @@ def scheduled_checkpoints(run_dir: str | Path, all_checkpoints: bool = True) -> 
     return kept
 
 
-def _record_run(evaluate: Any, study_dir: Path, name: str, run_dir: str, all_checkpoints: bool) -> None:
+def _record_run(
+    evaluate: Any, study_dir: Path, name: str, run_dir: str, all_checkpoints: bool, compute: dict[str, Any]
+) -> None:
+    """Evaluate a run's scheduled checkpoints and record the unit, with its wall time (``eval_s`` counts
+    the episodes this process played; stored ones from an interrupted evaluation are reused, not timed)."""
     checkpoints = scheduled_checkpoints(run_dir, all_checkpoints)
+    started = time.monotonic()
     document = evaluate(checkpoints=checkpoints)
-    path = write_study_unit(study_dir, name, document, [pid for pid, _ in checkpoints])
+    compute = {**compute, "eval_s": round(time.monotonic() - started, 1)}
+    path = write_study_unit(study_dir, name, document, [pid for pid, _ in checkpoints], compute)
     log.info("recorded %s (%d checkpoints) in %s", name, len(checkpoints), path)
 
 

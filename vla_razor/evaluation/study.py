@@ -103,10 +103,15 @@ def study_unit_exists(study_dir: str | Path, name: str, pi0_hash: str) -> bool:
 
 
 def write_study_unit(
-    study_dir: str | Path, name: str, document: dict[str, Any], policy_ids: list[str]
+    study_dir: str | Path,
+    name: str,
+    document: dict[str, Any],
+    policy_ids: list[str],
+    compute: dict[str, Any] | None = None,
 ) -> Path:
-    """Record one unit: the suite header of ``document`` and the records of ``policy_ids`` only. The
-    study's pi0 unit is written once: a second pi0, or another suite, is refused, never overwritten."""
+    """Record one unit: the suite header of ``document`` and the records of ``policy_ids`` only, with
+    what the unit cost (``compute``: wall seconds and the machine), if given. The study's pi0 unit is
+    written once: a second pi0, or another suite, is refused, never overwritten."""
     head = _unit_path(study_dir, "pi0")
     if head.is_file():
         existing = json.loads(head.read_text())
@@ -120,6 +125,8 @@ def write_study_unit(
     unit = {k: v for k, v in document.items() if k != "policies"}
     unit["unit"] = name
     unit["policies"] = {pid: document["policies"][pid] for pid in policy_ids}
+    if compute is not None:
+        unit["compute"] = compute
     path = _unit_path(study_dir, name)
     ensure_writable_dir(path.parent, what="study directory")
     with atomic_path(path) as tmp:
@@ -148,7 +155,49 @@ def study_document(study_dir: str | Path) -> dict[str, Any]:
                 "re-evaluate it or remove it"
             )
         document["policies"].update(unit["policies"])
+        trainers = {str(rec.get("trainer")) for rec in unit["policies"].values()}
+        cost = unit.get("compute")
+        document.setdefault("compute", {})[unit.get("unit", path.stem)] = (
+            {**cost, "method": "/".join(sorted(trainers))} if cost else None
+        )
     return document
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def compute_lines(document: dict[str, Any]) -> list[str]:
+    """What the recorded runs cost: wall time of training and evaluation per method, and the machines.
+
+    Each unit records the wall time of the process that recorded it. A run resumed after an interruption
+    counts only the training after the resume, and an evaluation resumed from stored episodes only the
+    episodes it played; units recorded before timing existed have none. So the sums are lower bounds
+    and say how many runs they cover."""
+    compute = document.get("compute")
+    if not compute:
+        return []
+    timed = {name: c for name, c in compute.items() if c}
+    if not timed:
+        return [f"No wall time recorded: the {len(compute)} runs were recorded before units carried it."]
+    lines = [
+        f"Wall time recorded for {len(timed)} of {len(compute)} runs "
+        "(lower bounds: a resumed unit counts only the work after its resume).",
+        "",
+        "| method | runs timed | training | evaluation |",
+        "|---|---|---|---|",
+    ]
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for _, c in sorted(timed.items()):
+        by_method.setdefault(str(c["method"]), []).append(c)
+    for method, units in by_method.items():
+        train_s = sum(float(c.get("train_s", 0.0)) for c in units)
+        eval_s = sum(float(c.get("eval_s", 0.0)) for c in units)
+        lines.append(f"| {method} | {len(units)} | {_hours(train_s)} | {_hours(eval_s)} |")
+    machines = sorted({str(c.get("machine")) for c in timed.values()})
+    if machines:
+        lines += ["", "On: " + "; ".join(machines) + "."]
+    return lines
 
 
 def merge_results(documents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -470,6 +519,8 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         f"- git commit: `{document.get('git_commit')}`",
         f"- versions: `{json.dumps(document.get('versions', {}))}`",
+        "",
+        *compute_lines(document),
         "",
     ]
     with atomic_path(out / "report.md") as tmp:
