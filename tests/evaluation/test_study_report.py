@@ -81,7 +81,11 @@ def test_predictor_table_reports_out_of_sample_r2_and_verdicts(tmp_path) -> None
     assert len(transfer) == 5 and all(r.count("leave-one-method-out") == 2 for r in transfer)
     assert all("in-sample" not in r for r in transfer)
     report = write_report(doc, tmp_path, "(table)").read_text()
-    assert "matched new-task success" in report and "| ppo |" in report and "| bc |" in report
+    assert (
+        "matched new-task success" in report and "| ppo (2 runs) |" in report and "| bc (2 runs) |" in report
+    )
+    # Two runs give a run bootstrap of 3 distinct resamples (C(3, 2)): the report says its intervals are rough.
+    assert "With 2 runs a method's run bootstrap has only 3 distinct resamples" in report
 
 
 def test_few_points_are_not_ranked() -> None:

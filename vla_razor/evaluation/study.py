@@ -4,6 +4,7 @@ candidate metric (RL's Razor Table 1), the Pareto and forgetting-vs-KL plots, an
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -353,6 +354,11 @@ def per_method_table(points: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# Run counts whose bootstrap has too few distinct resamples (C(2k-1, k): 3 for 2 runs, 10 for 3, 35 for 4)
+# for its percentiles to mean much: the report says so under the matched-success table.
+FEW_RUNS = (2, 3, 4)
+
+
 def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...]) -> list[str]:
     """Prior-skill success of each method's Pareto frontier (its checkpoints plus pi0) at matched new-task
     success (the paper's comparison), with 95% intervals resampling each method's runs."""
@@ -371,7 +377,8 @@ def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...
             levels,
             anchor=anchor,
         )
-        one_run = len({p["run"] for p in pts}) < 2  # resampling one run has no spread to show
+        n_runs = len({p["run"] for p in pts})
+        one_run = n_runs < 2  # resampling one run has no spread to show
         cells = []
         for value, ci in zip(matched.prior, matched.intervals, strict=True):
             cells.append(
@@ -381,7 +388,16 @@ def matched_success_table(points: list[dict[str, Any]], levels: tuple[float, ...
                 if one_run
                 else f"{value:.0%} [{ci.low:.0%}, {ci.high:.0%}]"
             )
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        runs_note = "1 run" if one_run else f"{n_runs} runs"
+        lines.append(f"| {method} ({runs_note}) | " + " | ".join(cells) + " |")
+    few = sorted({len({p["run"] for p in points if p["method"] == m}) for m in methods} & set(FEW_RUNS))
+    if few:
+        lines += [
+            "",
+            f"With {' or '.join(map(str, few))} runs a method's run bootstrap has only "
+            f"{' or '.join(str(math.comb(2 * k - 1, k)) for k in few)} distinct resamples and understates the "
+            "spread between seeds: read these intervals as lower bounds on the uncertainty.",
+        ]
     return lines
 
 
