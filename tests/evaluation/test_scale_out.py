@@ -61,15 +61,23 @@ def _episodes(out: Path) -> dict[tuple[str, str, int], tuple[bool, int]]:
     return {(r["policy"], r["task"], r["seed"]): (r["success"], r["length"]) for r in rows}
 
 
-def test_ray_run_equals_the_in_process_run(cluster, policies, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "with_checkpoint",
+    # pi0 alone is 2 Ray units (one per task); with a checkpoint, 4 units and KL between the two
+    # policies, a minute on a 2-core machine, so that one runs with the slow tests.
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["pi0", "pi0+checkpoint"],
+)
+def test_ray_run_equals_the_in_process_run(cluster, policies, tmp_path, with_checkpoint: bool) -> None:
     pi0, ckpt = policies
+    checkpoints = [("ckpt", ckpt)] if with_checkpoint else []
     suite = SuiteSpec(**SUITE)  # 2 seeds per task
-    local = run_suite(pi0, [("ckpt", ckpt)], suite, tmp_path / "local", progress=False)
+    local = run_suite(pi0, checkpoints, suite, tmp_path / "local", progress=False)
     settings = ScaleOutSettings(backend="ray", address=cluster, seeds_per_unit=2)
-    remote = run_suite(pi0, [("ckpt", ckpt)], suite, tmp_path / "ray", progress=False, scale_out=settings)
+    remote = run_suite(pi0, checkpoints, suite, tmp_path / "ray", progress=False, scale_out=settings)
     episodes = _episodes(tmp_path / "local")
-    assert len(episodes) == 2 * 2 * 2 and _episodes(tmp_path / "ray") == episodes
-    for pid in ("pi0", "ckpt"):
+    assert len(episodes) == 2 * 2 * (1 + len(checkpoints)) and _episodes(tmp_path / "ray") == episodes
+    for pid in ("pi0", *(name for name, _ in checkpoints)):
         for key in ("tasks", "divergence", "forgetting"):  # JSON: NaN standard errors compare equal
             assert json.dumps(remote["policies"][pid][key]) == json.dumps(local["policies"][pid][key])
 
