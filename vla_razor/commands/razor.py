@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool
 from vla_razor.schemas import register_schemas
+from vla_razor.stopwatch import AwakeStopwatch
 from vla_razor.trainers.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -169,9 +169,9 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
             resumed = bool(list_checkpoints(run_dir))
             if resumed:
                 overrides.append("resume=true")
-            started = time.monotonic()
-            _train(overrides, pool)
-            compute.update(train_s=round(time.monotonic() - started, 1), train_resumed=resumed)
+            with AwakeStopwatch() as watch:  # a study paused with SIGSTOP does not count the pause
+                _train(overrides, pool)
+            compute.update(train_s=round(watch.seconds, 1), train_resumed=resumed)
         _record_run(evaluate, study_dir, name, run_dir, bool(cfg.all_checkpoints), compute)
 
 
@@ -271,9 +271,9 @@ def _record_run(
     """Evaluate a run's scheduled checkpoints and record the unit, with its wall time (``eval_s`` counts
     the episodes this process played; stored ones from an interrupted evaluation are reused, not timed)."""
     checkpoints = scheduled_checkpoints(run_dir, all_checkpoints)
-    started = time.monotonic()
-    document = evaluate(checkpoints=checkpoints)
-    compute = {**compute, "eval_s": round(time.monotonic() - started, 1)}
+    with AwakeStopwatch() as watch:
+        document = evaluate(checkpoints=checkpoints)
+    compute = {**compute, "eval_s": round(watch.seconds, 1)}
     path = write_study_unit(study_dir, name, document, [pid for pid, _ in checkpoints], compute)
     log.info("recorded %s (%d checkpoints) in %s", name, len(checkpoints), path)
 
