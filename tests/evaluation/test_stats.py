@@ -420,7 +420,7 @@ def test_validate_forecast_scores_extrapolations_apart() -> None:
     # The overall figures are the two parts' weighted by their counts.
     for name in ("coverage", "mean_abs_error", "mean_width"):
         parts = (getattr(v.within_range, name) * 3 + getattr(v.extrapolated, name) * 3) / 6
-        assert getattr(v, name) == pytest.approx(parts)
+        assert getattr(v.overall, name) == pytest.approx(parts)
     # Same as scoring c by hand from a calibration on a and b, clipped to [-1, 1].
     cal = calibrate_forecast(kl[:4], y[:4], runs[:4], suite="s", pi0_hash="h", degree=1)
     c_errors = [
@@ -463,9 +463,9 @@ def test_validate_forecast_leave_one_run_out() -> None:
         y = 0.05 + 0.2 * kl + rng.normal(0, 0.03, size=kl.size)
         runs = np.repeat(np.arange(12), 4)
         v = validate_forecast(kl, y, runs, degree=1)
-        assert v.n_forecast == 48 and v.n_skipped == 0 and v.n_runs == 12
-        cover.append(v.coverage)
-        mae.append(v.mean_abs_error)
+        assert v.overall.n == 48 and v.n_skipped == 0 and v.n_runs == 12
+        cover.append(v.overall.coverage)
+        mae.append(v.overall.mean_abs_error)
     assert 0.84 <= np.mean(cover) <= 0.96
     assert 0.018 <= np.mean(mae) <= 0.032
     # Same numbers as forecasting each held-out run by hand from a calibration on the others.
@@ -477,7 +477,8 @@ def test_validate_forecast_leave_one_run_out() -> None:
             f = forecast_forgetting(cal, float(x0), suite="s", pi0_hash="h")
             hits.append(f.low <= y0 <= f.high)
             errs.append(abs(y0 - f.forgetting))
-    assert v.coverage == pytest.approx(np.mean(hits)) and v.mean_abs_error == pytest.approx(np.mean(errs))
+    assert v.overall.coverage == pytest.approx(np.mean(hits))
+    assert v.overall.mean_abs_error == pytest.approx(np.mean(errs))
 
 
 def test_calibration_round_trip_and_bad_input() -> None:

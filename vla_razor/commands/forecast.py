@@ -45,9 +45,9 @@ def calibrate(results: str, out: str | None, degree: int, confidence: float) -> 
         f"calibration: forgetting = poly{degree}(forward KL) over {calibration.n} checkpoints of "
         f"{calibration.n_runs} runs (suite {calibration.suite!r}, KL {calibration.x_min:.3g}..{calibration.x_max:.3g})"
         f" -> {path}\n"
-        f"leave-one-run-out: {v.confidence:.0%} interval coverage {v.coverage:.0%} (target >= 80%), "
-        f"mean absolute error {v.mean_abs_error:.3f}, mean width {v.mean_width:.3f}, "
-        f"{v.n_forecast} forecasts ({v.n_skipped} skipped); inside the KL range of their fit: "
+        f"leave-one-run-out: {v.confidence:.0%} interval coverage {v.overall.coverage:.0%} (target >= 80%), "
+        f"mean absolute error {v.overall.mean_abs_error:.3f}, mean width {v.overall.mean_width:.3f}, "
+        f"{v.overall.n} forecasts ({v.n_skipped} skipped); inside the KL range of their fit: "
         f"{_score_text(v.within_range)}; extrapolated: {_score_text(v.extrapolated)}"
     )
     return calibration

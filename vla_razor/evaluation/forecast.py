@@ -41,7 +41,7 @@ from scipy.special import stdtrit
 
 from vla_razor.errors import BadInputError, MissingFileError, UserError
 from vla_razor.evaluation.identity import short_hash
-from vla_razor.evaluation.stats import FloatArray, LabelArray, check_confidence
+from vla_razor.evaluation.stats import BoolArray, FloatArray, LabelArray, check_confidence
 from vla_razor.io_utils import write_json_atomic
 
 DEGREES = (1, 2)
@@ -295,10 +295,10 @@ class ForecastScore:
     mean_width: float  # mean interval width (a coverage bought with huge intervals is no use)
 
     @classmethod
-    def of(cls, inside: list[bool], errors: list[float], widths: list[float]) -> ForecastScore:
-        if not inside:
+    def of(cls, inside: BoolArray, errors: FloatArray, widths: FloatArray) -> ForecastScore:
+        if inside.size == 0:
             return cls(0, float("nan"), float("nan"), float("nan"))
-        return cls(len(inside), float(np.mean(inside)), float(np.mean(errors)), float(np.mean(widths)))
+        return cls(int(inside.size), float(inside.mean()), float(errors.mean()), float(widths.mean()))
 
 
 @dataclass(frozen=True)
@@ -312,22 +312,6 @@ class ForecastValidation:
     extrapolated: ForecastScore
     n_skipped: int  # checkpoints whose fold had too few other checkpoints to calibrate
     n_runs: int
-
-    @property
-    def coverage(self) -> float:
-        return self.overall.coverage
-
-    @property
-    def mean_abs_error(self) -> float:
-        return self.overall.mean_abs_error
-
-    @property
-    def mean_width(self) -> float:
-        return self.overall.mean_width
-
-    @property
-    def n_forecast(self) -> int:
-        return self.overall.n
 
 
 def validate_forecast(
@@ -353,8 +337,8 @@ def validate_forecast(
             f"leave-one-run-out validation of the forecast needs checkpoints from at least 2 training runs, "
             f"got {run_ids.size}; add runs (another seed or learning rate)"
         )
-    # Per held-out checkpoint: (inside the interval, absolute error, width, extrapolated).
-    scored: list[tuple[bool, float, float, bool]] = []
+    # Per held-out checkpoint, fold by fold: inside the interval, absolute error, width, extrapolated.
+    inside, errors, widths, outside = [], [], [], []
     skipped = 0
     for run in run_ids:
         held = labels == run
@@ -367,18 +351,21 @@ def validate_forecast(
             fit.coefficients, fit.covariance_unscaled, fit.residual_scale, fit.n, x[held], confidence
         )
         point, low, high = _bounded(mean, half)
-        outside = (x[held] < x_fit.min()) | (x[held] > x_fit.max())
-        for y0, p, lo, hi, ext in zip(y[held], point, low, high, outside, strict=True):
-            scored.append((bool(lo <= y0 <= hi), float(abs(y0 - p)), float(hi - lo), bool(ext)))
+        inside.append((low <= y[held]) & (y[held] <= high))
+        errors.append(np.abs(y[held] - point))
+        widths.append(high - low)
+        outside.append((x[held] < x_fit.min()) | (x[held] > x_fit.max()))
+    hit, err, width = (np.concatenate(a) if a else np.empty(0) for a in (inside, errors, widths))
+    ext = np.concatenate(outside) if outside else np.empty(0, dtype=bool)
 
-    def score(rows: list[tuple[bool, float, float, bool]]) -> ForecastScore:
-        return ForecastScore.of([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    def score(mask: BoolArray) -> ForecastScore:
+        return ForecastScore.of(hit[mask].astype(bool), err[mask], width[mask])
 
     return ForecastValidation(
         confidence=confidence,
-        overall=score(scored),
-        within_range=score([r for r in scored if not r[3]]),
-        extrapolated=score([r for r in scored if r[3]]),
+        overall=score(np.ones_like(ext)),
+        within_range=score(~ext),
+        extrapolated=score(ext),
         n_skipped=skipped,
         n_runs=int(run_ids.size),
     )
