@@ -10,6 +10,10 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 GL_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libopengl0
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). Two match the 2-core CI machine: the tests run torch single-threaded, so a
+# second process uses the second core. --dist loadfile keeps each test file in one process, so the one file
+# that starts a Ray cluster never meets another. TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: setup system-deps run test test-slow lint bench clean
 
@@ -44,10 +48,10 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: setup lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/env_throughput.py
