@@ -114,11 +114,13 @@ def test_matched_levels_include_the_range_every_method_covers() -> None:
 
 
 def test_compute_is_summed_per_method_over_the_timed_units(tmp_path) -> None:
-    # Two PPO units timed (train 1800 + 1800 s, eval 1800 + 5400 s), one BC unit recorded before timing.
+    # Two PPO units timed (train 1800 + 1800 s, eval 1800 + 5400 s), one BC unit recorded before timing, and
+    # one RFT unit whose run was trained before the process that recorded it (evaluation timed alone).
+    runs = ("ppo_0", "ppo_1", "bc__0", "rft_0")
     doc = {
         "suite": {"name": "s"},
         "pi0": {"hash": "sha256:a"},
-        "policies": {"pi0": {}, **{f"{r}/step_1": {"trainer": r[:3]} for r in ("ppo_0", "ppo_1", "bc__0")}},
+        "policies": {"pi0": {}, **{f"{r}/step_1": {"trainer": r[:3]} for r in runs}},
     }
     study = tmp_path / "study"
     write_study_unit(study, "pi0", doc, ["pi0"])
@@ -126,9 +128,14 @@ def test_compute_is_summed_per_method_over_the_timed_units(tmp_path) -> None:
         cost = {"machine": "AMD EPYC, 2 usable cores", "train_s": 1800.0, "eval_s": eval_s}
         write_study_unit(study, run, doc, [f"{run}/step_1"], cost)
     write_study_unit(study, "bc__0", doc, ["bc__0/step_1"])
+    write_study_unit(
+        study, "rft_0", doc, ["rft_0/step_1"], {"machine": "AMD EPYC, 2 usable cores", "eval_s": 900.0}
+    )
     lines = compute_lines(study_document(study))
-    assert lines[0].startswith("Wall time recorded for 2 of 3 runs")
-    assert "| ppo | 2 | 1.0 h | 2.0 h |" in lines and not any(line.startswith("| bc") for line in lines)
+    assert lines[0].startswith("Wall time recorded for 3 of 4 runs")
+    assert "| ppo | 1.0 h (2 runs) | 2.0 h (2 runs) |" in lines
+    assert "| rft | - | 0.2 h (1 run) |" in lines  # not "0.0 h" of training: it was never timed
+    assert not any(line.startswith("| bc") for line in lines)
     assert lines[-1] == "On: AMD EPYC, 2 usable cores."
     # Results that are not a recorded study have no compute section at all.
     assert compute_lines({"policies": {}}) == []

@@ -168,6 +168,15 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _summed(units: list[dict[str, Any]], key: str) -> str:
+    """Hours of ``key`` summed over the units that recorded it, with how many did: a unit can be timed for
+    its evaluation alone (its run was trained before the process that recorded it)."""
+    seconds = [float(c[key]) for c in units if key in c]
+    if not seconds:
+        return "-"
+    return f"{_hours(sum(seconds))} ({len(seconds)} run{'s' if len(seconds) > 1 else ''})"
+
+
 def compute_lines(document: dict[str, Any]) -> list[str]:
     """What the recorded runs cost: wall time of training and evaluation per method, and the machines.
 
@@ -183,18 +192,18 @@ def compute_lines(document: dict[str, Any]) -> list[str]:
         return [f"No wall time recorded: the {len(compute)} runs were recorded before units carried it."]
     lines = [
         f"Wall time recorded for {len(timed)} of {len(compute)} runs "
-        "(lower bounds: a resumed unit counts only the work after its resume).",
+        "(lower bounds: a resumed unit counts only the work after its resume, and a run trained before the "
+        "study process that recorded it has no training time).",
         "",
-        "| method | runs timed | training | evaluation |",
-        "|---|---|---|---|",
+        "| method | training (runs timed) | evaluation (runs timed) |",
+        "|---|---|---|",
     ]
     by_method: dict[str, list[dict[str, Any]]] = {}
     for _, c in sorted(timed.items()):
         by_method.setdefault(str(c["method"]), []).append(c)
     for method, units in by_method.items():
-        train_s = sum(float(c.get("train_s", 0.0)) for c in units)
-        eval_s = sum(float(c.get("eval_s", 0.0)) for c in units)
-        lines.append(f"| {method} | {len(units)} | {_hours(train_s)} | {_hours(eval_s)} |")
+        cells = [_summed(units, key) for key in ("train_s", "eval_s")]
+        lines.append(f"| {method} | {cells[0]} | {cells[1]} |")
     machines = sorted({str(c.get("machine")) for c in timed.values()})
     if machines:
         lines += ["", "On: " + "; ".join(machines) + "."]
