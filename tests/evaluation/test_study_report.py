@@ -8,6 +8,7 @@ import pytest
 
 from vla_razor.evaluation.study import (
     compute_lines,
+    format_r2_difference,
     matched_levels,
     predictor_table,
     study_document,
@@ -70,8 +71,10 @@ def test_predictor_table_reports_out_of_sample_r2_and_verdicts(tmp_path) -> None
     )
     rows = lines[start : lines.index("", start)]
     assert len(rows) == 4  # every other predictor, each with a verdict
+    # A verdict names the predictor that wins by its label (as in the row), or says inconclusive.
     assert all(
-        r.split("|")[-2].strip() in {"inconclusive", "forward KL better"} or "better" in r for r in rows
+        r.split("|")[-2].strip() in {"inconclusive", "forward KL better", f"{r.split('|')[1].strip()} better"}
+        for r in rows
     )
     # Forgetting is built from KL; weight L2 is noise: its R² difference favours KL.
     weight_row = next(r for r in rows if r.startswith("| L2 distance of weights"))
@@ -139,3 +142,13 @@ def test_compute_is_summed_per_method_over_the_timed_units(tmp_path) -> None:
     assert lines[-1] == "On: AMD EPYC, 2 usable cores."
     # Results that are not a recorded study have no compute section at all.
     assert compute_lines({"policies": {}}) == []
+
+
+def test_small_r2_differences_keep_their_sign_and_digits() -> None:
+    # An interval end of -0.0019 makes a verdict; printed as "-0.00" the table would contradict it.
+    assert [format_r2_difference(v) for v in (-0.0019, 0.0, 0.5, -187.6848)] == [
+        "-0.0019",
+        "+0.00",
+        "+0.50",
+        "-187.68",
+    ]

@@ -270,6 +270,12 @@ def fits(points: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def format_r2_difference(value: float) -> str:
+    """A signed R² difference to 2 decimals, or to 2 significant digits below 0.01: an interval end of
+    -0.0019 decides a verdict and must not print as -0.00."""
+    return f"{value:+.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:+.2g}"
+
+
 def predictor_table(points: list[dict[str, Any]]) -> list[str]:
     """RL's Razor's Table 1 for this study: per predictor, quadratic and monotone fits, in-sample and
     leave-one-run-out R² with a bootstrap interval over runs; then forward KL against each other
@@ -303,10 +309,16 @@ def predictor_table(points: list[dict[str, Any]]) -> list[str]:
             continue
         other = np.array([p[key] for p in pts], dtype=float)
         cmp = compare_predictors(kl, other, y, runs)
-        verdict = {"A better": "forward KL better", "B better": f"{key} better"}.get(cmp.verdict, cmp.verdict)
+        verdict = {"A better": "forward KL better", "B better": f"{label} better"}.get(
+            cmp.verdict, cmp.verdict
+        )
         ci = cmp.interval
-        span = f" [{ci.low:+.2f}, {ci.high:+.2f}]" if ci is not None and ci.n_valid else ""
-        lines.append(f"| {label} | {cmp.difference:+.2f}{span} | {verdict} |")
+        span = (
+            f" [{format_r2_difference(ci.low)}, {format_r2_difference(ci.high)}]"
+            if ci is not None and ci.n_valid
+            else ""
+        )
+        lines.append(f"| {label} | {format_r2_difference(cmp.difference)}{span} | {verdict} |")
     return lines + ["", *method_transfer_table(pts)]
 
 
