@@ -113,6 +113,10 @@ def test_matched_levels_include_the_range_every_method_covers() -> None:
     ]
     # Common range 0.1..0.4 (ppo's best): its thirds 0.2, 0.3, 0.4, beside the fixed 25/50/75%.
     assert matched_levels(points) == pytest.approx((0.2, 0.25, 0.3, 0.4, 0.5, 0.75))
+    # The top level is the lowest best itself, not that best rounded up past it (16/52 = 0.30769...).
+    points[1]["new_task_success"] = 16 / 52
+    levels = matched_levels(points)
+    assert 16 / 52 in levels and not any(16 / 52 < level < 0.5 for level in levels)
     assert matched_levels(points[:1]) == (0.25, 0.5, 0.75)
 
 

@@ -54,7 +54,11 @@ def matched_levels(points: list[dict[str, Any]]) -> tuple[float, ...]:
     if not base or not methods:
         return MATCHED_LEVELS
     top = min(max(p["new_task_success"] for p in points if p["method"] == m) for m in methods)
-    common = [round(base[0] + f * (top - base[0]), 4) for f in COMMON_RANGE_FRACTIONS if top > base[0]]
+    # Rounded to merge with the fixed levels, but never above ``top``: a best of 16/52 = 0.30769 rounded up
+    # to 0.3077 put the top level just outside the frontier of the very method that reached it.
+    common = [
+        min(round(base[0] + f * (top - base[0]), 4), top) for f in COMMON_RANGE_FRACTIONS if top > base[0]
+    ]
     return tuple(sorted(set(common) | set(MATCHED_LEVELS)))
 
 
