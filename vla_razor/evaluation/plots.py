@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vla_razor.evaluation.fit import PolyFit  # noqa: E402
-from vla_razor.evaluation.frontier import pareto_frontier  # noqa: E402
+from vla_razor.evaluation.frontier import near_frontier, pareto_frontier  # noqa: E402
 from vla_razor.io_utils import atomic_path  # noqa: E402
 
 METHOD_COLORS = {
@@ -30,9 +30,12 @@ def _color(method: str) -> str:
 
 def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path:
     """New-task success (x) vs mean prior-skill success (y), one point per checkpoint, by method, with each
-    method's Pareto frontier drawn through its undominated checkpoints."""
+    method's Pareto frontier drawn through its undominated checkpoints and, ringed, the checkpoints within
+    2 points of it (the set RL's Razor keeps for its frontier analysis)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     base = [p for p in points if p["method"] == "pi0"]
+    # One neutral legend entry for the rings of every method.
+    ax.scatter([], [], s=110, facecolors="none", edgecolors="grey", label="within 2 points of its frontier")
     for method in sorted({p["method"] for p in points}):
         sel = [p for p in points if p["method"] == method]
         ax.errorbar(
@@ -49,7 +52,17 @@ def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path
         )
         if method != "pi0":  # the method's Pareto frontier with pi0 (what the matched table reads)
             front = sel + base
-            idx = pareto_frontier([p["new_task_success"] for p in front], [p["prior_success"] for p in front])
+            new, prior = [p["new_task_success"] for p in front], [p["prior_success"] for p in front]
+            idx = pareto_frontier(new, prior)
+            kept = [p for p, near in zip(front, near_frontier(new, prior), strict=True) if near and p in sel]
+            ax.scatter(
+                [p["new_task_success"] for p in kept],
+                [p["prior_success"] for p in kept],
+                s=110,
+                facecolors="none",
+                edgecolors=_color(method),
+                linewidths=1.0,
+            )
             ax.plot(
                 [front[i]["new_task_success"] for i in idx],
                 [front[i]["prior_success"] for i in idx],
