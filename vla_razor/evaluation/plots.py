@@ -54,7 +54,8 @@ def pareto_plot(points: list[dict[str, Any]], path: Path, new_task: str) -> Path
             front = sel + base
             new, prior = [p["new_task_success"] for p in front], [p["prior_success"] for p in front]
             idx = pareto_frontier(new, prior)
-            kept = [p for p, near in zip(front, near_frontier(new, prior), strict=True) if near and p in sel]
+            near = near_frontier(new, prior)[: len(sel)]  # front lists sel first, then pi0
+            kept = [p for p, is_near in zip(sel, near, strict=True) if is_near]
             ax.scatter(
                 [p["new_task_success"] for p in kept],
                 [p["prior_success"] for p in kept],
