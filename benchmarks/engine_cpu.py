@@ -18,9 +18,8 @@ import numpy as np
 import psutil
 
 from vla_razor import envs
-from vla_razor.evaluation.suite import policy_env_kwargs
 from vla_razor.policies import load_policy
-from vla_razor.rollouts import EngineSettings
+from vla_razor.rollouts import EngineSettings, policy_env_kwargs
 from vla_razor.rollouts.engine import EpisodeJob, play_episodes
 from vla_razor.rollouts.pool import EnvPool
 

@@ -22,9 +22,9 @@ from tests.rollouts import interrupted_eval
 from vla_razor import envs
 from vla_razor.commands.eval import run_suite
 from vla_razor.config import asset_path
-from vla_razor.evaluation.suite import SuiteSpec, policy_env_kwargs
+from vla_razor.evaluation.suite import SuiteSpec
 from vla_razor.policies import load_policy
-from vla_razor.rollouts import EngineSettings, EnvPool, EpisodeJob, play_episodes
+from vla_razor.rollouts import EngineSettings, EnvPool, EpisodeJob, play_episodes, policy_env_kwargs
 
 REPO = Path(__file__).resolve().parents[2]
 PI0 = Path(asset_path("pi0_tiny"))

@@ -23,14 +23,13 @@ from vla_razor.evaluation.suite import (
     add_forgetting,
     evaluate_policy,
     merged_weights,
-    policy_env_kwargs,
     run_info,
     state_caches,
 )
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
-from vla_razor.rollouts import EnvPool
+from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.trainers.checkpoint import list_checkpoints, resolve_policy_dir
 from vla_razor.video import video_dir as make_video_dir
 

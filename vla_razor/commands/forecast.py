@@ -24,11 +24,11 @@ from vla_razor.evaluation.forecast import (
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.kl_states import collect_kl_states, load_kl_states
 from vla_razor.evaluation.study import calibrate_from_results, load_results
-from vla_razor.evaluation.suite import SuiteSpec, measure_pair_divergences, policy_env_kwargs
+from vla_razor.evaluation.suite import SuiteSpec, measure_pair_divergences
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
-from vla_razor.rollouts import EnvPool
+from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.trainers.checkpoint import resolve_policy_dir
 
 log = logging.getLogger(__name__)

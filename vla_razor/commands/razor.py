@@ -35,11 +35,11 @@ from vla_razor.evaluation.study import (
     write_report,
     write_study_unit,
 )
-from vla_razor.evaluation.suite import ResultsStore, SuiteSpec, policy_env_kwargs
+from vla_razor.evaluation.suite import ResultsStore, SuiteSpec
 from vla_razor.io_utils import atomic_path
 from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
-from vla_razor.rollouts import EnvPool
+from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.schemas import register_schemas
 from vla_razor.stopwatch import AwakeStopwatch
 from vla_razor.trainers.checkpoint import (

@@ -22,7 +22,7 @@ from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.in_training import InTrainingEvaluator
 from vla_razor.policies import build_policy, load_policy
 from vla_razor.policies.factory import rebuild_reference, reference_spec
-from vla_razor.rollouts import EnvPool
+from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.rollouts.vector import PoolVectorEnv
 from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint, resolve_policy_dir
@@ -43,15 +43,6 @@ TRAINERS: dict[str, type[TrainerSettings]] = {
     "ppo": PPOSettings,
     "rft": RFTSettings,
 }
-
-
-def policy_env_kwargs(policy: Any, cfg: DictConfig) -> dict[str, Any]:
-    """Env kwargs whose cameras and image size are exactly what the policy consumes."""
-    kwargs = env_kwargs_from_cfg(cfg)
-    keys = [k for k in policy.settings.image_keys if k.endswith("_image")]
-    kwargs["cameras"] = tuple(k[: -len("_image")] for k in keys)
-    kwargs["image_size"] = int(policy.settings.image_size)
-    return kwargs
 
 
 def load_training_policy(
@@ -126,7 +117,7 @@ def run(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, float]:
                 "with `vla-razor eval` instead (trainer.eval_every=0)"
             )
         shard_policy(policy, dist_info)
-    env_kwargs = policy_env_kwargs(policy, cfg)
+    env_kwargs = {**env_kwargs_from_cfg(cfg), **policy_env_kwargs(policy)}
     logger = MetricLogger(
         run_dir,
         enabled=dist_info.is_main,

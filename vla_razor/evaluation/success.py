@@ -18,8 +18,7 @@ from tqdm.auto import tqdm
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
 from vla_razor.sampling import seeded_generator
-
-HELDOUT_SEED_START = 100_000
+from vla_razor.seeds import HELDOUT_SEED_START
 
 
 @dataclass

@@ -41,8 +41,9 @@ from vla_razor.evaluation.success import SuccessResult, evaluate_success
 from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
 from vla_razor.metrics.divergences import action_token_divergences, weight_l2_distance
 from vla_razor.metrics.representation import linear_cka
-from vla_razor.rollouts import EnvPool, SeededEpisode
+from vla_razor.rollouts import EnvPool, SeededEpisode, policy_env_kwargs
 from vla_razor.sampling import seeded_generator
+from vla_razor.seeds import HELDOUT_SEED_START
 from vla_razor.video import EpisodeRecorder, episode_video_name
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,10 @@ class SuiteSpec:
             raise BadInputError(
                 f"suite {self.name!r}: the new task {self.new_task!r} is also listed as a prior skill"
             )
-        if self.seed < 100_000:
-            log.warning("suite seed %d overlaps the training seed range (< 100000)", self.seed)
+        if self.seed < HELDOUT_SEED_START:
+            log.warning(
+                "suite seed %d overlaps the training seed range (< %d)", self.seed, HELDOUT_SEED_START
+            )
 
     @property
     def tasks(self) -> list[str]:
@@ -144,6 +147,9 @@ def run_info() -> dict[str, Any]:
 
 
 PI0_IDENTITY_FILE = "pi0_identity.json"
+# What the first hashed results folders called their pi0 record; read, never written. (A study folder's
+# pi0.json is another file: the study's pi0 unit, evaluation.study.STUDY_PI0.)
+LEGACY_PI0_IDENTITY_FILE = "pi0.json"
 
 
 class ResultsStore:
@@ -187,7 +193,7 @@ class ResultsStore:
         self.metrics_file = self.dir / "policies.jsonl"
 
     def _recorded_pi0(self) -> str | None:
-        for name in (PI0_IDENTITY_FILE, "pi0.json"):  # pi0.json: the name used by the first hashed folders
+        for name in (PI0_IDENTITY_FILE, LEGACY_PI0_IDENTITY_FILE):
             path = self.dir / name
             if path.is_file():
                 return str(json.loads(path.read_text())["hash"])
@@ -405,14 +411,6 @@ def representation_cka(pi0: Any, pi: Any, states: dict[str, Any], batch_size: in
         feats0.append(pi0.action_features(batch).double().cpu())
         feats.append(pi.action_features(batch).double().cpu())
     return linear_cka(torch.cat(feats0), torch.cat(feats))
-
-
-def policy_env_kwargs(policy: Any) -> dict[str, Any]:
-    keys = [k for k in policy.settings.image_keys if k.endswith("_image")]
-    return {
-        "cameras": tuple(k[: -len("_image")] for k in keys),
-        "image_size": int(policy.settings.image_size),
-    }
 
 
 def _summary(result: SuccessResult) -> dict[str, Any]:

@@ -9,7 +9,7 @@
 
 from vla_razor.rollouts.collector import EpisodeStats, Rollout, RolloutCollector
 from vla_razor.rollouts.engine import EngineStats, EpisodeJob, PlayedEpisode, SeededEpisode, play_episodes
-from vla_razor.rollouts.observations import policy_batch
+from vla_razor.rollouts.observations import policy_batch, policy_env_kwargs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError
 from vla_razor.rollouts.settings import EngineSettings, available_cores
 from vla_razor.rollouts.vector import PoolVectorEnv
@@ -30,4 +30,5 @@ __all__ = [
     "available_cores",
     "play_episodes",
     "policy_batch",
+    "policy_env_kwargs",
 ]

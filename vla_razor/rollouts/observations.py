@@ -11,6 +11,15 @@ import numpy as np
 OBS_SKIP = ("instruction",)
 
 
+def policy_env_kwargs(policy: Any) -> dict[str, Any]:
+    """Env kwargs whose cameras and image size are exactly what ``policy`` consumes."""
+    keys = [k for k in policy.settings.image_keys if k.endswith("_image")]
+    return {
+        "cameras": tuple(k[: -len("_image")] for k in keys),
+        "image_size": int(policy.settings.image_size),
+    }
+
+
 def policy_batch(policy: Any, obs: dict[str, Any]) -> Any:
     """Vector-env observation dict -> the policy's batch (the policy picks the keys it needs).
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from vla_razor.rollouts import Rollout, RolloutCollector
 from vla_razor.sampling import seeded_generator
+from vla_razor.seeds import HELDOUT_SEED_START
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
     InterruptFlag,
@@ -43,7 +44,6 @@ from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
 
-TRAIN_SEED_SPACE = 100_000  # held-out evaluation seeds start at 100000; training never reaches them
 
 Evaluator = Callable[[Any, int], dict[str, float]]
 # (policy, rollout, optimizer, params, settings, CPU shuffle generator, dist_info) -> metrics of the update
@@ -56,7 +56,7 @@ UpdateFn = Callable[
 def update_seeds(seed: int, update: int, rank: int, num_envs: int, world_size: int) -> list[int]:
     """Env seeds of one iteration: distinct across iterations, ranks and envs, below the held-out range."""
     base = seed * 7919 + (update * world_size + rank) * num_envs
-    return [(base + i) % TRAIN_SEED_SPACE for i in range(num_envs)]
+    return [(base + i) % HELDOUT_SEED_START for i in range(num_envs)]
 
 
 def gather_rng(generators: dict[str, torch.Generator], dist_info: DistInfo) -> list[dict[str, Any]]:
