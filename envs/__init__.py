@@ -12,6 +12,7 @@ from typing import Any
 
 from vla_razor.envs import _robosuite  # noqa: F401  (must run before any other robosuite import)
 from vla_razor.envs.experts import Expert, make_expert
+from vla_razor.envs.render_profiles import DEFAULT_RENDER_PROFILE, RENDER_PROFILES, RenderProfile
 from vla_razor.envs.rendering import RenderingUnavailableError
 from vla_razor.envs.robosuite_env import ACTION_DIM, PROPRIO_DIM, RobosuiteTaskEnv
 from vla_razor.envs.task_config import TaskConfig, task_from_config
@@ -34,6 +35,7 @@ def make_env(
     render_size: int | None = None,
     render_mode: str | None = None,
     fast_step: bool = True,
+    render_profile: str = DEFAULT_RENDER_PROFILE,
 ) -> RobosuiteTaskEnv:
     """Build one task environment (see :class:`RobosuiteTaskEnv` and the table in :mod:`vla_razor.envs.tasks`)."""
     return RobosuiteTaskEnv(
@@ -50,6 +52,7 @@ def make_env(
         render_size=render_size,
         render_mode=render_mode,
         fast_step=fast_step,
+        render_profile=render_profile,
     )
 
 
@@ -57,6 +60,8 @@ __all__ = [
     "ACTION_DIM",
     "DEFAULT_CONTROL_FREQ",
     "PROPRIO_DIM",
+    "RENDER_PROFILES",
+    "RenderProfile",
     "TASKS",
     "TaskConfig",
     "Expert",

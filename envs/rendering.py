@@ -33,6 +33,7 @@ import numpy as np
 # Through the gateway: it configures MUJOCO_GL before robosuite's rendering modules are imported.
 from vla_razor.envs._robosuite import robosuite
 from vla_razor.envs.culling import culler_for, hidden_from_scene
+from vla_razor.envs.render_profiles import FULL, RenderProfile
 from vla_razor.errors import UserError
 
 _PACKAGES_HINT = (
@@ -70,22 +71,36 @@ def check_rendering_backend() -> str:
     return backend
 
 
-def apply_fast_render(sim: Any, buffer_width: int, buffer_height: int, fast: bool = True) -> Any:
+def apply_fast_render(
+    sim: Any, buffer_width: int, buffer_height: int, fast: bool = True, profile: RenderProfile = FULL
+) -> Any:
     """Configure the sim's offscreen context; returns the context object that was configured.
 
-    The MjrContext must be rebuilt for the multisampling and buffer-size changes to take effect, which
-    robosuite does whenever its buffer grows; callers re-apply when the context object changes.
+    The MjrContext must be rebuilt for the multisampling, buffer-size and primitive-quality changes to
+    take effect (it tessellates the built-in primitives when it is made), which robosuite does whenever
+    its buffer grows; callers re-apply when the context object changes. ``profile`` adds the render
+    profile's scene settings (:mod:`vla_razor.envs.render_profiles`); its meshes are chosen when the
+    model is compiled.
     """
     ctx = sim._render_context_offscreen
     if ctx is None:
         raise RuntimeError("the simulation has no offscreen render context (has_offscreen_renderer=False)")
     ctx.gl_ctx.make_current()
+    rebuild = False
     if fast:
         ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         ctx.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         sim.model.vis.quality.offsamples = 0
         sim.model.vis.global_.offwidth = int(buffer_width)
         sim.model.vis.global_.offheight = int(buffer_height)
+        rebuild = True
+    if not profile.skybox:
+        ctx.scn.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+    if profile.primitive_quality is not None:
+        quality = sim.model.vis.quality
+        quality.numslices, quality.numstacks, quality.numquads = profile.primitive_quality
+        rebuild = True
+    if rebuild:
         ctx.con.free()
         ctx._set_mujoco_context_and_buffers()
     return ctx

@@ -16,6 +16,8 @@ from gymnasium import spaces
 from vla_razor.envs._robosuite import REGISTERED_ENVS, load_composite_controller_config, robosuite
 from vla_razor.envs.fast_step import FastControlLoop, unsupported_reason
 from vla_razor.envs.placement import apply_placement, resolve_placement
+from vla_razor.envs.render_meshes import models_compiled_with
+from vla_razor.envs.render_profiles import DEFAULT_RENDER_PROFILE, get_render_profile
 from vla_razor.envs.rendering import (
     apply_fast_render,
     check_rendering_backend,
@@ -94,8 +96,10 @@ class RobosuiteTaskEnv(gym.Env):
         render_size: int | None = None,
         render_mode: str | None = None,
         fast_step: bool = True,
+        render_profile: str = DEFAULT_RENDER_PROFILE,
     ) -> None:
         self.spec_task = get_task(task)
+        self.render_profile = get_render_profile(render_profile)
         # Unset cameras and reward are the task's own defaults (a config-defined task may choose them).
         cameras = self.spec_task.default_cameras if cameras is None else cameras
         reward = self.spec_task.default_reward if reward is None else reward
@@ -132,24 +136,8 @@ class RobosuiteTaskEnv(gym.Env):
         needs_gl = bool(self.cameras) or render_camera is not None
         if needs_gl:
             check_rendering_backend()
-        self._rs = robosuite.make(
-            robosuite_env_name(self.spec_task.robosuite_env),
-            robots="Panda",
-            controller_configs=load_composite_controller_config(controller="BASIC", robot="Panda"),
-            has_renderer=False,
-            has_offscreen_renderer=needs_gl,
-            # We render cameras ourselves (one render per step, only the cameras asked for).
-            use_camera_obs=False,
-            use_object_obs=True,
-            control_freq=self.control_freq,
-            # Hard resets rebuild the model and GL context every episode (about 1 s) and drop our settings.
-            hard_reset=False,
-            horizon=10**9,
-            ignore_done=True,
-            reward_shaping=(reward == "shaped"),
-            seed=MODEL_SEED,
-            **self.spec_task.robosuite_kwargs,
-        )
+        with models_compiled_with(self.render_profile):
+            self._rs = self._make_robosuite(reward, needs_gl)
         # The model is built; episodes draw from here on. An unseeded first reset must stay random per
         # process, as gymnasium expects (vector workers must not all start from the same episode), so the
         # generator leaves the fixed build seed for OS entropy; reset(seed=s) reseeds it in place.
@@ -183,6 +171,26 @@ class RobosuiteTaskEnv(gym.Env):
         self._warning_counts = self._sim_warning_counts()
 
     # ------------------------------------------------------------------ set-up helpers
+    def _make_robosuite(self, reward: str, needs_gl: bool) -> Any:
+        return robosuite.make(
+            robosuite_env_name(self.spec_task.robosuite_env),
+            robots="Panda",
+            controller_configs=load_composite_controller_config(controller="BASIC", robot="Panda"),
+            has_renderer=False,
+            has_offscreen_renderer=needs_gl,
+            # We render cameras ourselves (one render per step, only the cameras asked for).
+            use_camera_obs=False,
+            use_object_obs=True,
+            control_freq=self.control_freq,
+            # Hard resets rebuild the model and GL context every episode (about 1 s) and drop our settings.
+            hard_reset=False,
+            horizon=10**9,
+            ignore_done=True,
+            reward_shaping=(reward == "shaped"),
+            seed=MODEL_SEED,
+            **self.spec_task.robosuite_kwargs,
+        )
+
     def _validate_camera_names(self) -> None:
         valid = tuple(self._rs.sim.model.camera_names)
         for cam in (*self.cameras, *([self.render_camera] if self.render_camera else [])):
@@ -196,7 +204,9 @@ class RobosuiteTaskEnv(gym.Env):
         if self._rs.sim._render_context_offscreen is self._render_ctx:
             return
         size = max(self.image_size if self.cameras else 0, self.render_size or 0)
-        self._render_ctx = apply_fast_render(self._rs.sim, size, size, fast=self.fast_render)
+        self._render_ctx = apply_fast_render(
+            self._rs.sim, size, size, fast=self.fast_render, profile=self.render_profile
+        )
 
     def _sim_warning_counts(self) -> tuple[int, ...]:
         return tuple(int(self._rs.sim.data.warning[w].number) for w in _SIM_WARNINGS)

@@ -22,8 +22,8 @@ sys.path.insert(0, {str(_REPO)!r})
 from tests.envs.conftest import seeded_episode_record
 from vla_razor import envs
 out = {{}}
-for task in sys.argv[1:]:
-    env = envs.make_env(task, image_size=16)
+for task in sys.argv[2:]:
+    env = envs.make_env(task, image_size=16, render_profile=sys.argv[1])
     unseeded, _ = env.reset()
     out[task] = {{**seeded_episode_record(env, task), "unseeded": unseeded["object_state"].tolist()}}
     env.close()
@@ -32,7 +32,8 @@ print(json.dumps(out))
 _CROSS_PROCESS_TASKS = ("lift", "door", "grasp_lift_can")
 
 
-def test_seeded_reset_is_identical_across_processes():
+@pytest.mark.parametrize("profile", ["full", "fast"])
+def test_seeded_reset_is_identical_across_processes(profile):
     """Two fresh processes and this one (with another history) start a seeded episode bit-identically.
 
     Regression: Lift's cube size was drawn from OS entropy when the model was built, so the cube's
@@ -40,7 +41,7 @@ def test_seeded_reset_is_identical_across_processes():
     """
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, *_CROSS_PROCESS_TASKS],
+            [sys.executable, "-c", _CHILD, profile, *_CROSS_PROCESS_TASKS],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -49,7 +50,7 @@ def test_seeded_reset_is_identical_across_processes():
     ]
     here = {}
     for task in _CROSS_PROCESS_TASKS:
-        env = envs.make_env(task, image_size=16)
+        env = envs.make_env(task, image_size=16, render_profile=profile)
         env.reset(seed=5)
         env.step(env.action_space.sample())
         here[task] = seeded_episode_record(env, task)  # after a different history
