@@ -71,6 +71,19 @@ def act_without_cache(policy: VLAPolicy, batch: PolicyBatch) -> torch.Tensor:
     return torch.stack(tokens, 1)
 
 
+def random_observations(policy: VLAPolicy, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A batch of every input the policy reads (its cameras, and proprioception if it uses it), so the
+    benchmark follows the policy's architecture instead of naming one camera."""
+    size = int(policy.settings.image_size)
+    obs = {
+        key: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+        for key in policy.settings.image_keys
+    }
+    if policy.settings.use_proprio:
+        obs["proprio"] = rng.normal(size=(batch, int(policy.model.config.proprio_dim))).astype(np.float32)
+    return obs
+
+
 def tensor_bytes(*modules: torch.nn.Module) -> int:
     """Bytes of distinct parameter/buffer storages (shared tensors counted once)."""
     seen: set[int] = set()
@@ -109,7 +122,7 @@ def main() -> None:
     print("-" * len(header))
     rng = np.random.default_rng(0)
     for b in args.batches:
-        obs = {"agentview_image": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8)}
+        obs = random_observations(policy, b, rng)
         batch = policy.prepare(obs, [INSTRUCTIONS[i % len(INSTRUCTIONS)] for i in range(b)])
         ids = policy.act(batch, greedy=True).token_ids
         assert torch.equal(act_without_cache(policy, batch), ids), "cached and uncached decoding disagree"

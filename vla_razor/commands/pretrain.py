@@ -47,7 +47,10 @@ def ensure_demos(
     if path.is_file():
         with DemoFile(path) as demo:
             enough = len(demo.demo_names()) >= episodes
-            same = all(demo.env_kwargs.get(k) == v for k, v in env_kwargs.items() if k in ("image_size",))
+            recorded = {"render_profile": "full", **demo.env_kwargs}  # files from before profiles: full
+            same = all(
+                recorded.get(k) == v for k, v in env_kwargs.items() if k in ("image_size", "render_profile")
+            )
         if enough and same:
             log.info("reusing %s", path)
             return path
@@ -89,7 +92,11 @@ def _pretrain(cfg: DictConfig, pool: EnvPool) -> dict[str, Any]:
     arch = TinyPolicyConfig.from_mapping(policy_cfg)
     settings = BCSettings.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True))  # type: ignore[arg-type]
     cameras = tuple(k[: -len("_image")] for k in arch.image_keys)
-    env_kwargs = {"cameras": cameras, "image_size": int(arch.image_size)}
+    env_kwargs = {
+        "cameras": cameras,
+        "image_size": int(arch.image_size),
+        "render_profile": arch.render_profile,
+    }
     demo_dir = Path(cfg.demos.dir)
 
     paths = []
@@ -112,8 +119,8 @@ def _pretrain(cfg: DictConfig, pool: EnvPool) -> dict[str, Any]:
         raise BadInputError("demos.episodes asks for no demonstrations; give at least one task a count > 0")
 
     keys = list(arch.image_keys) + (["proprio"] if arch.use_proprio else [])
-    train = load_steps(paths, keys, split="train")
-    val = load_steps(paths, keys, split="valid", allow_empty=True)
+    train = load_steps(paths, keys, split="train", render_profile=arch.render_profile)
+    val = load_steps(paths, keys, split="valid", allow_empty=True, render_profile=arch.render_profile)
     run_dir = Path(cfg.out_dir)
     resume_state = None
     if cfg.resume:

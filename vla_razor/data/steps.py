@@ -76,14 +76,22 @@ def load_steps(
     action_dim: int = 7,
     max_episodes: int | None = None,
     allow_empty: bool = False,
+    render_profile: str | None = None,
 ) -> StepData | None:
     """Load the steps of one split of several demo files, checking they fit the policy's inputs.
 
     With ``allow_empty`` an empty selection (e.g. no validation demos in small files) returns None.
+    ``render_profile`` (the policy's) must be the one the demos were rendered with.
     """
     parts = []
     for path in paths:
         with DemoFile(path) as demo:
+            recorded = demo.env_kwargs.get("render_profile", "full")  # files from before profiles: full
+            if render_profile is not None and recorded != render_profile:
+                raise BadInputError(
+                    f"demo file {str(path)!r} was rendered with render_profile={recorded!r}; the policy "
+                    f"uses {render_profile!r} (collect demos with the policy's render profile)"
+                )
             available = demo.obs_keys()
             missing = [k for k in obs_keys if k not in available]
             if missing:

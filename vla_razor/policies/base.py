@@ -78,6 +78,9 @@ class PolicySettings:
     # How to rebuild pi0 (a build_policy mapping) for a full fine-tune, whose reference is a frozen copy
     # taken at build time: a resumed run must rebuild pi0 from here, not from the resumed weights.
     reference: dict[str, Any] | None = None
+    # The render profile (vla_razor.envs.render_profiles) of the images the policy learned from; envs
+    # built for it use this profile. Policies saved before profiles existed saw the full one.
+    render_profile: str = "full"
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:

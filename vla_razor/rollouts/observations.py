@@ -12,11 +12,12 @@ OBS_SKIP = ("instruction",)
 
 
 def policy_env_kwargs(policy: Any) -> dict[str, Any]:
-    """Env kwargs whose cameras and image size are exactly what ``policy`` consumes."""
+    """Env kwargs whose cameras, image size and render profile are exactly what ``policy`` consumes."""
     keys = [k for k in policy.settings.image_keys if k.endswith("_image")]
     return {
         "cameras": tuple(k[: -len("_image")] for k in keys),
         "image_size": int(policy.settings.image_size),
+        "render_profile": str(policy.settings.render_profile),
     }
 
 

@@ -63,6 +63,8 @@ class TinyPolicyConfig:
     """seed of the weight initialisation"""
     device: str = "cpu"
     """torch device"""
+    render_profile: str = "full"
+    """the render profile of the images it trains on (full | fast; vla_razor/envs/render_profiles.py)"""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TinyPolicyConfig:

@@ -89,6 +89,7 @@ class TinyVLAPolicy(VLAPolicy):
             use_proprio=bool(c.use_proprio),
             instruction_template=c.instruction_template,
             value_head_dims=list(c.value_head_dims),
+            render_profile=c.render_profile,
         )
         return cls(model, tokenizer, settings, stats)
 
