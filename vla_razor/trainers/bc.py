@@ -49,27 +49,23 @@ log = logging.getLogger(__name__)
 Evaluator = Callable[[Any, int], dict[str, float]]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BCSettings(TrainerSettings):
     """Behaviour cloning on action tokens: the one source of its defaults (configs/trainer/bc.yaml and
-    bc_kl.yaml only override)."""
+    bc_kl.yaml only override). The settings every trainer has are documented on TrainerSettings; BC's
+    name is bc, or bc_kl (BC with a KL penalty), and its updates are gradient steps."""
 
     name: str = "bc"
-    """the trainer's name in configs and checkpoints (bc, or bc_kl: BC with a KL penalty)"""
     lr: float = 3e-4
-    """peak learning rate of AdamW"""
     weight_decay: float = 0.01
-    """AdamW weight decay"""
     minibatch_size: int = 64
-    """demonstration steps per gradient step"""
     num_iterations: int = 2000
-    """the training budget: gradient steps"""
+    save_every: int = 500
+
     warmup_steps: int = 100
     """linear learning-rate warm-up steps, followed by a cosine decay"""
     min_lr_ratio: float = 0.1
     """the cosine decay ends at min_lr_ratio * lr"""
-    max_grad_norm: float = 1.0
-    """the maximum global gradient norm (0: no clipping)"""
     shift_pad: int = 4
     """random-shift image augmentation in pixels (0: off)"""
     kl_coef: float = 0.0
@@ -80,19 +76,11 @@ class BCSettings(TrainerSettings):
     """validation loss on held-back demos every N steps (0: never)"""
     val_batches: int = 8
     """minibatches per validation"""
-    save_every: int = 500
-    """checkpoint every N steps (and at the end)"""
-    keep_last: int | None = 3
-    """checkpoints kept on disk (null: all)"""
-    eval_every: int = 0
-    """in-training rollouts on the new task every N steps (0: off)"""
-    seed: int = 0
-    """seed of the minibatch and augmentation streams (train.yaml sets it to the run's seed)"""
 
     _positive = ("minibatch_size", "num_iterations", "log_every")
 
     def __post_init__(self) -> None:
-        self._check()
+        super().__post_init__()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
 
 

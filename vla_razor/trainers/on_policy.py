@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
     InterruptFlag,
     NonFiniteLossError,
+    TrainerSettings,
     make_optimizer,
     trainable_parameters,
 )
@@ -43,6 +44,20 @@ from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class OnPolicySettings(TrainerSettings):
+    """What every on-policy trainer has, besides what every trainer has."""
+
+    num_steps: int = 64
+    """steps per env per iteration (the envs are re-seeded every iteration)"""
+    temperature: float = 1.0
+    """sampling temperature of the action tokens"""
+    update_epochs: int = 2
+    """epochs over each iteration's rollout (RFT: over its kept steps)"""
+
+    _positive = ("num_iterations", "num_steps", "update_epochs", "minibatch_size", "temperature")
 
 
 Evaluator = Callable[[Any, int], dict[str, float]]

@@ -16,49 +16,22 @@ import numpy as np
 import torch
 
 from vla_razor.rollouts import Rollout
-from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
+from vla_razor.trainers.common import NonFiniteLossError, grad_norm_and_clip
 from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, any_rank, max_over_ranks
-from vla_razor.trainers.on_policy import run_on_policy
+from vla_razor.trainers.on_policy import OnPolicySettings, run_on_policy
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RFTSettings(TrainerSettings):
+@dataclass(kw_only=True)
+class RFTSettings(OnPolicySettings):
     """Rejection-sampling fine-tuning: the one source of its defaults (configs/trainer/rft.yaml only
-    overrides)."""
+    overrides). Every setting is one RFT shares: documented on TrainerSettings and OnPolicySettings."""
 
     name: str = "rft"
-    """the trainer's name in configs and checkpoints"""
     lr: float = 1e-4
-    """learning rate of AdamW (constant)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
     num_iterations: int = 20
-    """the training budget: sample-filter-clone iterations"""
-    num_steps: int = 64
-    """steps per env per iteration (the envs are re-seeded every iteration)"""
-    temperature: float = 1.0
-    """sampling temperature of the action tokens"""
-    update_epochs: int = 2
-    """epochs over the iteration's kept (successful) steps"""
-    minibatch_size: int = 32
-    """kept steps per gradient step"""
-    max_grad_norm: float = 1.0
-    """the maximum global gradient norm (0: no clipping)"""
     save_every: int = 5
-    """checkpoint every N iterations (and at the end)"""
-    keep_last: int | None = 3
-    """checkpoints kept on disk (null: all)"""
-    eval_every: int = 0
-    """in-training rollouts on the new task every N iterations (0: off)"""
-    seed: int = 0
-    """seed of the env seeds and the sampling stream (train.yaml sets it to the run's seed)"""
-
-    _positive = ("num_iterations", "num_steps", "update_epochs", "minibatch_size", "temperature")
-
-    def __post_init__(self) -> None:
-        self._check()
 
 
 def successful_steps(rollout: Rollout) -> torch.Tensor:
