@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from vla_razor.data.steps import StepData, random_shift
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
-    InterruptFlag,
     NonFiniteLossError,
     TrainerSettings,
     action_targets,
@@ -40,9 +39,10 @@ from vla_razor.trainers.distributed import (
     broadcast_parameters,
 )
 from vla_razor.trainers.fsdp import full_backbone_state, load_optimizer_state, optimizer_state
+from vla_razor.trainers.interrupts import InterruptFlag
 from vla_razor.trainers.kl_monitor import Forecaster, KLMonitor, evenly_spaced
 from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
+from vla_razor.trainers.rng import RngStreams, gather_rng_states
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +167,13 @@ def train_bc(
     )
     # Each rank draws its own minibatches; the seed list makes the streams independent and reproducible.
     rng = np.random.default_rng([settings.seed, dist_info.rank])
+    streams = RngStreams(numpy_generators={"data": rng})
     step = 0
     if resume_state is not None:
         load_optimizer_state(policy, optimizer, resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         step = int(resume_state["step"])
-        restore_rng_state(resume_state["rng"][dist_info.rank], numpy_generators={"data": rng})
+        streams.restore(resume_state["rng"][dist_info.rank])
         log.info("resumed behaviour cloning at step %d", step)
     logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
     last: dict[str, float] = {}
@@ -183,7 +184,7 @@ def train_bc(
             "step": step,
             "optimizer": optimizer_state(policy, optimizer),
             "scheduler": scheduler.state_dict(),
-            "rng": _gather_rng(rng, dist_info),
+            "rng": gather_rng_states(streams, dist_info),
             "settings": asdict(settings),
         }
 
@@ -294,15 +295,3 @@ def demo_states(policy: Any, data: StepData, n: int) -> Any:
     index = evenly_spaced(len(data), n).numpy()
     obs, instructions, _ = data.batch(index)
     return policy.prepare(obs, instructions)
-
-
-def _gather_rng(rng: np.random.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
-    """RNG states of every rank (rank r restores entry r on resume)."""
-    mine = capture_rng_state(numpy_generators={"data": rng})
-    if not dist_info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * dist_info.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered

@@ -3,9 +3,7 @@ the per-token KL to the reference policy, and non-finite-loss handling."""
 
 from __future__ import annotations
 
-import logging
 import math
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
@@ -16,8 +14,6 @@ from torch.distributed.tensor import DTensor
 
 from vla_razor.errors import BadInputError, UserError
 from vla_razor.trainers.fsdp import clip_grad_norm
-
-log = logging.getLogger(__name__)
 
 MONITOR_SETTINGS = ("kl_every", "kl_states", "kl_budget", "forecast_calibration")
 
@@ -112,30 +108,6 @@ class TrainerSettings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise BadInputError(f"trainer.{name} must be > 0, got {value!r}")
-
-
-class InterruptFlag:
-    """Turns the first Ctrl-C into a flag checked between steps, so a checkpoint is never torn."""
-
-    def __init__(self) -> None:
-        self.fired = False
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread (e.g. some test runners): keep default behaviour
-            self._previous = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.fired:  # second Ctrl-C: stop right away
-            raise KeyboardInterrupt
-        self.fired = True
-        log.warning("Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)")
-
-    def __bool__(self) -> bool:
-        return self.fired
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

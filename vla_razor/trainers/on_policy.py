@@ -25,7 +25,6 @@ from vla_razor.sampling import seeded_generator
 from vla_razor.seeds import HELDOUT_SEED_START
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import (
-    InterruptFlag,
     NonFiniteLossError,
     TrainerSettings,
     make_optimizer,
@@ -39,9 +38,10 @@ from vla_razor.trainers.distributed import (
     mean_over_ranks,
 )
 from vla_razor.trainers.fsdp import full_backbone_state, is_sharded, load_optimizer_state, optimizer_state
+from vla_razor.trainers.interrupts import InterruptFlag
 from vla_razor.trainers.kl_monitor import Forecaster, KLMonitor
 from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
+from vla_razor.trainers.rng import RngStreams, gather_rng_states
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +72,6 @@ def update_seeds(seed: int, update: int, rank: int, num_envs: int, world_size: i
     """Env seeds of one iteration: distinct across iterations, ranks and envs, below the held-out range."""
     base = seed * 7919 + (update * world_size + rank) * num_envs
     return [(base + i) % HELDOUT_SEED_START for i in range(num_envs)]
-
-
-def gather_rng(generators: dict[str, torch.Generator], dist_info: DistInfo) -> list[dict[str, Any]]:
-    """RNG states of every rank (rank r restores entry r on resume)."""
-    mine = capture_rng_state(generators=generators)
-    if not dist_info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * dist_info.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered
 
 
 NO_SIGNAL_AFTER = 16  # episodes without a single success before the trainer says so
@@ -174,13 +162,13 @@ def run_on_policy(
     # there), minibatch shuffling on the CPU (torch.randperm builds the permutation on the CPU).
     generator = seeded_generator(settings.seed * 1000 + dist_info.rank, policy.device)
     shuffler = seeded_generator(settings.seed * 1000 + dist_info.rank, "cpu")
-    generators = {"sample": generator, "shuffle": shuffler}
+    streams = RngStreams(generators={"sample": generator, "shuffle": shuffler})
     iteration = 0
     if resume_state is not None:
         load_optimizer_state(policy, optimizer, resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         iteration = int(resume_state["update"])
-        restore_rng_state(resume_state["rng"][dist_info.rank], generators=generators)
+        streams.restore(resume_state["rng"][dist_info.rank])
         log.info("resumed %s at iteration %d", name, iteration)
     # Sharded forwards are collectives: a data-dependent extra pass (V of a truncated episode's final
     # observation) must then run on every rank at once.
@@ -204,7 +192,7 @@ def run_on_policy(
             "step": iteration,
             "optimizer": optimizer_state(policy, optimizer),
             "scheduler": scheduler.state_dict(),
-            "rng": gather_rng(generators, dist_info),  # every rank takes part in the gather
+            "rng": gather_rng_states(streams, dist_info),  # every rank takes part in the gather
             "settings": asdict(settings),
             "env_seeds_next": seeds(),
             "nonfinite": nonfinite,
