@@ -1,5 +1,5 @@
 """Pieces every trainer shares: the settings every trainer has, optimizer + schedule, action-token targets,
-the per-token KL to the reference policy, and non-finite-loss handling."""
+the per-token KL to the reference policy, gradient clipping, and the non-finite-loss error."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ MONITOR_SETTINGS = ("kl_every", "kl_states", "kl_budget", "forecast_calibration"
 
 
 class NonFiniteLossError(UserError):
-    """Raised when a loss is NaN/inf; the trainer saves the last good checkpoint before raising."""
+    """Raised when a loss is NaN/inf; the training loop saves the last good weights before passing it on."""
 
 
 @dataclass(kw_only=True)
@@ -85,6 +85,10 @@ class TrainerSettings:
                 f"unknown trainer setting(s) {', '.join(unknown)} for {cls.__name__}; valid: {', '.join(valid)}"
             )
         return cls(**values)
+
+    def lr_schedule(self) -> tuple[int, float]:
+        """(warm-up steps, final learning rate / lr) of the schedule; constant unless a trainer says so."""
+        return 0, 1.0
 
     def _check(self) -> None:
         check_positive("trainer.lr", self.lr)

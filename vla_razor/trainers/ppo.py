@@ -20,21 +20,12 @@ import torch
 
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts import Rollout
-from vla_razor.trainers.common import (
-    NonFiniteLossError,
-    check_positive,
-    grad_norm_and_clip,
-    token_kl,
-)
-from vla_razor.trainers.distributed import (
-    DistInfo,
-    all_reduce_gradients,
-    any_rank,
-    max_over_ranks,
-    mean_over_ranks,
-)
+from vla_razor.trainers.base import StepContext, TrainingRun
+from vla_razor.trainers.common import NonFiniteLossError, check_positive, grad_norm_and_clip, token_kl
+from vla_razor.trainers.distributed import all_reduce_gradients, any_rank, max_over_ranks, mean_over_ranks
 from vla_razor.trainers.gae import compute_gae
-from vla_razor.trainers.on_policy import OnPolicySettings, run_on_policy, update_seeds
+from vla_razor.trainers.loop import run_training
+from vla_razor.trainers.on_policy import OnPolicy, OnPolicySettings, update_seeds
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +94,11 @@ def behaviour_log_probs(
 
 
 def ppo_update(
-    policy: Any,
-    rollout: Rollout,
-    optimizer: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
-    settings: PPOSettings,
-    generator: torch.Generator,
-    dist_info: DistInfo,
+    ctx: StepContext[PPOSettings], rollout: Rollout, generator: torch.Generator
 ) -> dict[str, float]:
     """Several epochs of clipped-surrogate minibatch updates on one rollout; returns the update's metrics."""
+    policy, settings, dist_info = ctx.policy, ctx.settings, ctx.dist_info
+    optimizer, params = ctx.optimizer, ctx.params
     advantages, returns = compute_gae(
         rollout.rewards,
         rollout.values,
@@ -237,19 +224,10 @@ def ppo_update(
 
 
 def train_ppo(
-    policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **loop: Any
+    policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **options: Any
 ) -> dict[str, float]:
-    """Run PPO for ``settings.num_iterations`` iterations; ``loop`` goes to :func:`run_on_policy`
-    (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
-    return run_on_policy(
-        "ppo",
-        policy,
-        venv,
-        settings,
-        settings.num_iterations,
-        ppo_update,
-        run_dir,
-        config,
-        reward=settings.reward,
-        **loop,
-    )
+    """Run PPO for ``settings.num_iterations`` iterations; ``options`` are the rest of
+    :class:`~vla_razor.trainers.base.TrainingRun` (resume_state, dist_info, evaluator, logger, progress,
+    forecaster). Returns the last logged metrics."""
+    trainer = OnPolicy("ppo", venv, settings, ppo_update, reward=settings.reward)
+    return run_training(trainer, policy, TrainingRun(Path(run_dir), config, **options))
