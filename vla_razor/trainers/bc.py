@@ -1,75 +1,58 @@
 """Behaviour cloning (SFT) on action tokens: cross-entropy of the 7 action tokens of demonstration steps.
 
-One loop, top to bottom: sample a minibatch (seeded numpy generator), augment images (random shift),
+Each update: sample a minibatch (seeded numpy generator), augment images (random shift),
 teacher-forced ``policy.score`` gives the token log-probs, optional KL(pi0 || pi) on the batch's states
-("SFT + explicit KL"), AdamW step with warm-up + cosine schedule and gradient clipping, periodic
-validation (loss, token accuracy on held-back demos), in-training evaluation and checkpoints.
+("SFT + explicit KL"), AdamW step with warm-up + cosine schedule and gradient clipping; periodic
+validation (loss, token accuracy on held-back demos). The shared loop (:mod:`.loop`) adds in-training
+evaluation, the KL monitor and checkpoints.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from vla_razor.data.steps import StepData, random_shift
-from vla_razor.trainers.checkpoint import save_checkpoint
+from vla_razor.trainers.base import Metrics, StepContext, Trainer, TrainingRun
 from vla_razor.trainers.common import (
-    InterruptFlag,
     NonFiniteLossError,
     TrainerSettings,
     action_targets,
     check_positive,
     grad_norm_and_clip,
-    make_optimizer,
     token_kl,
-    trainable_parameters,
 )
-from vla_razor.trainers.distributed import (
-    DistInfo,
-    all_reduce_gradients,
-    all_reduce_mean,
-    any_rank,
-    broadcast_parameters,
-)
-from vla_razor.trainers.fsdp import full_backbone_state, load_optimizer_state, optimizer_state
-from vla_razor.trainers.kl_monitor import Forecaster, KLMonitor, evenly_spaced
-from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
+from vla_razor.trainers.distributed import all_reduce_gradients, all_reduce_mean, any_rank
+from vla_razor.trainers.kl_monitor import evenly_spaced
+from vla_razor.trainers.loop import run_training
+from vla_razor.trainers.rng import RngStreams
 
 log = logging.getLogger(__name__)
 
-Evaluator = Callable[[Any, int], dict[str, float]]
 
-
-@dataclass
+@dataclass(kw_only=True)
 class BCSettings(TrainerSettings):
     """Behaviour cloning on action tokens: the one source of its defaults (configs/trainer/bc.yaml and
-    bc_kl.yaml only override)."""
+    bc_kl.yaml only override). The settings every trainer has are documented on TrainerSettings; BC's
+    name is bc, or bc_kl (BC with a KL penalty), and its updates are gradient steps."""
 
     name: str = "bc"
-    """the trainer's name in configs and checkpoints (bc, or bc_kl: BC with a KL penalty)"""
     lr: float = 3e-4
-    """peak learning rate of AdamW"""
     weight_decay: float = 0.01
-    """AdamW weight decay"""
     minibatch_size: int = 64
-    """demonstration steps per gradient step"""
     num_iterations: int = 2000
-    """the training budget: gradient steps"""
+    save_every: int = 500
+
     warmup_steps: int = 100
     """linear learning-rate warm-up steps, followed by a cosine decay"""
     min_lr_ratio: float = 0.1
     """the cosine decay ends at min_lr_ratio * lr"""
-    max_grad_norm: float = 1.0
-    """the maximum global gradient norm (0: no clipping)"""
     shift_pad: int = 4
     """random-shift image augmentation in pixels (0: off)"""
     kl_coef: float = 0.0
@@ -80,20 +63,15 @@ class BCSettings(TrainerSettings):
     """validation loss on held-back demos every N steps (0: never)"""
     val_batches: int = 8
     """minibatches per validation"""
-    save_every: int = 500
-    """checkpoint every N steps (and at the end)"""
-    keep_last: int | None = 3
-    """checkpoints kept on disk (null: all)"""
-    eval_every: int = 0
-    """in-training rollouts on the new task every N steps (0: off)"""
-    seed: int = 0
-    """seed of the minibatch and augmentation streams (train.yaml sets it to the run's seed)"""
 
     _positive = ("minibatch_size", "num_iterations", "log_every")
 
     def __post_init__(self) -> None:
-        self._check()
+        super().__post_init__()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
+
+    def lr_schedule(self) -> tuple[int, float]:
+        return self.warmup_steps, self.min_lr_ratio
 
 
 def bc_batch_loss(
@@ -150,6 +128,82 @@ def validate(policy: Any, data: StepData, batch_size: int, max_batches: int) -> 
     return {k: v / max(count, 1) for k, v in totals.items()}
 
 
+class BehaviourCloning(Trainer[BCSettings]):
+    """One update: a minibatch of demo steps (augmented), the token cross-entropy (+ KL to pi0), one
+    AdamW step."""
+
+    name = "bc"  # bc_kl too: the same trainer and checkpoints (its settings say which)
+    unit = "step"
+    rng: np.random.Generator  # built by begin(): one stream per rank
+
+    def __init__(self, settings: BCSettings, train_data: StepData, val_data: StepData | None = None) -> None:
+        self.settings = settings
+        self.train_data = train_data
+        self.val_data = val_data
+        # The latest training, validation and KL metrics: each is logged on its own schedule. The loop
+        # adds the in-training evaluation's to it, as the run's latest metrics.
+        self.last: Metrics = {}
+
+    def begin(self, ctx: StepContext[BCSettings]) -> RngStreams:
+        # Each rank draws its own minibatches; the seed list makes the streams independent and reproducible.
+        self.rng = np.random.default_rng([self.settings.seed, ctx.dist_info.rank])
+        # BC has no rollouts of pi0: the probe takes new-task states from the demos.
+        make_batch = functools.partial(demo_states, ctx.policy, self.train_data, self.settings.kl_states)
+        ctx.monitor.ensure_probe(ctx.policy, make_batch)
+        ctx.policy.train()
+        return RngStreams(numpy_generators={"data": self.rng})
+
+    def step(self, ctx: StepContext[BCSettings]) -> Metrics:
+        settings, params = self.settings, ctx.params
+        index = self.rng.integers(0, len(self.train_data), size=settings.minibatch_size)
+        obs, instructions, actions = self.train_data.batch(index)
+        loss, metrics = bc_batch_loss(
+            ctx.policy,
+            obs,
+            instructions,
+            actions,
+            kl_coef=settings.kl_coef,
+            shift_pad=settings.shift_pad,
+            rng=self.rng,
+        )
+        # Decided over all ranks: a rank that stopped alone would hang the others' all-reduce.
+        if any_rank(not torch.isfinite(loss), ctx.dist_info):
+            raise NonFiniteLossError(
+                f"non-finite BC loss ({float(loss.detach())}) at step {ctx.step} (batch of demo steps "
+                f"{index[:8].tolist()}...)"
+            )
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        all_reduce_gradients(params, ctx.dist_info)
+        metrics["grad_norm"] = grad_norm_and_clip(params, settings.max_grad_norm)
+        if not np.isfinite(metrics["grad_norm"]):  # the same on every rank (all-reduced gradients)
+            raise NonFiniteLossError(f"non-finite BC gradient norm at step {ctx.step}")
+        ctx.optimizer.step()
+        return metrics
+
+    def report(self, ctx: StepContext[BCSettings], metrics: Metrics, kl: Metrics | None) -> Metrics:
+        """Training metrics every ``log_every`` steps, validation every ``val_every``, each KL
+        measurement on its own line; returns the latest of each."""
+        settings, step, logger = self.settings, ctx.step, ctx.logger
+        final = step == settings.num_iterations
+        if step % settings.log_every == 0 or final:
+            metrics["lr"] = ctx.scheduler.get_last_lr()[0]
+            self.last = all_reduce_mean(metrics, ctx.dist_info)
+            logger.log(step, self.last, prefix="train/", summary=False)
+        if self.val_data is not None and settings.val_every and (step % settings.val_every == 0 or final):
+            val = validate(ctx.policy, self.val_data, settings.minibatch_size, settings.val_batches)
+            val = all_reduce_mean(val, ctx.dist_info)
+            logger.log(step, val, prefix="val/")
+            self.last.update({f"val_{k}": v for k, v in val.items()})
+        if kl is not None:
+            self.last.update(kl)
+            logger.log(step, kl, prefix="train/", summary=False)
+        return self.last
+
+    def progress(self, metrics: Metrics) -> dict[str, str]:
+        return {"loss": f"{metrics['loss']:.3f}", "acc": f"{metrics['token_accuracy']:.2f}"}
+
+
 def train_bc(
     policy: Any,
     train_data: StepData,
@@ -158,147 +212,13 @@ def train_bc(
     config: Any,
     *,
     val_data: StepData | None = None,
-    resume_state: dict[str, Any] | None = None,
-    dist_info: DistInfo | None = None,
-    evaluator: Evaluator | None = None,
-    logger: MetricLogger | None = None,
-    progress: bool = True,
-    forecaster: Forecaster | None = None,
+    **options: Any,
 ) -> dict[str, float]:
-    """Run behaviour cloning for ``settings.num_iterations`` steps; returns the last logged metrics."""
-    dist_info = dist_info or DistInfo()
-    params = trainable_parameters(policy)
-    broadcast_parameters(params, dist_info)
-    optimizer, scheduler = make_optimizer(
-        params,
-        settings.lr,
-        settings.weight_decay,
-        settings.warmup_steps,
-        settings.num_iterations,
-        settings.min_lr_ratio,
-    )
-    # Each rank draws its own minibatches; the seed list makes the streams independent and reproducible.
-    rng = np.random.default_rng([settings.seed, dist_info.rank])
-    step = 0
-    if resume_state is not None:
-        load_optimizer_state(policy, optimizer, resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        step = int(resume_state["step"])
-        restore_rng_state(resume_state["rng"][dist_info.rank], numpy_generators={"data": rng})
-        log.info("resumed behaviour cloning at step %d", step)
-    logger = logger or MetricLogger(run_dir, enabled=dist_info.is_main)
-    last: dict[str, float] = {}
-
-    def state() -> dict[str, Any]:
-        return {
-            "trainer": "bc",
-            "step": step,
-            "optimizer": optimizer_state(policy, optimizer),
-            "scheduler": scheduler.state_dict(),
-            "rng": _gather_rng(rng, dist_info),
-            "settings": asdict(settings),
-        }
-
-    def checkpoint(metrics: dict[str, float] | None = None) -> None:
-        rng_state = state()  # every rank takes part in gathering RNG states (and FSDP's gathers)
-        backbone = full_backbone_state(policy)
-        if dist_info.is_main:
-            save_checkpoint(
-                run_dir,
-                step,
-                policy=policy,
-                trainer_state=rng_state,
-                config=config,
-                metrics=metrics,
-                keep_last=settings.keep_last,
-                backbone_state=backbone,
-            )
-
-    # BC has no rollouts of pi0: the probe takes new-task states from the demos.
-    monitor = KLMonitor(settings, run_dir, dist_info, seed=settings.seed * 1000 + 999, forecaster=forecaster)
-    monitor.ensure_probe(policy, functools.partial(demo_states, policy, train_data, settings.kl_states))
-    interrupted = InterruptFlag()
-    policy.train()
-    bar = tqdm(
-        total=settings.num_iterations,
-        initial=step,
-        desc="bc",
-        unit="step",
-        disable=not (progress and dist_info.is_main),
-    )
-    try:
-        while step < settings.num_iterations:
-            index = rng.integers(0, len(train_data), size=settings.minibatch_size)
-            obs, instructions, actions = train_data.batch(index)
-            loss, metrics = bc_batch_loss(
-                policy,
-                obs,
-                instructions,
-                actions,
-                kl_coef=settings.kl_coef,
-                shift_pad=settings.shift_pad,
-                rng=rng,
-            )
-            # Decided over all ranks: a rank that stopped alone would hang the others' all-reduce.
-            if any_rank(not torch.isfinite(loss), dist_info):
-                checkpoint(last)
-                raise NonFiniteLossError(
-                    f"non-finite BC loss ({float(loss.detach())}) at step {step} (batch of demo steps {index[:8].tolist()}...); "
-                    f"last good checkpoint saved in {Path(run_dir) / 'checkpoints'}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            all_reduce_gradients(params, dist_info)
-            metrics["grad_norm"] = grad_norm_and_clip(params, settings.max_grad_norm)
-            if not np.isfinite(metrics["grad_norm"]):  # the same on every rank (all-reduced gradients)
-                checkpoint(last)
-                raise NonFiniteLossError(
-                    f"non-finite BC gradient norm at step {step}; last good checkpoint saved in "
-                    f"{Path(run_dir) / 'checkpoints'}"
-                )
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
-            if step % settings.log_every == 0 or step == settings.num_iterations:
-                metrics["lr"] = scheduler.get_last_lr()[0]
-                last = all_reduce_mean(metrics, dist_info)
-                logger.log(step, last, prefix="train/", summary=False)
-            if (
-                val_data is not None
-                and settings.val_every
-                and (step % settings.val_every == 0 or step == settings.num_iterations)
-            ):
-                val = all_reduce_mean(
-                    validate(policy, val_data, settings.minibatch_size, settings.val_batches), dist_info
-                )
-                logger.log(step, val, prefix="val/")
-                last.update({f"val_{k}": v for k, v in val.items()})
-            saving = bool(settings.save_every and step % settings.save_every == 0)
-            saving = saving or step == settings.num_iterations or bool(interrupted)
-            if monitor.due(step, saving):
-                kl = monitor.measure(policy)
-                measured = monitor.metrics(kl)
-                last.update(measured)
-                logger.log(step, measured, prefix="train/", summary=False)
-                if monitor.over_budget(kl, step):
-                    break  # no checkpoint over budget: the last one written is the last under it
-            if evaluator is not None and settings.eval_every and step % settings.eval_every == 0:
-                last.update(evaluator(policy, step))
-            if saving:
-                checkpoint(last)
-                monitor.last_under_budget = step
-            if interrupted:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        log.warning("interrupted at step %d; checkpoint saved, resume with resume=true", step)
-        raise
-    finally:
-        interrupted.restore()
-        bar.close()
-        logger.close()
-    return last
+    """Run behaviour cloning for ``settings.num_iterations`` steps; ``options`` are the rest of
+    :class:`~vla_razor.trainers.base.TrainingRun` (resume_state, dist_info, evaluator, logger, progress,
+    forecaster). Returns the last logged metrics."""
+    trainer = BehaviourCloning(settings, train_data, val_data)
+    return run_training(trainer, policy, TrainingRun(Path(run_dir), config, **options))
 
 
 def demo_states(policy: Any, data: StepData, n: int) -> Any:
@@ -306,15 +226,3 @@ def demo_states(policy: Any, data: StepData, n: int) -> Any:
     index = evenly_spaced(len(data), n).numpy()
     obs, instructions, _ = data.batch(index)
     return policy.prepare(obs, instructions)
-
-
-def _gather_rng(rng: np.random.Generator, dist_info: DistInfo) -> list[dict[str, Any]]:
-    """RNG states of every rank (rank r restores entry r on resume)."""
-    mine = capture_rng_state(numpy_generators={"data": rng})
-    if not dist_info.enabled:
-        return [mine]
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * dist_info.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered

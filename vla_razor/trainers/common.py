@@ -1,14 +1,12 @@
-"""Pieces every trainer shares: settings validation, optimizer + schedule, action-token targets,
-the per-token KL to the reference policy, and non-finite-loss handling."""
+"""Pieces every trainer shares: the settings every trainer has, optimizer + schedule, action-token targets,
+the per-token KL to the reference policy, gradient clipping, and the non-finite-loss error."""
 
 from __future__ import annotations
 
-import logging
 import math
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -17,28 +15,45 @@ from torch.distributed.tensor import DTensor
 from vla_razor.errors import BadInputError, UserError
 from vla_razor.trainers.fsdp import clip_grad_norm
 
-log = logging.getLogger(__name__)
+MONITOR_SETTINGS = ("kl_every", "kl_states", "kl_budget", "forecast_calibration")
 
 
 class NonFiniteLossError(UserError):
-    """Raised when a loss is NaN/inf; the trainer saves the last good checkpoint before raising."""
+    """Raised when a loss is NaN/inf; the training loop saves the last good weights before passing it on."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainerSettings:
     """Base of the trainers' settings dataclasses: built from a hydra mapping, validated on creation.
 
     The dataclasses are the one source of every default (each is also registered with hydra as the
     schema of ``configs/trainer/<name>.yaml``, see :mod:`vla_razor.schemas`); a key they do not declare
-    is a typo, never something to drop silently. The fields here are shared by every trainer: the live
-    forward-KL monitor and the KL budget.
+    is a typo, never something to drop silently. The fields here are the ones every trainer has, each
+    declared once: a trainer's own dataclass only sets the defaults that differ (its name, learning rate,
+    budget and checkpoint cadence have none shared) and adds its own settings. One "update" below is a
+    gradient step for BC and a collect-and-update iteration for PPO and RFT.
     """
 
-    if TYPE_CHECKING:  # declared by every trainer's own dataclass (not fields of this base)
-        name: str
-        lr: float
-        eval_every: int
-        seed: int
+    name: str
+    """the trainer's name in configs and checkpoints"""
+    lr: float
+    """learning rate of AdamW (BC: the peak of its warm-up + cosine schedule; PPO, RFT: constant)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    num_iterations: int
+    """the training budget: updates"""
+    minibatch_size: int = 32
+    """samples per gradient step (BC: demonstration steps; PPO: rollout steps; RFT: kept steps)"""
+    max_grad_norm: float = 1.0
+    """the maximum global gradient norm (0: no clipping)"""
+    save_every: int
+    """checkpoint every N updates (and at the end)"""
+    keep_last: int | None = 3
+    """checkpoints kept on disk (null: all)"""
+    eval_every: int = 0
+    """in-training rollouts on the new task every N updates (0: off)"""
+    seed: int = 0
+    """seed of the trainer's random streams (train.yaml sets it to the run's seed)"""
 
     # Measure forward KL(pi0 || pi) on cached new-task states every N updates (PPO/RFT) or steps (BC),
     # and at every checkpoint; 0 turns the monitor off. One teacher-forced pass over the cached states.
@@ -54,19 +69,26 @@ class TrainerSettings:
     # measures on demo states, not on pi0's rollouts as the calibration did: indicative only.)
     forecast_calibration: str | None = None
 
-    _positive: ClassVar[tuple[str, ...]] = ()
+    _positive: ClassVar[tuple[str, ...]] = ()  # the trainer's own settings that must be > 0
+
+    def __post_init__(self) -> None:
+        self._check()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
-        shared = {f.name for f in fields(TrainerSettings)}
+        # The KL monitor's settings are listed last: a typo is most likely in the trainer's own.
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        valid = [n for n in names if n not in shared] + [n for n in names if n in shared]
+        valid = [n for n in names if n not in MONITOR_SETTINGS] + [n for n in names if n in MONITOR_SETTINGS]
         unknown = sorted(set(values) - set(valid))
         if unknown:
             raise BadInputError(
                 f"unknown trainer setting(s) {', '.join(unknown)} for {cls.__name__}; valid: {', '.join(valid)}"
             )
         return cls(**values)
+
+    def lr_schedule(self) -> tuple[int, float]:
+        """(warm-up steps, final learning rate / lr) of the schedule; constant unless a trainer says so."""
+        return 0, 1.0
 
     def _check(self) -> None:
         check_positive("trainer.lr", self.lr)
@@ -90,30 +112,6 @@ class TrainerSettings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise BadInputError(f"trainer.{name} must be > 0, got {value!r}")
-
-
-class InterruptFlag:
-    """Turns the first Ctrl-C into a flag checked between steps, so a checkpoint is never torn."""
-
-    def __init__(self) -> None:
-        self.fired = False
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread (e.g. some test runners): keep default behaviour
-            self._previous = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.fired:  # second Ctrl-C: stop right away
-            raise KeyboardInterrupt
-        self.fired = True
-        log.warning("Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)")
-
-    def __bool__(self) -> bool:
-        return self.fired
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

@@ -20,46 +20,29 @@ import torch
 
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts import Rollout
-from vla_razor.trainers.common import (
-    NonFiniteLossError,
-    TrainerSettings,
-    check_positive,
-    grad_norm_and_clip,
-    token_kl,
-)
-from vla_razor.trainers.distributed import (
-    DistInfo,
-    all_reduce_gradients,
-    any_rank,
-    max_over_ranks,
-    mean_over_ranks,
-)
+from vla_razor.trainers.base import StepContext, TrainingRun
+from vla_razor.trainers.common import NonFiniteLossError, check_positive, grad_norm_and_clip, token_kl
+from vla_razor.trainers.distributed import all_reduce_gradients, any_rank, max_over_ranks, mean_over_ranks
 from vla_razor.trainers.gae import compute_gae
-from vla_razor.trainers.on_policy import run_on_policy, update_seeds
+from vla_razor.trainers.loop import run_training
+from vla_razor.trainers.on_policy import OnPolicy, OnPolicySettings, update_seeds
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PPOSettings", "ppo_update", "train_ppo", "update_seeds"]
 
 
-@dataclass
-class PPOSettings(TrainerSettings):
-    """PPO on action tokens: the one source of its defaults (configs/trainer/ppo.yaml only overrides)."""
+@dataclass(kw_only=True)
+class PPOSettings(OnPolicySettings):
+    """PPO on action tokens: the one source of its defaults (configs/trainer/ppo.yaml only overrides).
+    The settings every trainer has are documented on TrainerSettings, the on-policy ones on
+    OnPolicySettings."""
 
     name: str = "ppo"
-    """the trainer's name in configs and checkpoints"""
     lr: float = 2e-5
-    """learning rate of AdamW (constant)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
     num_iterations: int = 50
-    """the training budget: rollout-and-update iterations"""
-    num_steps: int = 64
-    """steps per env per iteration (the envs are re-seeded every iteration)"""
-    update_epochs: int = 2
-    """epochs over each rollout"""
-    minibatch_size: int = 32
-    """rollout steps per gradient step"""
+    save_every: int = 10
+
     gamma: float = 0.99
     """the discount factor"""
     gae_lambda: float = 0.95
@@ -72,16 +55,12 @@ class PPOSettings(TrainerSettings):
     """weight of the value loss"""
     ent_coef: float = 0.0
     """weight of the entropy bonus"""
-    max_grad_norm: float = 1.0
-    """the maximum global gradient norm (0: no clipping)"""
     target_kl: float | None = 0.1
     """stop an iteration's epochs once approx KL(old || new) exceeds it (null: never)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
     skip_unrewarded: bool = True
     """a rollout with no reward at all updates the critic only (no signal for the policy)"""
-    temperature: float = 1.0
-    """sampling temperature of the action tokens"""
     kl_coef: float = 0.0
     """weight of a KL(pi0 || pi) penalty (0: pure PPO, as in RL's Razor)"""
     recompute_logprobs: bool = True
@@ -90,19 +69,9 @@ class PPOSettings(TrainerSettings):
     which would inflate the first epoch's clipping"""
     reward: str = "binary"
     """binary (success) or shaped (robosuite's dense reward + success)"""
-    save_every: int = 10
-    """checkpoint every N iterations (and at the end)"""
-    keep_last: int | None = 3
-    """checkpoints kept on disk (null: all)"""
-    eval_every: int = 0
-    """in-training rollouts on the new task every N iterations (0: off)"""
-    seed: int = 0
-    """seed of the env seeds and the sampling stream (train.yaml sets it to the run's seed)"""
-
-    _positive = ("num_iterations", "num_steps", "update_epochs", "minibatch_size", "temperature")
 
     def __post_init__(self) -> None:
-        self._check()
+        super().__post_init__()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
         if self.reward not in {"binary", "shaped"}:
             raise BadInputError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
@@ -125,15 +94,11 @@ def behaviour_log_probs(
 
 
 def ppo_update(
-    policy: Any,
-    rollout: Rollout,
-    optimizer: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
-    settings: PPOSettings,
-    generator: torch.Generator,
-    dist_info: DistInfo,
+    ctx: StepContext[PPOSettings], rollout: Rollout, generator: torch.Generator
 ) -> dict[str, float]:
     """Several epochs of clipped-surrogate minibatch updates on one rollout; returns the update's metrics."""
+    policy, settings, dist_info = ctx.policy, ctx.settings, ctx.dist_info
+    optimizer, params = ctx.optimizer, ctx.params
     advantages, returns = compute_gae(
         rollout.rewards,
         rollout.values,
@@ -259,19 +224,10 @@ def ppo_update(
 
 
 def train_ppo(
-    policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **loop: Any
+    policy: Any, venv: Any, settings: PPOSettings, run_dir: str | Path, config: Any, **options: Any
 ) -> dict[str, float]:
-    """Run PPO for ``settings.num_iterations`` iterations; ``loop`` goes to :func:`run_on_policy`
-    (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
-    return run_on_policy(
-        "ppo",
-        policy,
-        venv,
-        settings,
-        settings.num_iterations,
-        ppo_update,
-        run_dir,
-        config,
-        reward=settings.reward,
-        **loop,
-    )
+    """Run PPO for ``settings.num_iterations`` iterations; ``options`` are the rest of
+    :class:`~vla_razor.trainers.base.TrainingRun` (resume_state, dist_info, evaluator, logger, progress,
+    forecaster). Returns the last logged metrics."""
+    trainer = OnPolicy("ppo", venv, settings, ppo_update, reward=settings.reward)
+    return run_training(trainer, policy, TrainingRun(Path(run_dir), config, **options))

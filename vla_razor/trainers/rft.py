@@ -16,49 +16,24 @@ import numpy as np
 import torch
 
 from vla_razor.rollouts import Rollout
-from vla_razor.trainers.common import NonFiniteLossError, TrainerSettings, grad_norm_and_clip
-from vla_razor.trainers.distributed import DistInfo, all_reduce_gradients, any_rank, max_over_ranks
-from vla_razor.trainers.on_policy import run_on_policy
+from vla_razor.trainers.base import StepContext, TrainingRun
+from vla_razor.trainers.common import NonFiniteLossError, grad_norm_and_clip
+from vla_razor.trainers.distributed import all_reduce_gradients, any_rank, max_over_ranks
+from vla_razor.trainers.loop import run_training
+from vla_razor.trainers.on_policy import OnPolicy, OnPolicySettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RFTSettings(TrainerSettings):
+@dataclass(kw_only=True)
+class RFTSettings(OnPolicySettings):
     """Rejection-sampling fine-tuning: the one source of its defaults (configs/trainer/rft.yaml only
-    overrides)."""
+    overrides). Every setting is one RFT shares: documented on TrainerSettings and OnPolicySettings."""
 
     name: str = "rft"
-    """the trainer's name in configs and checkpoints"""
     lr: float = 1e-4
-    """learning rate of AdamW (constant)"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
     num_iterations: int = 20
-    """the training budget: sample-filter-clone iterations"""
-    num_steps: int = 64
-    """steps per env per iteration (the envs are re-seeded every iteration)"""
-    temperature: float = 1.0
-    """sampling temperature of the action tokens"""
-    update_epochs: int = 2
-    """epochs over the iteration's kept (successful) steps"""
-    minibatch_size: int = 32
-    """kept steps per gradient step"""
-    max_grad_norm: float = 1.0
-    """the maximum global gradient norm (0: no clipping)"""
     save_every: int = 5
-    """checkpoint every N iterations (and at the end)"""
-    keep_last: int | None = 3
-    """checkpoints kept on disk (null: all)"""
-    eval_every: int = 0
-    """in-training rollouts on the new task every N iterations (0: off)"""
-    seed: int = 0
-    """seed of the env seeds and the sampling stream (train.yaml sets it to the run's seed)"""
-
-    _positive = ("num_iterations", "num_steps", "update_epochs", "minibatch_size", "temperature")
-
-    def __post_init__(self) -> None:
-        self._check()
 
 
 def successful_steps(rollout: Rollout) -> torch.Tensor:
@@ -78,19 +53,14 @@ def successful_steps(rollout: Rollout) -> torch.Tensor:
 
 
 def rft_update(
-    policy: Any,
-    rollout: Rollout,
-    optimizer: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
-    settings: RFTSettings,
-    generator: torch.Generator,
-    dist_info: DistInfo,
+    ctx: StepContext[RFTSettings], rollout: Rollout, generator: torch.Generator
 ) -> dict[str, float]:
     """Behaviour-clone the sampled action tokens of the rollout's successful episodes."""
+    settings, dist_info = ctx.settings, ctx.dist_info
     keep = successful_steps(rollout).reshape(-1)
     kept = int(keep.sum())
     losses: list[float] = []
-    device = next(policy.parameters()).device
+    device = next(ctx.policy.parameters()).device
     # Under DDP every rank must take the same number of optimizer steps (each step all-reduces), so all
     # ranks run the largest rank's minibatch count; a rank with fewer kept steps cycles through its own,
     # and a rank with none contributes zero gradients.
@@ -100,16 +70,16 @@ def rft_update(
     batch = type(rollout.batches[0]).cat(rollout.batches)
     tokens = rollout.token_ids.reshape(keep.shape[0], -1)
     kept_index = torch.nonzero(keep).squeeze(1)
-    policy.train()
+    ctx.policy.train()
     for _ in range(settings.update_epochs):
         order = kept_index[torch.randperm(kept, generator=generator)] if kept else kept_index
         for b in range(n_batches):
-            optimizer.zero_grad(set_to_none=True)
+            ctx.optimizer.zero_grad(set_to_none=True)
             if kept:
                 idx = order[(torch.arange(settings.minibatch_size) + b * settings.minibatch_size) % kept][
                     : min(kept, settings.minibatch_size)
                 ]
-                loss = -policy.score(batch[idx].to(device), tokens[idx].to(device)).token_log_probs.mean()
+                loss = -ctx.policy.score(batch[idx].to(device), tokens[idx].to(device)).token_log_probs.mean()
             else:
                 loss = torch.zeros((), device=device)
             # Decided over all ranks, so no rank leaves the loop of all-reduces alone.
@@ -120,27 +90,18 @@ def rft_update(
             if kept:
                 loss.backward()
                 losses.append(float(loss.detach()))
-            all_reduce_gradients(params, dist_info)
-            if not np.isfinite(grad_norm_and_clip(params, settings.max_grad_norm)):
+            all_reduce_gradients(ctx.params, dist_info)
+            if not np.isfinite(grad_norm_and_clip(ctx.params, settings.max_grad_norm)):
                 raise NonFiniteLossError(f"non-finite RFT gradient norm in minibatch {b}")
-            optimizer.step()
+            ctx.optimizer.step()
     return {"kept_steps": float(kept), "loss": float(np.mean(losses)) if losses else float("nan")}
 
 
 def train_rft(
-    policy: Any, venv: Any, settings: RFTSettings, run_dir: str | Path, config: Any, **loop: Any
+    policy: Any, venv: Any, settings: RFTSettings, run_dir: str | Path, config: Any, **options: Any
 ) -> dict[str, float]:
-    """Run ``settings.num_iterations`` sample-filter-clone iterations; ``loop`` goes to :func:`run_on_policy`
-    (resume_state, dist_info, evaluator, logger, progress). Returns the last logged metrics."""
-    return run_on_policy(
-        "rft",
-        policy,
-        venv,
-        settings,
-        settings.num_iterations,
-        rft_update,
-        run_dir,
-        config,
-        reward="binary",
-        **loop,
-    )
+    """Run ``settings.num_iterations`` sample-filter-clone iterations; ``options`` are the rest of
+    :class:`~vla_razor.trainers.base.TrainingRun` (resume_state, dist_info, evaluator, logger, progress,
+    forecaster). Returns the last logged metrics."""
+    trainer = OnPolicy("rft", venv, settings, rft_update, reward="binary")
+    return run_training(trainer, policy, TrainingRun(Path(run_dir), config, **options))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+
+from vla_razor.trainers.distributed import DistInfo
 
 
 def capture_rng_state(
@@ -52,3 +56,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@dataclass
+class RngStreams:
+    """A trainer's own random streams, by name: the loop checkpoints and restores them with the global ones.
+
+    The names are part of the checkpoint format (``trainer_state.pt`` keeps each stream under its name).
+    """
+
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+    numpy_generators: dict[str, np.random.Generator] = field(default_factory=dict)
+
+    def capture(self) -> dict[str, Any]:
+        return capture_rng_state(self.generators, self.numpy_generators)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        restore_rng_state(state, self.generators, self.numpy_generators)
+
+
+def gather_rng_states(streams: RngStreams, dist_info: DistInfo) -> list[dict[str, Any]]:
+    """RNG states of every rank (rank r restores entry r on resume); a collective under DDP."""
+    mine = streams.capture()
+    if not dist_info.enabled:
+        return [mine]
+    gathered: list[Any] = [None] * dist_info.world_size
+    dist.all_gather_object(gathered, mine)
+    return gathered
