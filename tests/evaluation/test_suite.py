@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.trainers.conftest import tiny_policy_cfg
-from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
+from vla_razor.checkpoints import expand_checkpoints
+from vla_razor.commands.eval import results_table, run_suite
 from vla_razor.evaluation.study import load_results, merge_results, write_report
 from vla_razor.evaluation.suite import SuiteSpec
 from vla_razor.policies import build_policy

@@ -12,9 +12,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.checkpoints import expand_checkpoints, resolve_policy_dir
 from vla_razor.commands.common import engine_settings
 from vla_razor.config import ASSETS_DIR
-from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash, portable_name
 from vla_razor.evaluation.scale_out import ScaleOutSettings, plan_units, run_units_on_ray
 from vla_razor.evaluation.suite import (
@@ -30,30 +31,9 @@ from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
-from vla_razor.trainers.checkpoint import list_checkpoints, resolve_policy_dir
 from vla_razor.video import video_dir as make_video_dir
 
 log = logging.getLogger(__name__)
-
-
-def expand_checkpoints(paths: list[str], all_checkpoints: bool) -> list[tuple[str, Path]]:
-    """(id, policy dir) for every requested checkpoint; run dirs expand to their saved steps."""
-    out: list[tuple[str, Path]] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise MissingFileError(f"checkpoint {raw!r} does not exist")
-        if (path / "checkpoints").is_dir():
-            steps = list_checkpoints(path)
-            if not steps:
-                raise MissingFileError(f"run directory {raw!r} has no checkpoints")
-            for step in steps if all_checkpoints else steps[-1:]:
-                out.append((f"{path.name}/{step.name}", step / "policy"))
-        else:
-            policy_dir = resolve_policy_dir(path)
-            name = f"{path.parent.name}/{path.name}" if path.name.startswith("step_") else path.name
-            out.append((name, policy_dir))
-    return out
 
 
 def run_suite(

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.checkpoints import resolve_policy_dir
 from vla_razor.commands.common import engine_settings
 from vla_razor.commands.eval import check_like_pi0, expand_checkpoints
 from vla_razor.errors import BadInputError
@@ -29,7 +30,6 @@ from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
-from vla_razor.trainers.checkpoint import resolve_policy_dir
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.checkpoints import latest_checkpoint
 from vla_razor.commands.common import engine_settings
 from vla_razor.data.demos import DemoFile, collect_demos
 from vla_razor.data.normalization import ActionNormStats
@@ -27,7 +28,7 @@ from vla_razor.io_utils import atomic_path, write_json_atomic
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
 from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.bc import BCSettings, train_bc
-from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
+from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import seed_everything
 

@@ -20,9 +20,15 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.checkpoints import (
+    expand_checkpoints,
+    latest_checkpoint,
+    list_checkpoints,
+    resolve_policy_dir,
+)
 from vla_razor.commands import train
 from vla_razor.commands.common import engine_settings
-from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
+from vla_razor.commands.eval import results_table, run_suite
 from vla_razor.commands.pretrain import ensure_demos
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError, MissingFileError
@@ -42,12 +48,7 @@ from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.schemas import register_schemas
 from vla_razor.stopwatch import AwakeStopwatch
-from vla_razor.trainers.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    resolve_policy_dir,
-)
+from vla_razor.trainers.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.checkpoints import latest_checkpoint, resolve_policy_dir
 from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg
 from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.forecast import check_calibration, forecast_forgetting, load_calibration
@@ -25,7 +26,7 @@ from vla_razor.policies.factory import rebuild_reference, reference_spec
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.rollouts.vector import PoolVectorEnv
 from vla_razor.trainers.bc import BCSettings, train_bc
-from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint, resolve_policy_dir
+from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.common import TrainerSettings
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.fsdp import shard_policy
