@@ -39,8 +39,9 @@ from vla_razor.evaluation.kl_states import (
 from vla_razor.evaluation.stats import clustered_mean, paired_forgetting, wilson_interval
 from vla_razor.evaluation.success import SuccessResult, evaluate_success
 from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
-from vla_razor.metrics.divergences import action_token_divergences, weight_l2_distance
+from vla_razor.metrics.divergences import action_token_divergences
 from vla_razor.metrics.representation import linear_cka
+from vla_razor.metrics.weights import weight_l2_distance
 from vla_razor.rollouts import EnvPool, SeededEpisode, policy_env_kwargs
 from vla_razor.sampling import seeded_generator
 from vla_razor.seeds import HELDOUT_SEED_START
