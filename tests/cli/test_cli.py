@@ -19,7 +19,7 @@ from vla_razor.commands.razor import check_entries, run_name, train_overrides
 from vla_razor.config import asset_path
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.video import read_video
 
 REPO = Path(__file__).resolve().parents[2]

@@ -28,12 +28,12 @@ from vla_razor.checkpoints import (
 )
 from vla_razor.commands import train
 from vla_razor.commands.common import engine_settings
-from vla_razor.commands.eval import results_table, run_suite
 from vla_razor.commands.pretrain import ensure_demos
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.identity import policy_content_hash
-from vla_razor.evaluation.scale_out import ScaleOutSettings
+from vla_razor.evaluation.runner import EvalConfig, run_suite
+from vla_razor.evaluation.store import ResultsStore
 from vla_razor.evaluation.study import (
     load_results,
     study_document,
@@ -41,7 +41,8 @@ from vla_razor.evaluation.study import (
     write_report,
     write_study_unit,
 )
-from vla_razor.evaluation.suite import ResultsStore, SuiteSpec
+from vla_razor.evaluation.suite_spec import SuiteSpec
+from vla_razor.evaluation.table import results_table
 from vla_razor.io_utils import atomic_path
 from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
@@ -128,17 +129,7 @@ def _study(cfg: DictConfig, suite: SuiteSpec, out_dir: Path, study_dir: Path, po
             "nothing to study: give a `sweep` to train or `runs=[DIR,...]` of finished training runs"
         )
     results = out_dir / "results"
-    evaluate = partial(
-        run_suite,
-        cfg.pi0,
-        suite=suite,
-        out_dir=results,
-        videos=int(cfg.videos),
-        video_dir=cfg.video_dir,
-        device=str(cfg.device),
-        pool=pool,
-        scale_out=ScaleOutSettings.from_mapping(OmegaConf.to_container(cfg.scale_out, resolve=True)),
-    )
+    evaluate = partial(run_suite, EvalConfig.from_cfg(cfg, out_dir=results), pool=pool)
     # A study resumed on another machine (no runs/) carries on from what it recorded: pi0's episodes and the
     # cached states are not played again (another CPU could round a greedy action differently).
     restore_from_study(study_dir, results, suite, policy_content_hash(resolve_policy_dir(cfg.pi0)))
