@@ -12,11 +12,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from vla_razor.checkpoints import expand_checkpoints
-from vla_razor.commands.common import engine_settings
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.table import results_table
 from vla_razor.rollouts import EnvPool
+from vla_razor.workflows.config_blocks import engine_settings
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.checkpoints import expand_checkpoints, resolve_policy_dir
-from vla_razor.commands.common import engine_settings
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.divergences import measure_divergences
 from vla_razor.evaluation.forecast import (
@@ -31,6 +30,7 @@ from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
+from vla_razor.workflows.config_blocks import engine_settings
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.checkpoints import latest_checkpoint
-from vla_razor.commands.common import engine_settings
-from vla_razor.data.demos import DemoFile, collect_demos
+from vla_razor.data.demos import ensure_demos
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
 from vla_razor.errors import BadInputError
@@ -31,34 +30,9 @@ from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import seed_everything
+from vla_razor.workflows.config_blocks import engine_settings
 
 log = logging.getLogger(__name__)
-
-
-def ensure_demos(
-    task: str,
-    episodes: int,
-    path: Path,
-    env_kwargs: dict[str, Any],
-    noise_std: float,
-    pool: EnvPool,
-    seed: int,
-) -> Path:
-    """Reuse ``path`` if it already holds enough demos recorded with the same cameras, else collect."""
-    if path.is_file():
-        with DemoFile(path) as demo:
-            enough = len(demo.demo_names()) >= episodes
-            same = all(demo.env_kwargs.get(k) == v for k, v in env_kwargs.items() if k in ("image_size",))
-        if enough and same:
-            log.info("reusing %s", path)
-            return path
-    summary = collect_demos(
-        task, episodes, path, seed=seed, noise_std=noise_std, env_kwargs=env_kwargs, pool=pool
-    )
-    print(
-        f"{task}: {summary.succeeded} demos ({summary.success_rate:.0%} of {summary.tried} expert episodes) -> {path}"
-    )
-    return path
 
 
 def instruction_words() -> list[str]:
