@@ -21,10 +21,13 @@ from vla_razor.checkpoints import latest_checkpoint
 from vla_razor.data.demos import ensure_demos
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
+from vla_razor.envs import TASKS
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.success import evaluate_success, heldout_seeds
 from vla_razor.io_utils import atomic_path, write_json_atomic
+from vla_razor.policies import build_policy, load_policy
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
+from vla_razor.policies.tiny.processing_tiny_vla import split_words
 from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.bc import BCSettings, train_bc
 from vla_razor.trainers.checkpoint import load_checkpoint
@@ -36,11 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def instruction_words() -> list[str]:
-    from vla_razor import envs
-    from vla_razor.policies.tiny.processing_tiny_vla import split_words
-
     words: set[str] = set()
-    for spec in envs.TASKS.values():
+    for spec in TASKS.values():
         words.update(split_words(spec.instruction))
     return sorted(words)
 
@@ -51,8 +51,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _pretrain(cfg: DictConfig, pool: EnvPool) -> dict[str, Any]:
-    from vla_razor.policies import build_policy, load_policy
-
     seed_everything(int(cfg.seed))
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
