@@ -31,9 +31,9 @@ RUNNER = """
 import json, sys, time
 from pathlib import Path
 from omegaconf import OmegaConf
-from vla_razor.commands.eval import run_suite
 from vla_razor.config import config_dir
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.runner import EvalConfig, run_suite
+from vla_razor.evaluation.suite_spec import SuiteSpec
 
 def main():
     pi0, out, episodes, *ckpts = sys.argv[1:]
@@ -42,7 +42,7 @@ def main():
     suite = SuiteSpec(**{**cfg, "prior_tasks": tuple(cfg["prior_tasks"])})
     checkpoints = [(Path(c).name, Path(c)) for c in ckpts]
     start = time.perf_counter()
-    run_suite(pi0, checkpoints, suite, out, videos=0, progress=False)
+    run_suite(EvalConfig(pi0, suite, out, videos=0, progress=False), checkpoints)
     seconds = time.perf_counter() - start
     rows = [json.loads(l) for l in (Path(out) / "episodes.jsonl").read_text().splitlines()]
     print(json.dumps({"seconds": seconds, "episodes": len(rows)}))

@@ -45,10 +45,11 @@ def main() -> None:
     parser.add_argument("--policy", default="vla_razor/assets/pi0_tiny")
     parser.add_argument("--suite", default="default")
     parser.add_argument("--episodes", type=int, default=52)
+    parser.add_argument("--tasks", nargs="*", default=None, help="a subset of the suite's tasks")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     suite = OmegaConf.load(Path(config_dir()) / "suite" / f"{args.suite}.yaml")
-    tasks = [*suite.prior_tasks, suite.new_task]
+    tasks = args.tasks or [*suite.prior_tasks, suite.new_task]
     policy = load_policy(args.policy)
     own = policy.settings.render_profile
     other = next(p for p in PROFILES if p != own)

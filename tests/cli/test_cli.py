@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from tests.evaluation.test_study_report import _document
-from vla_razor.commands.razor import check_entries, run_name, train_overrides
 from vla_razor.config import asset_path
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.video import read_video
+from vla_razor.workflows.sweep import check_entries, run_name, train_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vla_razor.commands.razor import scheduled_checkpoints
 from vla_razor.trainers.checkpoint import save_checkpoint
+from vla_razor.workflows.sweep import scheduled_checkpoints
 
 
 class _Policy:

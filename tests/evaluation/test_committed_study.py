@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vla_razor.commands.eval import results_table
 from vla_razor.config import ASSETS_DIR
 from vla_razor.evaluation.study import load_results, write_report
+from vla_razor.evaluation.table import results_table
 
 STUDY = ASSETS_DIR / "studies" / "default"
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")

@@ -14,10 +14,10 @@ import pytest
 
 from tests.evaluation.test_suite import SUITE
 from tests.trainers.conftest import tiny_policy_cfg
-from vla_razor.commands.eval import run_suite
 from vla_razor.errors import BadInputError
+from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.scale_out import ScaleOutSettings, Unit, UnitsFailed, plan_units, run_units_on_ray
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.policies import build_policy
 
 RAY = Path(sys.executable).parent / "ray"
@@ -72,9 +72,11 @@ def test_ray_run_equals_the_in_process_run(cluster, policies, tmp_path, with_che
     pi0, ckpt = policies
     checkpoints = [("ckpt", ckpt)] if with_checkpoint else []
     suite = SuiteSpec(**SUITE)  # 2 seeds per task
-    local = run_suite(pi0, checkpoints, suite, tmp_path / "local", progress=False)
+    local = run_suite(EvalConfig(pi0, suite, tmp_path / "local", progress=False), checkpoints)
     settings = ScaleOutSettings(backend="ray", address=cluster, seeds_per_unit=2)
-    remote = run_suite(pi0, checkpoints, suite, tmp_path / "ray", progress=False, scale_out=settings)
+    remote = run_suite(
+        EvalConfig(pi0, suite, tmp_path / "ray", progress=False, scale_out=settings), checkpoints
+    )
     episodes = _episodes(tmp_path / "local")
     assert len(episodes) == 2 * 2 * (1 + len(checkpoints)) and _episodes(tmp_path / "ray") == episodes
     for pid in ("pi0", *(name for name, _ in checkpoints)):

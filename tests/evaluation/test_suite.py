@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.trainers.conftest import tiny_policy_cfg
-from vla_razor.commands.eval import expand_checkpoints, results_table, run_suite
+from vla_razor.checkpoints import expand_checkpoints
+from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.study import load_results, merge_results, write_report
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.suite_spec import SuiteSpec
+from vla_razor.evaluation.table import results_table
 from vla_razor.policies import build_policy
 
 SUITE = dict(
@@ -47,9 +49,8 @@ def results(pi0_dir: Path, other_dir: Path, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("results")
     ckpts = expand_checkpoints([str(pi0_dir), str(other_dir)], True)
     ckpts[0] = ("pi0_copy", ckpts[0][1])
-    doc = run_suite(
-        pi0_dir, ckpts, SuiteSpec(**SUITE), out, videos=1, video_dir=out / "videos", progress=False
-    )
+    config = EvalConfig(pi0_dir, SuiteSpec(**SUITE), out, videos=1, video_dir=out / "videos", progress=False)
+    doc = run_suite(config, ckpts)
     return out, doc
 
 
@@ -103,7 +104,7 @@ def test_interrupted_eval_resumes_from_logged_episodes(results, pi0_dir, other_d
     (out / "policies.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs if r["policy"] != "other"))
     ckpts = expand_checkpoints([str(pi0_dir), str(other_dir)], True)
     ckpts[0] = ("pi0_copy", ckpts[0][1])
-    again = run_suite(pi0_dir, ckpts, SuiteSpec(**SUITE), out, progress=False)
+    again = run_suite(EvalConfig(pi0_dir, SuiteSpec(**SUITE), out, progress=False), ckpts)
     rows = [
         json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines() if line.endswith("}")
     ]
@@ -121,7 +122,7 @@ def test_bad_inputs(pi0_dir, tmp_path, results) -> None:
         SuiteSpec(**{**SUITE, "episodes": 0})
     out, doc = results
     with pytest.raises(ValueError, match="different settings"):
-        run_suite(pi0_dir, [], SuiteSpec(**{**SUITE, "episodes": 3}), out, progress=False)
+        run_suite(EvalConfig(pi0_dir, SuiteSpec(**{**SUITE, "episodes": 3}), out, progress=False), [])
     other = dict(doc)
     other["suite"] = {**doc["suite"], "name": "another"}
     with pytest.raises(ValueError, match="different suites"):
@@ -147,11 +148,8 @@ def test_checkpoint_of_another_family_is_refused(pi0_dir, tmp_path) -> None:
     openvla.save_pretrained(tmp_path / "openvla_policy")
     with pytest.raises(ValueError, match="'openvla' policy but pi0 is 'tiny'"):
         run_suite(
-            pi0_dir,
+            EvalConfig(pi0_dir, SuiteSpec(**{**SUITE, "kl_states": 0}), tmp_path / "res", progress=False),
             [("ov", tmp_path / "openvla_policy")],
-            SuiteSpec(**{**SUITE, "kl_states": 0}),
-            tmp_path / "res",
-            progress=False,
         )
 
 
@@ -187,10 +185,11 @@ def test_changed_checkpoint_is_reevaluated_and_another_pi0_refused(pi0_dir, tmp_
     ckpt = tmp_path / "run" / "ckpt"
     build_policy(tiny_policy_cfg(extra_words=words, seed=3)).save_pretrained(ckpt)
     suite = SuiteSpec(**{**SUITE, "kl_states": 0})
-    first = run_suite(pi0_dir, [("ckpt", ckpt)], suite, tmp_path / "res", progress=False)
+    config = EvalConfig(pi0_dir, suite, tmp_path / "res", progress=False)
+    first = run_suite(config, [("ckpt", ckpt)])
     # Re-train into the same folder: same id, other bytes. The old episodes must not be reused.
     build_policy(tiny_policy_cfg(extra_words=words, seed=4)).save_pretrained(ckpt)
-    second = run_suite(pi0_dir, [("ckpt", ckpt)], suite, tmp_path / "res", progress=False)
+    second = run_suite(config, [("ckpt", ckpt)])
     assert first["policies"]["ckpt"]["hash"] != second["policies"]["ckpt"]["hash"]
     rows = [json.loads(line) for line in (tmp_path / "res" / "episodes.jsonl").read_text().splitlines()]
     ckpt_rows = [r for r in rows if r["policy"] == "ckpt"]
@@ -200,11 +199,11 @@ def test_changed_checkpoint_is_reevaluated_and_another_pi0_refused(pi0_dir, tmp_
         second["policies"]["ckpt"]["hash"],
     }
     # A third evaluation of unchanged bytes plays nothing new.
-    run_suite(pi0_dir, [("ckpt", ckpt)], suite, tmp_path / "res", progress=False)
+    run_suite(config, [("ckpt", ckpt)])
     assert len((tmp_path / "res" / "episodes.jsonl").read_text().splitlines()) == len(rows)
     # Another pi0 in the same folder: one line naming the problem.
     with pytest.raises(BadInputError, match="another pi0"):
-        run_suite(ckpt, [], suite, tmp_path / "res", progress=False)
+        run_suite(EvalConfig(ckpt, suite, tmp_path / "res", progress=False), [])
 
 
 def test_duplicate_ids_tiny_kl_state_counts_and_mixed_studies_are_one_line(
@@ -214,7 +213,10 @@ def test_duplicate_ids_tiny_kl_state_counts_and_mixed_studies_are_one_line(
     from vla_razor.evaluation.study import study_unit_exists, write_study_unit
 
     with pytest.raises(BadInputError, match=r"checkpoint id\(s\) \['run/step_1'\] name more than one policy"):
-        run_suite(pi0_dir, [("run/step_1", pi0_dir), ("run/step_1", other_dir)], SuiteSpec(**SUITE), tmp_path)
+        run_suite(
+            EvalConfig(pi0_dir, SuiteSpec(**SUITE), tmp_path),
+            [("run/step_1", pi0_dir), ("run/step_1", other_dir)],
+        )
     with pytest.raises(BadInputError, match="suite.kl_states must be 0 .* or >= 2"):
         SuiteSpec(**{**SUITE, "kl_states": 1})
     doc = {"suite": {"name": "s"}, "pi0": {"hash": "sha256:a"}, "policies": {"pi0": {}, "r/step_1": {}}}

@@ -15,8 +15,8 @@ import sys
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-from vla_razor.commands.eval import run_suite  # noqa: E402
-from vla_razor.evaluation.suite import SuiteSpec  # noqa: E402
+from vla_razor.evaluation.runner import EvalConfig, run_suite  # noqa: E402
+from vla_razor.evaluation.suite_spec import SuiteSpec  # noqa: E402
 from vla_razor.rollouts import EngineSettings, EnvPool  # noqa: E402
 
 EPISODES = 6
@@ -34,4 +34,4 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
     pi0_dir, out_dir, *tasks = sys.argv[1:]
     with EnvPool(SETTINGS) as pool:
-        run_suite(pi0_dir, [], suite(tasks), out_dir, progress=False, pool=pool)
+        run_suite(EvalConfig(pi0_dir, suite(tasks), out_dir, progress=False), [], pool)

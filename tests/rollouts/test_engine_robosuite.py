@@ -20,9 +20,9 @@ import torch
 
 from tests.rollouts import interrupted_eval
 from vla_razor import envs
-from vla_razor.commands.eval import run_suite
 from vla_razor.config import asset_path
-from vla_razor.evaluation.suite import SuiteSpec
+from vla_razor.evaluation.runner import EvalConfig, run_suite
+from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EngineSettings, EnvPool, EpisodeJob, play_episodes, policy_env_kwargs
 
@@ -57,7 +57,7 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(PI0, copy)
     out = tmp_path_factory.mktemp("results")
     suite = SuiteSpec("default", TASKS[-1], tuple(TASKS[:-1]), N, 100_000, 8, 1)
-    run_suite(PI0, [("pi0_copy", copy)], suite, out, progress=False)
+    run_suite(EvalConfig(PI0, suite, out, progress=False), [("pi0_copy", copy)])
     return out
 
 
@@ -166,7 +166,7 @@ def test_interrupted_evaluation_leaves_no_process_and_resumes(suite_run, tmp_pat
     assert _group_alive(proc.pid) == [], "processes of the interrupted evaluation are still running"
     done = len(log.read_text().splitlines())
     assert done < len(tasks) * interrupted_eval.EPISODES
-    run_suite(PI0, [], interrupted_eval.suite(tasks), out, progress=False)
+    run_suite(EvalConfig(PI0, interrupted_eval.suite(tasks), out, progress=False), [])
     resumed = episodes(out, "pi0")
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.endswith("}")]
     assert len(rows) == len({(r["task"], r["seed"]) for r in rows}) == len(tasks) * interrupted_eval.EPISODES

@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vla_razor.trainers.checkpoint import (
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    resolve_policy_dir,
-    save_checkpoint,
-)
+from vla_razor.checkpoints import latest_checkpoint, list_checkpoints, resolve_policy_dir
+from vla_razor.trainers.checkpoint import load_checkpoint, save_checkpoint
 
 
 class _FakePolicy:

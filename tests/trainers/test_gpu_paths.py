@@ -9,7 +9,6 @@ from omegaconf import OmegaConf
 
 from tests.trainers.conftest import tiny_policy_cfg
 from tests.trainers.fake_env import FakeReachVectorEnv, sabotage_training_scores
-from vla_razor.commands.train import load_training_policy
 from vla_razor.policies import build_policy
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.common import NonFiniteLossError
@@ -17,6 +16,7 @@ from vla_razor.trainers.distributed import DistInfo
 from vla_razor.trainers.logger import read_metrics
 from vla_razor.trainers.ppo import PPOSettings, train_ppo
 from vla_razor.trainers.rng import capture_rng_state, restore_rng_state
+from vla_razor.workflows.training import load_training_policy
 
 SETTINGS = dict(lr=1e-2, num_iterations=2, num_steps=4, update_epochs=2, minibatch_size=8, save_every=2)
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from tests.trainers.conftest import tiny_policy_cfg
 from tests.trainers.fake_env import FakeReachVectorEnv
-from vla_razor.commands.train import make_forecaster
+from vla_razor.checkpoints import list_checkpoints
 from vla_razor.config import asset_path
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
@@ -19,11 +19,11 @@ from vla_razor.evaluation.forecast import calibrate_forecast, forecast_forgettin
 from vla_razor.metrics.divergences import action_token_divergences
 from vla_razor.policies import build_policy
 from vla_razor.trainers.bc import BCSettings, train_bc
-from vla_razor.trainers.checkpoint import list_checkpoints
 from vla_razor.trainers.kl_monitor import KLProbe, read_budget_record
 from vla_razor.trainers.logger import read_metrics
 from vla_razor.trainers.ppo import PPOSettings, train_ppo
 from vla_razor.trainers.rft import RFTSettings
+from vla_razor.workflows.training import make_forecaster
 
 BASE = dict(
     lr=1e-2, num_iterations=6, num_steps=4, update_epochs=2, minibatch_size=8, save_every=1, keep_last=None

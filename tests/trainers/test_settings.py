@@ -8,13 +8,13 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from vla_razor.commands.train import TRAINERS, trainer_settings
 from vla_razor.config import config_dir
 from vla_razor.errors import BadInputError
 from vla_razor.schemas import register_schemas
 from vla_razor.trainers.bc import BCSettings
 from vla_razor.trainers.ppo import PPOSettings
 from vla_razor.trainers.rft import RFTSettings
+from vla_razor.workflows.training import TRAINERS, trainer_settings
 
 SETTINGS = (BCSettings, PPOSettings, RFTSettings)
 

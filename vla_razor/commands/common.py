@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI verbs: config -> env kwargs, config validation, config-defined tasks."""
+"""Helpers shared by the CLI verbs: config validation, config-defined tasks."""
 
 from __future__ import annotations
 
@@ -8,25 +8,11 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vla_razor.config import config_dir
 from vla_razor.envs import TASKS, register_task, task_from_config
 from vla_razor.errors import BadInputError
-from vla_razor.rollouts import EngineSettings
-
-
-def env_kwargs_from_cfg(cfg: DictConfig) -> dict[str, Any]:
-    """Merge the task group's env overrides with the verb's ``env`` block into ``envs.make_env`` kwargs."""
-    kwargs: dict[str, Any] = {"task": str(cfg.task.name)}
-    for block in (cfg.task.get("env"), cfg.get("env")):
-        if block:
-            kwargs.update(
-                {k: v for k, v in OmegaConf.to_container(block, resolve=True).items() if v is not None}
-            )
-    if "cameras" in kwargs:
-        kwargs["cameras"] = tuple(kwargs["cameras"])
-    return kwargs
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -75,9 +61,3 @@ def _task_config(name: str) -> DictConfig | None:
             return compose(overrides=overrides).task
     except HydraException:
         return None
-
-
-def engine_settings(cfg: DictConfig) -> EngineSettings:
-    """The rollout engine's resources from the verb's ``engine`` block (machine defaults where null)."""
-    block = cfg.get("engine")
-    return EngineSettings.from_mapping(None if block is None else OmegaConf.to_container(block, resolve=True))

@@ -6,9 +6,10 @@ import logging
 
 from omegaconf import DictConfig
 
-from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg, positive_int
+from vla_razor.commands.common import positive_int
 from vla_razor.data.demos import collect_demos
 from vla_razor.rollouts import EnvPool
+from vla_razor.workflows.config_blocks import engine_settings, env_kwargs_from_cfg
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from vla_razor.commands.common import engine_settings
-from vla_razor.commands.eval import check_like_pi0, expand_checkpoints
+from vla_razor.checkpoints import expand_checkpoints, resolve_policy_dir
 from vla_razor.errors import BadInputError
+from vla_razor.evaluation.divergences import measure_divergences
 from vla_razor.evaluation.forecast import (
     Calibration,
     ForecastScore,
@@ -23,13 +23,14 @@ from vla_razor.evaluation.forecast import (
 )
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.kl_states import collect_kl_states, load_kl_states
+from vla_razor.evaluation.runner import check_like_pi0
 from vla_razor.evaluation.study import calibrate_from_results, load_results
-from vla_razor.evaluation.suite import SuiteSpec, measure_pair_divergences
+from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
-from vla_razor.trainers.checkpoint import resolve_policy_dir
+from vla_razor.workflows.config_blocks import engine_settings
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def forecast_checkpoints(cfg: DictConfig, calibration: Calibration) -> list[dict
     rows = []
     for policy_id, policy_dir in checkpoints:
         policy = load_policy(policy_dir, device=str(cfg.device))
-        kl = measure_pair_divergences(pi0, policy, states, keys=("forward_kl",))
+        kl = measure_divergences(pi0, policy, states, keys=("forward_kl",))
         f = forecast_forgetting(
             calibration,
             kl["forward_kl"],

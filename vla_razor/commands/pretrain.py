@@ -17,58 +17,30 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vla_razor.commands.common import engine_settings
-from vla_razor.data.demos import DemoFile, collect_demos
+from vla_razor.checkpoints import latest_checkpoint
+from vla_razor.data.demos import ensure_demos
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import load_steps
+from vla_razor.envs import TASKS
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.success import evaluate_success, heldout_seeds
 from vla_razor.io_utils import atomic_path, write_json_atomic
+from vla_razor.policies import build_policy, load_policy
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
+from vla_razor.policies.tiny.processing_tiny_vla import split_words
 from vla_razor.rollouts import EnvPool
 from vla_razor.trainers.bc import BCSettings, train_bc
-from vla_razor.trainers.checkpoint import latest_checkpoint, load_checkpoint
+from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import MetricLogger
 from vla_razor.trainers.rng import seed_everything
+from vla_razor.workflows.config_blocks import engine_settings
 
 log = logging.getLogger(__name__)
 
 
-def ensure_demos(
-    task: str,
-    episodes: int,
-    path: Path,
-    env_kwargs: dict[str, Any],
-    noise_std: float,
-    pool: EnvPool,
-    seed: int,
-) -> Path:
-    """Reuse ``path`` if it already holds enough demos recorded with the same cameras, else collect."""
-    if path.is_file():
-        with DemoFile(path) as demo:
-            enough = len(demo.demo_names()) >= episodes
-            recorded = {"render_profile": "full", **demo.env_kwargs}  # files from before profiles: full
-            same = all(
-                recorded.get(k) == v for k, v in env_kwargs.items() if k in ("image_size", "render_profile")
-            )
-        if enough and same:
-            log.info("reusing %s", path)
-            return path
-    summary = collect_demos(
-        task, episodes, path, seed=seed, noise_std=noise_std, env_kwargs=env_kwargs, pool=pool
-    )
-    print(
-        f"{task}: {summary.succeeded} demos ({summary.success_rate:.0%} of {summary.tried} expert episodes) -> {path}"
-    )
-    return path
-
-
 def instruction_words() -> list[str]:
-    from vla_razor import envs
-    from vla_razor.policies.tiny.processing_tiny_vla import split_words
-
     words: set[str] = set()
-    for spec in envs.TASKS.values():
+    for spec in TASKS.values():
         words.update(split_words(spec.instruction))
     return sorted(words)
 
@@ -79,8 +51,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _pretrain(cfg: DictConfig, pool: EnvPool) -> dict[str, Any]:
-    from vla_razor.policies import build_policy, load_policy
-
     seed_everything(int(cfg.seed))
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))

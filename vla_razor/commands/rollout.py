@@ -7,10 +7,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from vla_razor.commands.common import engine_settings, env_kwargs_from_cfg, positive_int
+from vla_razor.commands.common import positive_int
 from vla_razor.episodes import load_actor_policy, record_episodes
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.video import EpisodeRecorder, episode_video_name, video_dir
+from vla_razor.workflows.config_blocks import engine_settings, env_kwargs_from_cfg
 
 log = logging.getLogger(__name__)
 

@@ -346,3 +346,31 @@ class DemoFile:
     def obs_keys(self) -> list[str]:
         first = self.demo_names()[0]
         return list(self._file["data"][first]["obs"].keys())
+
+
+def ensure_demos(
+    task: str,
+    episodes: int,
+    path: Path,
+    env_kwargs: dict[str, Any],
+    noise_std: float,
+    pool: EnvPool,
+    seed: int,
+) -> Path:
+    """Reuse ``path`` if it already holds enough demos recorded with the same image size and render
+    profile, else collect."""
+    if path.is_file():
+        with DemoFile(path) as demo:
+            enough = len(demo.demo_names()) >= episodes
+            recorded = {"render_profile": "full", **demo.env_kwargs}  # files from before profiles: full
+            same = all(recorded.get(k) == env_kwargs.get(k, "full") for k in ("image_size", "render_profile"))
+        if enough and same:
+            log.info("reusing %s", path)
+            return path
+    summary = collect_demos(
+        task, episodes, path, seed=seed, noise_std=noise_std, env_kwargs=env_kwargs, pool=pool
+    )
+    print(
+        f"{task}: {summary.succeeded} demos ({summary.success_rate:.0%} of {summary.tried} expert episodes) -> {path}"
+    )
+    return path

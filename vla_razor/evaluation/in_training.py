@@ -3,7 +3,7 @@ and the divergence of the current policy from pi0 on a cached set of new-task st
 
 Results are logged and written beside the checkpoints (``<run>/eval/step_<N>.json``): the raw material
 of the forgetting-vs-KL study. The trainers receive this object as a plain ``(policy, step) -> metrics``
-callable (they never import evaluation); the command wires it, together with the env pool it shares.
+callable (they never import evaluation); the training workflow wires it, with the env pool it shares.
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from vla_razor.errors import BadInputError
-from vla_razor.evaluation.kl_states import (
-    collect_kl_states,
-    load_kl_states,
-    measure_divergences,
-    save_kl_states,
-)
+from vla_razor.evaluation.divergences import measure_divergences
+from vla_razor.evaluation.kl_states import collect_kl_states, load_kl_states, save_kl_states
 from vla_razor.evaluation.success import evaluate_success
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.rollouts import EnvPool
@@ -94,7 +90,10 @@ class InTrainingEvaluator:
                 "episodes": float(len(successes)),
             }
             if self.kl_states:
-                result.update(measure_divergences(policy, self.states(policy)))
+                states = self.states(policy)
+                result["kl_states"] = float(len(states["instructions"]))
+                # pi0 is the policy's own reference (adapters off, or its frozen copy).
+                result.update(measure_divergences(policy, policy, states))
         finally:
             policy.train(was_training)
         if self.enabled:

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from vla_razor.errors import BadInputError, MissingFileError
-from vla_razor.evaluation.stats import clustered_mean
+from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.io_utils import atomic_path
-from vla_razor.metrics.divergences import action_token_divergences
-from vla_razor.rollouts import EnvPool, EpisodeJob, play_episodes
+from vla_razor.rollouts import EnvPool, EpisodeJob, play_episodes, policy_env_kwargs
 from vla_razor.sampling import seeded_generator
 
 log = logging.getLogger(__name__)
@@ -98,28 +96,23 @@ def load_kl_states(path: str | Path) -> dict[str, Any]:
         }
 
 
-@torch.no_grad()
-def measure_divergences(
-    policy: Any, states: dict[str, Any], *, batch_size: int = 64, prefix_samples: int = 1, seed: int = 0
-) -> dict[str, float]:
-    """Mean forward KL(pi0||pi), reverse KL, TV and L2 over the cached states (pi0 = ``policy.reference()``),
-    each with its standard error clustered by the episode the states came from."""
-    n = len(states["instructions"])
-    per: dict[str, list[torch.Tensor]] = {}
-    generator = seeded_generator(seed, policy.device)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        obs = {k: v[start:stop] for k, v in states["obs"].items()}
-        batch = policy.prepare(obs, states["instructions"][start:stop])
-        values = action_token_divergences(
-            policy, policy, batch, num_prefix_samples=prefix_samples, generator=generator
+def state_caches(pi0: Any, suite: SuiteSpec, folder: Path, pool: EnvPool) -> dict[str, dict[str, Any]]:
+    """Every suite task's states from pi0's own rollouts (the KL seeds, disjoint from the scored seeds),
+    collected once per results folder: the new task's carry RL's Razor's predictor, the prior tasks'
+    test whether drift on old-task states predicts forgetting better."""
+    caches = {}
+    for task in suite.tasks:
+        name = "kl_states.npz" if task == suite.new_task else f"kl_states_{task}.npz"
+        path = folder / name
+        if path.is_file():
+            caches[task] = load_kl_states(path)
+            continue
+        caches[task] = collect_kl_states(
+            pi0,
+            pool,
+            {"task": task, **policy_env_kwargs(pi0)},
+            suite.kl_seeds,
+            max_states=suite.kl_states,
         )
-        for key, per_state in values.items():
-            per.setdefault(key, []).append(per_state.double().cpu())
-    out: dict[str, float] = {"kl_states": float(n)}
-    episodes = np.asarray(states["episodes"])
-    for key, chunks in per.items():
-        summary = clustered_mean(torch.cat(chunks).numpy(), episodes)
-        out[key] = summary.mean
-        out[f"{key}_sem"] = summary.se
-    return out
+        save_kl_states(path, caches[task])
+    return caches

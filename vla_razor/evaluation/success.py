@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
-from vla_razor.sampling import seeded_generator
 from vla_razor.seeds import HELDOUT_SEED_START
 
 
@@ -62,15 +61,13 @@ def evaluate_success(
     env_kwargs: Mapping[str, Any],
     seeds: Sequence[int],
     *,
-    greedy: bool = True,
-    temperature: float = 1.0,
-    sample_seed: int = 0,
     done: Mapping[str, Mapping[int, SeededEpisode]] | None = None,
     on_episode: Callable[[str, SeededEpisode], None] | None = None,
     record: int = 0,
     progress: bool | str = True,
 ) -> dict[str, SuccessResult]:
-    """One episode per (task, seed) with ``env_kwargs`` (cameras, image size, ...); results in seed order.
+    """One greedy episode per (task, seed) with ``env_kwargs`` (cameras, image size, ...); results in seed
+    order. Success is measured with greedy actions: no sampling seed to fix, one outcome per seed.
 
     ``done`` holds episodes already played (a resumed evaluation): they are not played again.
     ``on_episode(task, episode)`` runs as each new episode finishes. The first ``record`` seeds of every
@@ -98,9 +95,7 @@ def evaluate_success(
             policy,
             pool,
             jobs,
-            greedy=greedy,
-            temperature=temperature,
-            generator=None if greedy else seeded_generator(sample_seed, policy.device),
+            greedy=True,
             on_episode=None if on_episode is None else (lambda job, ep: on_episode(job.task, ep)),
             progress=bar,
         )

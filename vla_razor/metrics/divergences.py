@@ -9,13 +9,12 @@ L2 are per-token distances averaged over the 7 tokens, on the same pi0 prefixes 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 class ScoresActions(Protocol):
@@ -88,51 +87,3 @@ def action_token_divergences(
             logits01 = pi0.score(batch, prefix1, temperature=temperature).logits
         add("reverse_kl", per_token_divergences(logits01, logits11)["reverse_kl"].sum(-1))
     return totals
-
-
-def trainable_state(policy: nn.Module, include_value_head: bool = False) -> dict[str, torch.Tensor]:
-    """A detached copy of the trainable weights: the pi0 snapshot for ``weight_l2_distance``."""
-    return {
-        name: p.detach().clone()
-        for name, p in policy.named_parameters()
-        if p.requires_grad and (include_value_head or not name.startswith("value_head."))
-    }
-
-
-def _lora_delta_sq(policy: nn.Module) -> torch.Tensor:
-    from peft.tuners.lora import LoraLayer
-
-    total = torch.zeros((), dtype=torch.float64)
-    found = False
-    for module in policy.modules():
-        if isinstance(module, LoraLayer):
-            for adapter in module.active_adapters:
-                if adapter in module.lora_A:
-                    found = True
-                    total += module.get_delta_weight(adapter).detach().double().pow(2).sum().cpu()
-    if not found:
-        raise ValueError(
-            "weight_l2_distance(None, pi) needs a LoRA policy; pass a pi0_state snapshot instead"
-        )
-    return total
-
-
-@torch.no_grad()
-def weight_l2_distance(
-    pi0_state: Mapping[str, torch.Tensor] | None, pi: nn.Module, include_value_head: bool = False
-) -> float:
-    """L2 norm of (pi's trainable weights - pi0's).
-
-    With ``pi0_state=None`` and LoRA, pi0 is the adapter-free network and the distance is exact:
-    sqrt(sum over adapted layers of ||scale * B @ A||_F^2), the change of the effective weights.
-    """
-    if pi0_state is None:
-        return float(_lora_delta_sq(pi).sqrt())
-    current = trainable_state(pi, include_value_head)
-    missing = sorted(set(current) - set(pi0_state))
-    if missing:
-        raise ValueError(f"pi0_state lacks trainable weight {missing[0]!r} (and {len(missing) - 1} more)")
-    total = torch.zeros((), dtype=torch.float64)
-    for name, value in current.items():
-        total += (value.double() - pi0_state[name].to(value.device).double()).pow(2).sum().cpu()
-    return float(total.sqrt())

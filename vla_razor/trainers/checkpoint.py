@@ -26,12 +26,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vla_razor.checkpoints import LATEST, latest_checkpoint
 from vla_razor.errors import MissingFileError
 from vla_razor.io_utils import atomic_path, ensure_writable_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-LATEST = "latest"
 
 
 @dataclass
@@ -92,36 +91,6 @@ def _prune(ckpt_root: Path, keep_last: int, protect: str) -> None:
     for old in steps[:-keep_last]:
         if old.name != protect:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    root = Path(run_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "trainer_state.pt").is_file())
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    pointer = Path(run_dir) / "checkpoints" / LATEST
-    if pointer.is_file():
-        candidate = pointer.parent / pointer.read_text().strip()
-        if (candidate / "trainer_state.pt").is_file():
-            return candidate
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def resolve_policy_dir(path: str | Path) -> Path:
-    """Accept a policy folder, a checkpoint folder or a run folder; return the policy folder inside."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingFileError(f"checkpoint {str(path)!r} does not exist")
-    if (path / "policy").is_dir():
-        return path / "policy"
-    if (path / "checkpoints").is_dir():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise MissingFileError(f"run directory {str(path)!r} has no checkpoints yet")
-        return latest / "policy"
-    return path
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:

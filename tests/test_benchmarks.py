@@ -1,0 +1,53 @@
+"""Every script in benchmarks/ runs at toy size, so none can rot unnoticed (policy_throughput.py once
+crashed for months after pi0 gained its second camera). Each runs in a fresh process, exactly as a user
+runs it, and must exit 0 and print its headline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+# script -> (toy-size arguments, a line fragment its output must contain)
+TOY_RUNS: dict[str, tuple[list[str], str]] = {
+    "engine_cpu.py": (["--task", "lift", "--episodes", "2", "--slots", "1"], "per env step"),
+    "env_throughput.py": (
+        ["--tasks", "lift", "--cameras", "policy", "--steps", "2", "--repeats", "1"],
+        "render_profile=fast",
+    ),
+    "eval_throughput.py": (["--episodes", "1", "--tasks", "lift"], "speed-up"),
+    "learning_margins.py": (["--seeds", "1", "--iterations", "2"], "after min"),
+    "policy_throughput.py": (["--batches", "1", "--repeats", "1"], "reference overhead with LoRA"),
+    "profile_sensitivity.py": (["--episodes", "1", "--tasks", "lift"], "McNemar"),
+    "render_profile.py": (["--tasks", "lift", "--steps", "2", "--repeats", "1", "--quick"], "fast (shipped)"),
+    "train_throughput.py": (
+        ["--num-envs", "2", "--updates", "1", "--num-steps", "2", "--bc-steps", "1", "--skip-previous"],
+        "env-steps/s",
+    ),
+}
+# gpu_smoke.py has its own toy-size test (tests/policies/test_openvla_quirks.py, slow: one to two minutes).
+COVERED_ELSEWHERE = {"gpu_smoke.py"}
+
+
+def test_every_benchmark_has_a_toy_run():
+    scripts = {p.name for p in BENCHMARKS.glob("*.py")}
+    assert scripts - COVERED_ELSEWHERE == set(TOY_RUNS), "add the new script to TOY_RUNS"
+
+
+@pytest.mark.parametrize("script", sorted(TOY_RUNS))
+def test_benchmark_runs_at_toy_size(script):
+    args, headline = TOY_RUNS[script]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert headline in proc.stdout, proc.stdout[-2000:]
