@@ -25,15 +25,18 @@ from vla_razor.policies import build_policy, load_policy
 from vla_razor.policies.factory import rebuild_reference, reference_spec
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
 from vla_razor.rollouts.vector import PoolVectorEnv
-from vla_razor.trainers.bc import BCSettings, train_bc
+from vla_razor.trainers.base import Trainer, TrainingRun
+from vla_razor.trainers.bc import BCSettings, BehaviourCloning
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.common import TrainerSettings
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.fsdp import shard_policy
 from vla_razor.trainers.kl_monitor import Forecaster
 from vla_razor.trainers.logger import MetricLogger
-from vla_razor.trainers.ppo import PPOSettings, train_ppo
-from vla_razor.trainers.rft import RFTSettings, train_rft
+from vla_razor.trainers.loop import run_training as run_loop
+from vla_razor.trainers.on_policy import OnPolicy
+from vla_razor.trainers.ppo import PPOSettings, ppo_update
+from vla_razor.trainers.rft import RFTSettings, rft_update
 from vla_razor.trainers.rng import seed_everything
 from vla_razor.workflows.config_blocks import engine_settings, env_kwargs_from_cfg
 
@@ -144,26 +147,22 @@ def run_training(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, floa
         )
         if resume_state is None:
             evaluator(policy, 0)  # the starting point (pi0) is the first point of every curve
+    run = TrainingRun(
+        run_dir,
+        cfg,
+        resume_state=resume_state,
+        dist_info=dist_info,
+        evaluator=evaluator,
+        logger=logger,
+        forecaster=forecaster,
+    )
     try:
         if isinstance(settings, BCSettings):
-            result = _run_bc(
-                policy, cfg, settings, run_dir, resume_state, dist_info, evaluator, logger, forecaster
-            )
+            trainer: Trainer[Any] = _behaviour_cloning(policy, cfg, settings)
         else:
             assert pool is not None
-            result = _run_on_policy(
-                policy,
-                cfg,
-                settings,
-                env_kwargs,
-                pool,
-                run_dir,
-                resume_state,
-                dist_info,
-                evaluator,
-                logger,
-                forecaster,
-            )
+            trainer = _on_policy(cfg, settings, env_kwargs, pool, dist_info)
+        result = run_loop(trainer, policy, run)
     finally:
         shutdown(dist_info)
     if dist_info.is_main:
@@ -172,17 +171,8 @@ def run_training(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, floa
     return result
 
 
-def _run_bc(
-    policy: Any,
-    cfg: DictConfig,
-    settings: BCSettings,
-    run_dir: Path,
-    resume_state: Any,
-    dist_info: DistInfo,
-    evaluator: Any,
-    logger: MetricLogger,
-    forecaster: Forecaster | None,
-) -> dict[str, float]:
+def _behaviour_cloning(policy: Any, cfg: DictConfig, settings: BCSettings) -> BehaviourCloning:
+    """BC (or BC+KL) on the demo files the config names, checked against what the policy reads."""
     paths = [str(p) for p in cfg.demos]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
@@ -190,22 +180,15 @@ def _run_bc(
             f"demo file(s) {missing} not found; collect them with `vla-razor demos task={cfg.task.name}`"
         )
     keys = list(policy.settings.image_keys) + (["proprio"] if policy.settings.use_proprio else [])
-    train = load_steps(paths, keys, split="train")
-    val = load_steps(paths, keys, split="valid", allow_empty=True) if settings.val_every else None
-    check_image_size(train, policy)
-    return train_bc(
-        policy,
-        train,
-        settings,
-        run_dir,
-        cfg,
-        val_data=val,
-        resume_state=resume_state,
-        dist_info=dist_info,
-        evaluator=evaluator,
-        logger=logger,
-        forecaster=forecaster,
+    profile = str(policy.settings.render_profile)
+    train = load_steps(paths, keys, split="train", render_profile=profile)
+    val = (
+        load_steps(paths, keys, split="valid", allow_empty=True, render_profile=profile)
+        if settings.val_every
+        else None
     )
+    check_image_size(train, policy)
+    return BehaviourCloning(settings, train, val)
 
 
 def make_forecaster(cfg: DictConfig, calibration_file: str | None) -> Forecaster | None:
@@ -251,32 +234,20 @@ def check_image_size(data: Any, policy: Any) -> None:
             )
 
 
-def _run_on_policy(
-    policy: Any,
+def _on_policy(
     cfg: DictConfig,
     settings: PPOSettings | RFTSettings,
     env_kwargs: dict[str, Any],
     pool: EnvPool,
-    run_dir: Path,
-    resume_state: Any,
     dist_info: DistInfo,
-    evaluator: Any,
-    logger: MetricLogger,
-    forecaster: Forecaster | None,
-) -> dict[str, float]:
+) -> OnPolicy:
+    """PPO or RFT on rollout envs of the command's pool (built once, shared with in-training
+    evaluation); the collector double-buffers them."""
     kwargs = dict(env_kwargs)
-    if isinstance(settings, PPOSettings) and settings.reward == "shaped":
+    reward = settings.reward if isinstance(settings, PPOSettings) else "binary"
+    if reward == "shaped":
         kwargs["reward"] = "shaped"
-    # The rollout envs live in the command's pool (built once, shared with in-training evaluation);
-    # the collector double-buffers its two halves.
     venv = PoolVectorEnv(pool, kwargs, int(cfg.num_envs), name=f"{settings.name}-rank{dist_info.rank}")
-    loop = dict(
-        resume_state=resume_state,
-        dist_info=dist_info,
-        evaluator=evaluator,
-        logger=logger,
-        forecaster=forecaster,
-    )
     if isinstance(settings, PPOSettings):
-        return train_ppo(policy, venv, settings, run_dir, cfg, **loop)
-    return train_rft(policy, venv, settings, run_dir, cfg, **loop)
+        return OnPolicy("ppo", venv, settings, ppo_update, reward=reward)
+    return OnPolicy("rft", venv, settings, rft_update, reward=reward)
