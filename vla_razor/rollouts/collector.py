@@ -29,9 +29,10 @@ class EpisodeStats:
     sim_error: str | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Rollout:
-    """T steps x N envs of on-policy data (time-major)."""
+    """T steps x N envs of on-policy data (time-major). Built by keyword only: several fields share a
+    shape and a dtype (``terminated`` / ``truncated`` / ``success``), so a swap by position would pass."""
 
     batches: list[Any]  # T policy batches of N observations each
     token_ids: torch.Tensor  # [T, N, 7]
@@ -110,19 +111,19 @@ class RolloutCollector:
             t_pol += time.perf_counter() - t0
         batches, tokens, logps, values, rewards, terms, truncs, finals, succ = zip(*steps, strict=True)
         return Rollout(
-            list(batches),
-            torch.stack(tokens),
-            torch.stack(logps),
-            torch.stack(values),
-            torch.stack(rewards),
-            torch.stack(terms),
-            torch.stack(truncs),
-            torch.stack(finals),
-            last_value,
-            torch.stack(succ),
-            episodes,
-            t_env,
-            t_pol,
+            batches=list(batches),
+            token_ids=torch.stack(tokens),
+            log_probs=torch.stack(logps),
+            values=torch.stack(values),
+            rewards=torch.stack(rewards),
+            terminated=torch.stack(terms),
+            truncated=torch.stack(truncs),
+            final_values=torch.stack(finals),
+            last_value=last_value,
+            success=torch.stack(succ),
+            episodes=episodes,
+            env_seconds=t_env,
+            policy_seconds=t_pol,
         )
 
     def _collect_sequential(
