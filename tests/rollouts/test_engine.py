@@ -16,6 +16,7 @@ from tests.rollouts.fake_envs import FakeTaskEnv, make_fake_env, seed_and_task
 from vla_razor.rollouts import EngineSettings, EnvPool, EpisodeJob, SeededEpisode, play_episodes
 from vla_razor.rollouts.calls import imap_on_envs
 from vla_razor.rollouts.engine import make_slots
+from vla_razor.rollouts.messages import Stats
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,12 +91,12 @@ def test_policy_batches_mix_tasks(pool) -> None:
 def test_schedule_is_deterministic_and_envs_are_reused(pool) -> None:
     first, second = RowPolicy(), RowPolicy()
     a = play_episodes(first, pool, JOBS)
-    built = [pool.call(w, [("stats",)])[0]["built"] for w in range(pool.num_workers)]
+    built = [pool.call(w, [Stats()])[0].built for w in range(pool.num_workers)]
     b = play_episodes(second, pool, JOBS)
     assert first.batches == second.batches
     assert [p.episode for p in a] == [p.episode for p in b]
     # Every env a worker needed was built during an earlier call: nothing new to build.
-    assert [pool.call(w, [("stats",)])[0]["built"] for w in range(pool.num_workers)] == built
+    assert [pool.call(w, [Stats()])[0].built for w in range(pool.num_workers)] == built
     assert all(0 < n <= 2 * 2 for n in built)  # at most one env per (slot, task) on a worker
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.rollouts.messages import Reset, Sent, Started, Step, Stepped
 from vla_razor.rollouts.observations import copy_obs, policy_batch, stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError, env_key
 from vla_razor.rollouts.settings import policy_threads
@@ -159,24 +160,24 @@ class _Run:
     def dispatch(self, group: int) -> None:
         """Send each worker its group's operations: steps for slots with an action, resets for new jobs."""
         for w in range(self.pool.num_workers):
-            ops, sids = [], []
+            ops: list[Reset | Step] = []
+            sids = []
             for slot in self.slots:
                 if slot.worker != w or slot.group != group or slot.job is None:
                     continue
                 job = self.jobs[slot.job]
                 if slot.needs_reset:
-                    ops.append(
-                        ("reset", slot.sid, self.keys[slot.job], dict(job.env_kwargs), job.seed, job.record)
-                    )
+                    key, kwargs = self.keys[slot.job], dict(job.env_kwargs)
+                    ops.append(Reset(slot.sid, key, kwargs, seed=job.seed, frame=job.record))
                 elif slot.action is not None:
-                    ops.append(("step", slot.sid, slot.action, job.record))
+                    ops.append(Step(slot.sid, slot.action, frame=job.record))
                     slot.action = None
                 else:
                     continue
                 sids.append(slot.sid)
             if ops:
                 try:
-                    self.pool.send(w, ops, tag=(group, sids))
+                    self.pool.send(w, ops, tag=Sent(group, tuple(sids)))
                 except WorkerDied as died:
                     self.lose_worker(w, died)
 
@@ -184,34 +185,31 @@ class _Run:
         """Receive the group's results from every worker that owes them, in worker order."""
         for w in range(self.pool.num_workers):
             tag = self.pool.pending(w)
-            if tag is None or tag[0] != group:
+            if not isinstance(tag, Sent) or tag.group != group:
                 continue
             try:
                 results = self.pool.receive(w)
             except WorkerDied as died:
                 self.lose_worker(w, died)
                 continue
-            for sid, result in zip(tag[1], results, strict=True):
+            for sid, result in zip(tag.slots, results, strict=True):
                 self.apply(self.slots[sid], result)
 
-    def apply(self, slot: _Slot, result: tuple[Any, ...]) -> None:
+    def apply(self, slot: _Slot, result: Started | Stepped) -> None:
         assert slot.job is not None
         played = self.played[slot.job]
-        if slot.needs_reset:
-            obs, frame = result
-            slot.needs_reset = False
-            ended = False
-        else:
-            obs, _reward, terminated, truncated, info, frame = result
+        if isinstance(result, Stepped):
             slot.length += 1
             self.stats.steps += 1
-            ended = terminated or truncated
-        if played.job.record:
-            played.frames.append(np.asarray(frame if frame is not None else _camera(obs)).copy())
-        if ended:
-            self.finish(slot, bool(info.get("is_success", False)), info.get("sim_error"))
         else:
-            slot.obs = obs
+            slot.needs_reset = False
+        if played.job.record:
+            frame = result.frame if result.frame is not None else _camera(result.obs)
+            played.frames.append(np.asarray(frame).copy())
+        if isinstance(result, Stepped) and (result.terminated or result.truncated):
+            self.finish(slot, bool(result.info.get("is_success", False)), result.info.get("sim_error"))
+        else:
+            slot.obs = result.obs
 
     def lose_worker(self, worker: int, died: WorkerDied) -> None:
         """Every episode the dead worker was playing ends as a failure; its slots take new jobs."""
