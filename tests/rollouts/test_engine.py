@@ -111,6 +111,20 @@ def test_double_buffering_changes_no_episode() -> None:
     assert results[0] == results[1]
 
 
+def _largest_batch_and_episodes(groups: int) -> tuple[int, list[SeededEpisode]]:
+    policy = RowPolicy()
+    with EnvPool(
+        EngineSettings(num_workers=2, slots_per_worker=3, groups=groups), env_factory=make_fake_env
+    ) as p:
+        played = play_episodes(policy, p, JOBS)
+    return max(len(b) for b in policy.batches), [x.episode for x in played]
+
+
+def test_any_number_of_groups_changes_no_episode() -> None:
+    """Three groups (Sample Factory's splits beyond double buffering) play the episodes that one plays."""
+    assert _largest_batch_and_episodes(3) == (2, _largest_batch_and_episodes(1)[1])
+
+
 def test_dying_worker_is_replaced_and_its_episode_fails(pool) -> None:
     jobs = [EpisodeJob({"task": "lift", "die_at_seed": 5}, seed) for seed in range(10)]
     before = pool.replaced
@@ -159,8 +173,9 @@ def test_engine_settings_defaults_and_bad_values() -> None:
     assert EngineSettings(num_workers=1).lp_threads == cores
     with pytest.raises(ValueError, match=r"engine.num_workers=0 must be a positive integer"):
         EngineSettings(num_workers=0)
-    with pytest.raises(ValueError, match=r"engine.groups=3 must be 1"):
-        EngineSettings(groups=3)
+    with pytest.raises(ValueError, match=r"engine.groups=0 must be a positive integer: 1"):
+        EngineSettings(groups=0)
+    assert EngineSettings(groups=3).groups == 3  # any number of groups (Sample Factory's splits)
     with pytest.raises(ValueError, match=r"unknown engine setting\(s\) \['workers'\]; valid: num_workers"):
         EngineSettings.from_mapping({"workers": 2})
 

@@ -2,9 +2,9 @@
 
 Every job is (env kwargs, seed). Env slots on the pool's workers take jobs from the queue in order; the
 policy decodes one batch per group of slots, and a batch may mix tasks (the policy is multi-task and
-conditions each row on its own instruction). With two groups the engine double-buffers, as EnvPool and
-Sample Factory do: while the policy decodes for one group, the workers step the other, so neither the
-simulator nor the policy waits for the other.
+conditions each row on its own instruction). With two or more groups the engine double-buffers, as
+EnvPool and Sample Factory do (:mod:`.splits`, shared with training rollouts): while the policy decodes for
+one group, the workers step the others, so neither the simulator nor the policy waits for the other.
 
 Determinism: which slot plays which job, and which observations share a policy batch, depend only on the
 job list and the episodes' own outcomes, never on timing (each group is sent and received as a whole, in
@@ -28,6 +28,7 @@ from vla_razor.rollouts.messages import Reset, Sent, Started, Step, Stepped
 from vla_razor.rollouts.observations import copy_obs, policy_batch, stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError, env_key
 from vla_razor.rollouts.settings import policy_threads
+from vla_razor.rollouts.splits import keep_in_flight, split_slots
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,9 @@ class _Slot:
 
 
 def make_slots(num_workers: int, slots_per_worker: int, groups: int) -> list[_Slot]:
-    """Slots worker by worker; groups alternate within a worker, so every worker has work in both
-    groups and keeps stepping one while the policy decodes the other."""
-    slots = []
-    for w in range(num_workers):
-        for i in range(slots_per_worker):
-            group = i % groups if slots_per_worker >= groups else w % groups
-            slots.append(_Slot(w * slots_per_worker + i, w, group))
-    return slots
+    """Slots worker by worker, each in the group the split rule gives it (:func:`.splits.split_slots`)."""
+    places = split_slots([slots_per_worker] * num_workers, groups)
+    return [_Slot(sid, place.worker, place.group) for sid, place in enumerate(places)]
 
 
 class _Run:
@@ -121,8 +117,8 @@ class _Run:
         self.keep_observations = keep_observations
         self.progress = progress
         settings = pool.settings
-        self.slots = make_slots(pool.num_workers, settings.slots_per_worker, settings.groups)
-        self.groups = sorted({s.group for s in self.slots})
+        self.groups = settings.groups
+        self.slots = make_slots(pool.num_workers, settings.slots_per_worker, self.groups)
         self.queue = deque(range(len(self.jobs)))
         self.played: dict[int, PlayedEpisode] = {}
         self.stats = EngineStats()
@@ -235,18 +231,17 @@ class _Run:
             s.action = action
             s.obs = None
 
+    def launch(self, group: int) -> None:
+        self.decide(group)
+        self.dispatch(group)
+
     def run(self) -> list[PlayedEpisode]:
         start = time.perf_counter()
         for slot in self.slots:
             self.assign(slot)
-        for group in self.groups:
-            self.dispatch(group)
         try:
-            while self.busy():
-                for group in self.groups:
-                    self.gather(group)
-                    self.decide(group)
-                    self.dispatch(group)
+            # Before any result, no slot has an observation: the first launches only send resets.
+            keep_in_flight(self.groups, self.launch, self.gather, self.busy)
         except Exception:
             self.drain()
             raise

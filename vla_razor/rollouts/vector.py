@@ -3,8 +3,9 @@
 ``PoolVectorEnv`` behaves as ``gymnasium.vector.AsyncVectorEnv(autoreset_mode=SAME_STEP)`` does for the
 rollout collector (stacked observations, ``final_obs`` / ``final_info`` for episodes that just ended,
 explicitly seeded resets), but its envs live in the command's pool: they are built once and shared with
-in-training evaluation. Its envs are split into two groups that can be stepped separately
-(``step_async(actions, group)`` / ``step_wait(group)``), so the collector can double-buffer.
+in-training evaluation. Its envs are split into ``engine.groups`` groups by the engine's split rule
+(:func:`~vla_razor.rollouts.splits.split_envs`), each stepped separately (``step_async(actions, group)`` /
+``step_wait(group)``), so the collector can double-buffer.
 
 A worker that dies takes its envs' episodes with it: each ends as truncated with ``sim_error`` set in
 its final info (a failure, no reward) and a new, unseeded episode starts on the replacement worker.
@@ -21,12 +22,13 @@ from vla_razor.errors import BadInputError
 from vla_razor.rollouts.messages import AutoStep, Reset, Sent, Started, Stepped
 from vla_razor.rollouts.observations import stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, env_key
+from vla_razor.rollouts.splits import split_envs
 
 
 class PoolVectorEnv:
     """``num_envs`` envs of one kind (``env_kwargs``) spread over the pool's workers. With double
-    buffering, group 0 holds the first half of the envs and group 1 the rest, each spread over every
-    worker, so the workers step one half while the policy decodes the other."""
+    buffering, each group is a range of the envs (group 0 the first ones), spread over every worker, so
+    the workers step the other groups while the policy decodes one."""
 
     def __init__(
         self, pool: EnvPool, env_kwargs: Mapping[str, Any], num_envs: int, *, name: str = "train"
@@ -38,17 +40,7 @@ class PoolVectorEnv:
         self.env_kwargs = dict(env_kwargs)
         self.key = env_key(self.env_kwargs)
         self.slot_ids = [(name, i) for i in range(self.num_envs)]
-        workers = pool.num_workers
-        half = (self.num_envs + 1) // 2
-        # Double buffering pays only if each half keeps every worker busy on its own: with fewer envs
-        # than that (2 envs on 2 workers) a split would leave one worker idle while the other steps.
-        split = pool.settings.groups == 2 and self.num_envs // 2 >= min(workers, self.num_envs)
-        if split:
-            self.groups = [list(range(half)), list(range(half, self.num_envs))]
-            self.workers = [(i if i < half else i - half) % workers for i in range(self.num_envs)]
-        else:
-            self.groups = [list(range(self.num_envs))]
-            self.workers = [i % workers for i in range(self.num_envs)]
+        self.groups, self.workers = split_envs(self.num_envs, pool.num_workers, pool.settings.groups)
         # The collector decodes with this many torch threads (what the workers leave free).
         self.policy_threads = pool.settings.threads
         self._last_obs: list[dict[str, Any] | None] = [None] * self.num_envs
