@@ -115,7 +115,7 @@ def main() -> None:
         raw_pool = bench_raw_env(pool_venv, args.num_envs, steps)
         ppo_rate, result = bench_ppo(policy, pool_venv, args)
         settings = pool.settings
-        piped = len(pool_venv.groups) == 2
+        piped = len(pool_venv.groups) > 1
 
     print(
         f"\n{args.task}, {args.num_envs} envs, cameras {kwargs['cameras']} {kwargs['image_size']}px, fast render; "

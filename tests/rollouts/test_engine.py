@@ -16,6 +16,7 @@ from tests.rollouts.fake_envs import FakeTaskEnv, make_fake_env, seed_and_task
 from vla_razor.rollouts import EngineSettings, EnvPool, EpisodeJob, SeededEpisode, play_episodes
 from vla_razor.rollouts.calls import imap_on_envs
 from vla_razor.rollouts.engine import make_slots
+from vla_razor.rollouts.messages import Stats
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,12 +91,12 @@ def test_policy_batches_mix_tasks(pool) -> None:
 def test_schedule_is_deterministic_and_envs_are_reused(pool) -> None:
     first, second = RowPolicy(), RowPolicy()
     a = play_episodes(first, pool, JOBS)
-    built = [pool.call(w, [("stats",)])[0]["built"] for w in range(pool.num_workers)]
+    built = [pool.call(w, [Stats()])[0].built for w in range(pool.num_workers)]
     b = play_episodes(second, pool, JOBS)
     assert first.batches == second.batches
     assert [p.episode for p in a] == [p.episode for p in b]
     # Every env a worker needed was built during an earlier call: nothing new to build.
-    assert [pool.call(w, [("stats",)])[0]["built"] for w in range(pool.num_workers)] == built
+    assert [pool.call(w, [Stats()])[0].built for w in range(pool.num_workers)] == built
     assert all(0 < n <= 2 * 2 for n in built)  # at most one env per (slot, task) on a worker
 
 
@@ -108,6 +109,20 @@ def test_double_buffering_changes_no_episode() -> None:
             results.append([x.episode for x in play_episodes(policy, p, JOBS)])
             assert max(len(b) for b in policy.batches) == 4 // groups
     assert results[0] == results[1]
+
+
+def _largest_batch_and_episodes(groups: int) -> tuple[int, list[SeededEpisode]]:
+    policy = RowPolicy()
+    with EnvPool(
+        EngineSettings(num_workers=2, slots_per_worker=3, groups=groups), env_factory=make_fake_env
+    ) as p:
+        played = play_episodes(policy, p, JOBS)
+    return max(len(b) for b in policy.batches), [x.episode for x in played]
+
+
+def test_any_number_of_groups_changes_no_episode() -> None:
+    """Three groups (Sample Factory's splits beyond double buffering) play the episodes that one plays."""
+    assert _largest_batch_and_episodes(3) == (2, _largest_batch_and_episodes(1)[1])
 
 
 def test_dying_worker_is_replaced_and_its_episode_fails(pool) -> None:
@@ -158,8 +173,9 @@ def test_engine_settings_defaults_and_bad_values() -> None:
     assert EngineSettings(num_workers=1).lp_threads == cores
     with pytest.raises(ValueError, match=r"engine.num_workers=0 must be a positive integer"):
         EngineSettings(num_workers=0)
-    with pytest.raises(ValueError, match=r"engine.groups=3 must be 1"):
-        EngineSettings(groups=3)
+    with pytest.raises(ValueError, match=r"engine.groups=0 must be a positive integer: 1"):
+        EngineSettings(groups=0)
+    assert EngineSettings(groups=3).groups == 3  # any number of groups (Sample Factory's splits)
     with pytest.raises(ValueError, match=r"unknown engine setting\(s\) \['workers'\]; valid: num_workers"):
         EngineSettings.from_mapping({"workers": 2})
 

@@ -107,6 +107,22 @@ def test_double_buffered_rollout_equals_the_sequential_one(fake_pool) -> None:
     assert torch.equal(PolicyBatch.cat(a.batches).input_ids, PolicyBatch.cat(b.batches).input_ids)
 
 
+def test_three_groups_assemble_the_sequential_rollout() -> None:
+    settings = EngineSettings(num_workers=2, slots_per_worker=2, groups=3)
+    with EnvPool(settings, env_factory=make_fake_env) as pool:
+        piped = PoolVectorEnv(pool, {"task": "lift"}, 6, name="three")
+        assert piped.groups == [[0, 1], [2, 3], [4, 5]]
+        plain = PoolVectorEnv(pool, {"task": "lift"}, 6, name="plain")
+        plain.groups = [list(range(6))]
+        seeds = [3, 4, 5, 9, 10, 11]
+        a, b = _rollout(piped, seeds), _rollout(plain, seeds)
+    for name in ("token_ids", "log_probs", "values", "rewards", "terminated", "truncated", "final_values"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(a.last_value, b.last_value) and torch.equal(a.success, b.success)
+    assert a.episodes == b.episodes and bool(a.truncated.any()) and bool(a.terminated.any())
+    assert torch.equal(PolicyBatch.cat(a.batches).input_ids, PolicyBatch.cat(b.batches).input_ids)
+
+
 def test_dying_worker_truncates_its_episodes_and_training_goes_on(fake_pool) -> None:
     venv = PoolVectorEnv(fake_pool, {"task": "lift", "die_at_seed": 7}, 4, name="dying")
     rollout = _rollout(venv, [7, 8, 9, 10], steps=6)

@@ -21,16 +21,16 @@ def _rollout(terminated, truncated, success) -> Rollout:
     t = torch.tensor(terminated, dtype=torch.bool).T
     z = torch.zeros(t.shape)
     return Rollout(
-        [],
-        torch.zeros(*t.shape, 7, dtype=torch.long),
-        z,
-        z,
-        z,
-        t,
-        torch.tensor(truncated, dtype=torch.bool).T,
-        z,
-        torch.zeros(t.shape[1]),
-        torch.tensor(success, dtype=torch.bool).T,
+        batches=[],
+        token_ids=torch.zeros(*t.shape, 7, dtype=torch.long),
+        log_probs=z,
+        values=z,
+        rewards=z,
+        terminated=t,
+        truncated=torch.tensor(truncated, dtype=torch.bool).T,
+        final_values=z,
+        last_value=torch.zeros(t.shape[1]),
+        success=torch.tensor(success, dtype=torch.bool).T,
     )
 
 

@@ -1,6 +1,9 @@
 """The rollout engine: the one place where environments meet policies.
 
 - :mod:`.pool`: persistent env worker processes (forkserver), envs built once per worker and reused;
+- :mod:`.messages`: the named operations and results that pass between the pool and its workers;
+- :mod:`.splits`: double buffering, once: the split of env slots into groups and the loop that keeps
+  every group in flight (any number of groups), shared by the engine and the collector;
 - :mod:`.engine`: seeded episodes from a work queue, task-mixed policy batches, double buffering;
 - :mod:`.collector`: on-policy training rollouts on any gymnasium-like vector env (double-buffered on
   :class:`~vla_razor.rollouts.vector.PoolVectorEnv`, the pool's training view);

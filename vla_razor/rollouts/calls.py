@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from vla_razor.rollouts.messages import Call
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, env_key
 
 R = TypeVar("R")
@@ -39,7 +40,7 @@ def imap_on_envs(
         if queue:
             index = queue.popleft()
             try:
-                pool.send(worker, [("call", key, kwargs, fn, jobs[index])], tag=index)
+                pool.send(worker, [Call(key, kwargs, fn, tuple(jobs[index]))])
             except WorkerDied as died:
                 done[index] = on_died(jobs[index], died.reason)
                 feed(worker)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 
 from vla_razor.rollouts.observations import OBS_SKIP, final_info_value, final_obs, info_array, policy_batch
 from vla_razor.rollouts.settings import policy_threads
+from vla_razor.rollouts.splits import keep_in_flight
 
 
 @dataclass
@@ -29,9 +30,10 @@ class EpisodeStats:
     sim_error: str | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Rollout:
-    """T steps x N envs of on-policy data (time-major)."""
+    """T steps x N envs of on-policy data (time-major). Built by keyword only: several fields share a
+    shape and a dtype (``terminated`` / ``truncated`` / ``success``), so a swap by position would pass."""
 
     batches: list[Any]  # T policy batches of N observations each
     token_ids: torch.Tensor  # [T, N, 7]
@@ -50,6 +52,83 @@ class Rollout:
     @property
     def num_steps(self) -> int:
         return int(self.rewards.numel())
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the envs' results of one step of some envs mean for GAE (numpy, one row per env)."""
+
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray  # only where not also terminated
+    final_values: torch.Tensor  # V(final obs) where truncated, else 0
+    success: np.ndarray  # the episode ended successfully at this step
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One time step of one group of envs, as the rollout stores it (the rows of a :class:`Rollout`)."""
+
+    batch: Any
+    token_ids: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    final_values: torch.Tensor
+    success: torch.Tensor
+
+    @classmethod
+    def of(cls, batch: Any, out: Any, outcome: _Outcome) -> _Part:
+        return cls(
+            batch=batch,
+            token_ids=out.token_ids.cpu(),
+            log_probs=out.log_prob.float().cpu(),
+            values=out.value.float().cpu(),
+            rewards=torch.as_tensor(outcome.rewards),
+            terminated=torch.as_tensor(outcome.terminated),
+            truncated=torch.as_tensor(outcome.truncated),
+            final_values=outcome.final_values,
+            success=torch.as_tensor(outcome.success),
+        )
+
+    @classmethod
+    def join(cls, parts: Sequence[_Part]) -> _Part:
+        """The groups' parts of one time step -> the step of all envs, in env order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            batch=type(parts[0].batch).cat([p.batch for p in parts]),
+            **{name: torch.cat([getattr(p, name) for p in parts]) for name in _TENSORS},
+        )
+
+
+# The tensor fields of a time step (each a field of Rollout too, of the same name).
+_TENSORS = tuple(f.name for f in fields(_Part) if f.name != "batch")
+
+
+@dataclass
+class _Clock:
+    """Where a rollout's wall time went: waiting on the simulator, or deciding (and recording)."""
+
+    env: float = 0.0
+    policy: float = 0.0
+
+
+class _LockStep:
+    """A plain gymnasium-like vector env seen as one group: ``step_async`` keeps the actions and
+    ``step_wait`` steps every env with them."""
+
+    def __init__(self, venv: Any) -> None:
+        self.venv = venv
+        self.actions: np.ndarray | None = None
+
+    def step_async(self, actions: np.ndarray, group: int) -> None:
+        self.actions = actions
+
+    def step_wait(self, group: int) -> tuple[Any, ...]:
+        return self.venv.step(self.actions)
 
 
 class RolloutCollector:
@@ -90,117 +169,90 @@ class RolloutCollector:
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Rollout:
-        """``num_steps`` steps of every env; with a vector env split into two groups (the engine's
-        :class:`~vla_razor.rollouts.vector.PoolVectorEnv`) the policy decodes one group while the other
-        steps. Either way the rollout holds the same kind of data, env by env in the same order."""
+        """``num_steps`` steps of every env. A vector env split into groups (the engine's
+        :class:`~vla_razor.rollouts.vector.PoolVectorEnv`) is double-buffered: the policy decodes one group
+        while the others step. Either way the rollout holds the same data, env by env in the same order."""
         if self.obs is None:
             raise RuntimeError("RolloutCollector.reset(seeds) must be called before collect()")
         groups = getattr(self.venv, "groups", None)
+        if groups is None:  # any gymnasium-like vector env: one group, stepped in lock-step
+            venv, groups = _LockStep(self.venv), [list(range(self.num_envs))]
+        else:
+            venv, groups = self.venv, [list(g) for g in groups]
+        if [i for g in groups for i in g] != list(range(self.num_envs)):
+            raise ValueError(f"env groups must split the envs into ranges in order, got {groups}")
+        clock = _Clock()
         with policy_threads(getattr(self.venv, "policy_threads", None)):
-            if groups is not None and len(groups) == 2:
-                steps, episodes, t_env, t_pol = self._collect_pipelined(
-                    policy, num_steps, groups, temperature, generator
-                )
-            else:
-                steps, episodes, t_env, t_pol = self._collect_sequential(
-                    policy, num_steps, temperature, generator
-                )
+            steps, episodes = self._collect(policy, num_steps, venv, groups, clock, temperature, generator)
             t0 = time.perf_counter()
             last_value = policy.value(policy_batch(policy, self.obs)).float().cpu()
-            t_pol += time.perf_counter() - t0
-        batches, tokens, logps, values, rewards, terms, truncs, finals, succ = zip(*steps, strict=True)
+            clock.policy += time.perf_counter() - t0
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.stack([getattr(step, name) for step in steps])
+
         return Rollout(
-            list(batches),
-            torch.stack(tokens),
-            torch.stack(logps),
-            torch.stack(values),
-            torch.stack(rewards),
-            torch.stack(terms),
-            torch.stack(truncs),
-            torch.stack(finals),
-            last_value,
-            torch.stack(succ),
-            episodes,
-            t_env,
-            t_pol,
+            batches=[step.batch for step in steps],
+            token_ids=stack("token_ids"),
+            log_probs=stack("log_probs"),
+            values=stack("values"),
+            rewards=stack("rewards"),
+            terminated=stack("terminated"),
+            truncated=stack("truncated"),
+            final_values=stack("final_values"),
+            last_value=last_value,
+            success=stack("success"),
+            episodes=episodes,
+            env_seconds=clock.env,
+            policy_seconds=clock.policy,
         )
 
-    def _collect_sequential(
-        self, policy: Any, num_steps: int, temperature: float, generator: torch.Generator | None
-    ) -> tuple[list[tuple[Any, ...]], list[EpisodeStats], float, float]:
-        """Decode for every env, then step every env: for any gymnasium-like vector env."""
-        t_env = t_pol = 0.0
-        steps: list[tuple[Any, ...]] = []
-        episodes: list[EpisodeStats] = []
-        every = list(range(self.num_envs))
-        for _ in range(num_steps):
-            t0 = time.perf_counter()
-            batch = self._last_batch = policy_batch(policy, self.obs)
-            out = policy.act(batch, temperature=temperature, generator=generator)
-            t1 = time.perf_counter()
-            obs, reward, terminated, truncated, info = self.venv.step(
-                np.asarray(out.actions, dtype=np.float32)
-            )
-            t2 = time.perf_counter()
-            record = self._record(policy, every, reward, terminated, truncated, info, episodes)
-            t3 = time.perf_counter()
-            steps.append(_step_tensors(batch, out, *record))
-            self.obs = obs
-            t_pol += (t1 - t0) + (t3 - t2)
-            t_env += t2 - t1
-        return steps, episodes, t_env, t_pol
-
-    def _collect_pipelined(
+    def _collect(
         self,
         policy: Any,
         num_steps: int,
-        groups: Sequence[Sequence[int]],
+        venv: Any,
+        groups: list[list[int]],
+        clock: _Clock,
         temperature: float,
         generator: torch.Generator | None,
-    ) -> tuple[list[tuple[Any, ...]], list[EpisodeStats], float, float]:
-        """Double buffering: while group A's envs step, the policy decodes for group B, and back.
-
-        Decodes run in a fixed order (A0, B0, A1, B1, ...) on a fixed split of the envs, so the rollout is
-        a function of the seeds and the policy, as the sequential one is.
-        """
-        a, b = (list(g) for g in groups)
-        if a + b != list(range(self.num_envs)):
-            raise ValueError(f"env groups must split the envs into two ranges in order, got {groups}")
+    ) -> tuple[list[_Part], list[EpisodeStats]]:
+        """Every group in flight (:func:`.splits.keep_in_flight`): while one group's envs step, the policy
+        decodes for the next. Decodes run in a fixed order (0, 1, .., 0, 1, ..) on a fixed split of the
+        envs, so the rollout is a function of the seeds and the policy; with one group it is lock-step."""
         assert self.obs is not None
-        obs = {0: _take(self.obs, a), 1: _take(self.obs, b)}
+        obs = [self.obs] if len(groups) == 1 else [_take(self.obs, g) for g in groups]
         sent: dict[int, tuple[Any, Any]] = {}
-        t_env = t_pol = 0.0
-        steps: list[tuple[Any, ...]] = []
+        launched = [0] * len(groups)
+        parts: list[list[_Part]] = [[] for _ in groups]
         episodes: list[EpisodeStats] = []
 
-        def launch(g: int) -> float:
+        def launch(g: int) -> None:
+            if launched[g] == num_steps:  # the last round: nothing more to send
+                return
             t0 = time.perf_counter()
             batch = self._last_batch = policy_batch(policy, obs[g])
             out = policy.act(batch, temperature=temperature, generator=generator)
-            self.venv.step_async(np.asarray(out.actions, dtype=np.float32), group=g)
-            sent[g] = (batch, out)
-            return time.perf_counter() - t0
-
-        def land(g: int, envs: list[int], t: int) -> tuple[tuple[Any, ...], float, float]:
-            t0 = time.perf_counter()
-            next_obs, reward, terminated, truncated, info = self.venv.step_wait(group=g)
             t1 = time.perf_counter()
-            record = self._record(policy, envs, reward, terminated, truncated, info, episodes)
-            obs[g] = next_obs
-            return _step_tensors(*sent.pop(g), *record), t1 - t0, time.perf_counter() - t1
+            venv.step_async(np.asarray(out.actions, dtype=np.float32), group=g)
+            sent[g] = (batch, out)
+            launched[g] += 1
+            clock.policy += t1 - t0
+            clock.env += time.perf_counter() - t1  # handing the actions to the simulator
 
-        t_pol += launch(0)
-        for t in range(num_steps):
-            t_pol += launch(1)  # group A steps meanwhile
-            part_a, wait_a, pol_a = land(0, a, t)
-            if t + 1 < num_steps:
-                t_pol += launch(0)  # group B steps meanwhile
-            part_b, wait_b, pol_b = land(1, b, t)
-            steps.append(_join_steps(part_a, part_b))
-            t_env += wait_a + wait_b
-            t_pol += pol_a + pol_b
-        self.obs = _join_obs(obs[0], obs[1])
-        return steps, episodes, t_env, t_pol
+        def land(g: int) -> None:
+            t0 = time.perf_counter()
+            next_obs, reward, terminated, truncated, info = venv.step_wait(group=g)
+            t1 = time.perf_counter()
+            outcome = self._record(policy, groups[g], reward, terminated, truncated, info, episodes)
+            parts[g].append(_Part.of(*sent.pop(g), outcome))
+            obs[g] = next_obs
+            clock.env += t1 - t0
+            clock.policy += time.perf_counter() - t1
+
+        keep_in_flight(len(groups), launch, land, lambda: len(parts[-1]) < num_steps)
+        self.obs = obs[0] if len(groups) == 1 else _join_obs(obs)
+        return [_Part.join(step) for step in zip(*parts, strict=True)], episodes
 
     def _record(
         self,
@@ -211,7 +263,7 @@ class RolloutCollector:
         truncated: Any,
         info: dict[str, Any],
         episodes: list[EpisodeStats],
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor, np.ndarray]:
+    ) -> _Outcome:
         """Rewards, done flags, V(final obs) of truncated episodes, and finished episodes of ``envs``."""
         n = len(envs)
         terminated = np.asarray(terminated, dtype=bool)
@@ -234,41 +286,23 @@ class RolloutCollector:
             episodes.append(EpisodeStats(bool(success[j]), int(self.ep_len[i]), float(self.ep_ret[i]), err))
             self.ep_len[i] = 0
             self.ep_ret[i] = 0.0
-        return r, terminated, truncated, final_v, success & (terminated | truncated)
-
-
-def _step_tensors(
-    batch: Any,
-    out: Any,
-    r: np.ndarray,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-    final_v: torch.Tensor,
-    success: np.ndarray,
-) -> tuple[Any, ...]:
-    """One time step of some envs as the rollout stores it."""
-    return (
-        batch,
-        out.token_ids.cpu(),
-        out.log_prob.float().cpu(),
-        out.value.float().cpu(),
-        torch.as_tensor(r),
-        torch.as_tensor(terminated),
-        torch.as_tensor(truncated),
-        final_v,
-        torch.as_tensor(success),
-    )
-
-
-def _join_steps(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Group A's and group B's share of one time step -> the step of all envs, in env order."""
-    batch = type(a[0]).cat([a[0], b[0]])
-    return (batch, *(torch.cat([x, y]) for x, y in zip(a[1:], b[1:], strict=True)))
+        return _Outcome(
+            rewards=r,
+            terminated=terminated,
+            truncated=truncated,
+            final_values=final_v,
+            success=success & (terminated | truncated),
+        )
 
 
 def _take(obs: dict[str, Any], envs: list[int]) -> dict[str, Any]:
     return {k: [v[i] for i in envs] if k in OBS_SKIP else np.asarray(v)[envs] for k, v in obs.items()}
 
 
-def _join_obs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(a[k]) + list(b[k]) if k in OBS_SKIP else np.concatenate([a[k], b[k]]) for k in a}
+def _join_obs(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The groups' observations -> one vector-env observation dict, in env order."""
+    first = parts[0]
+    return {
+        k: [x for p in parts for x in p[k]] if k in OBS_SKIP else np.concatenate([p[k] for p in parts])
+        for k in first
+    }

@@ -2,9 +2,9 @@
 
 Every job is (env kwargs, seed). Env slots on the pool's workers take jobs from the queue in order; the
 policy decodes one batch per group of slots, and a batch may mix tasks (the policy is multi-task and
-conditions each row on its own instruction). With two groups the engine double-buffers, as EnvPool and
-Sample Factory do: while the policy decodes for one group, the workers step the other, so neither the
-simulator nor the policy waits for the other.
+conditions each row on its own instruction). With two or more groups the engine double-buffers, as
+EnvPool and Sample Factory do (:mod:`.splits`, shared with training rollouts): while the policy decodes for
+one group, the workers step the others, so neither the simulator nor the policy waits for the other.
 
 Determinism: which slot plays which job, and which observations share a policy batch, depend only on the
 job list and the episodes' own outcomes, never on timing (each group is sent and received as a whole, in
@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.rollouts.messages import Reset, Sent, Started, Step, Stepped
 from vla_razor.rollouts.observations import copy_obs, policy_batch, stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError, env_key
 from vla_razor.rollouts.settings import policy_threads
+from vla_razor.rollouts.splits import keep_in_flight, split_slots
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +90,9 @@ class _Slot:
 
 
 def make_slots(num_workers: int, slots_per_worker: int, groups: int) -> list[_Slot]:
-    """Slots worker by worker; groups alternate within a worker, so every worker has work in both
-    groups and keeps stepping one while the policy decodes the other."""
-    slots = []
-    for w in range(num_workers):
-        for i in range(slots_per_worker):
-            group = i % groups if slots_per_worker >= groups else w % groups
-            slots.append(_Slot(w * slots_per_worker + i, w, group))
-    return slots
+    """Slots worker by worker, each in the group the split rule gives it (:func:`.splits.split_slots`)."""
+    places = split_slots([slots_per_worker] * num_workers, groups)
+    return [_Slot(sid, place.worker, place.group) for sid, place in enumerate(places)]
 
 
 class _Run:
@@ -120,8 +117,8 @@ class _Run:
         self.keep_observations = keep_observations
         self.progress = progress
         settings = pool.settings
-        self.slots = make_slots(pool.num_workers, settings.slots_per_worker, settings.groups)
-        self.groups = sorted({s.group for s in self.slots})
+        self.groups = settings.groups
+        self.slots = make_slots(pool.num_workers, settings.slots_per_worker, self.groups)
         self.queue = deque(range(len(self.jobs)))
         self.played: dict[int, PlayedEpisode] = {}
         self.stats = EngineStats()
@@ -159,24 +156,24 @@ class _Run:
     def dispatch(self, group: int) -> None:
         """Send each worker its group's operations: steps for slots with an action, resets for new jobs."""
         for w in range(self.pool.num_workers):
-            ops, sids = [], []
+            ops: list[Reset | Step] = []
+            sids = []
             for slot in self.slots:
                 if slot.worker != w or slot.group != group or slot.job is None:
                     continue
                 job = self.jobs[slot.job]
                 if slot.needs_reset:
-                    ops.append(
-                        ("reset", slot.sid, self.keys[slot.job], dict(job.env_kwargs), job.seed, job.record)
-                    )
+                    key, kwargs = self.keys[slot.job], dict(job.env_kwargs)
+                    ops.append(Reset(slot.sid, key, kwargs, seed=job.seed, frame=job.record))
                 elif slot.action is not None:
-                    ops.append(("step", slot.sid, slot.action, job.record))
+                    ops.append(Step(slot.sid, slot.action, frame=job.record))
                     slot.action = None
                 else:
                     continue
                 sids.append(slot.sid)
             if ops:
                 try:
-                    self.pool.send(w, ops, tag=(group, sids))
+                    self.pool.send(w, ops, tag=Sent(group, tuple(sids)))
                 except WorkerDied as died:
                     self.lose_worker(w, died)
 
@@ -184,34 +181,31 @@ class _Run:
         """Receive the group's results from every worker that owes them, in worker order."""
         for w in range(self.pool.num_workers):
             tag = self.pool.pending(w)
-            if tag is None or tag[0] != group:
+            if not isinstance(tag, Sent) or tag.group != group:
                 continue
             try:
                 results = self.pool.receive(w)
             except WorkerDied as died:
                 self.lose_worker(w, died)
                 continue
-            for sid, result in zip(tag[1], results, strict=True):
+            for sid, result in zip(tag.slots, results, strict=True):
                 self.apply(self.slots[sid], result)
 
-    def apply(self, slot: _Slot, result: tuple[Any, ...]) -> None:
+    def apply(self, slot: _Slot, result: Started | Stepped) -> None:
         assert slot.job is not None
         played = self.played[slot.job]
-        if slot.needs_reset:
-            obs, frame = result
-            slot.needs_reset = False
-            ended = False
-        else:
-            obs, _reward, terminated, truncated, info, frame = result
+        if isinstance(result, Stepped):
             slot.length += 1
             self.stats.steps += 1
-            ended = terminated or truncated
-        if played.job.record:
-            played.frames.append(np.asarray(frame if frame is not None else _camera(obs)).copy())
-        if ended:
-            self.finish(slot, bool(info.get("is_success", False)), info.get("sim_error"))
         else:
-            slot.obs = obs
+            slot.needs_reset = False
+        if played.job.record:
+            frame = result.frame if result.frame is not None else _camera(result.obs)
+            played.frames.append(np.asarray(frame).copy())
+        if isinstance(result, Stepped) and (result.terminated or result.truncated):
+            self.finish(slot, bool(result.info.get("is_success", False)), result.info.get("sim_error"))
+        else:
+            slot.obs = result.obs
 
     def lose_worker(self, worker: int, died: WorkerDied) -> None:
         """Every episode the dead worker was playing ends as a failure; its slots take new jobs."""
@@ -237,18 +231,17 @@ class _Run:
             s.action = action
             s.obs = None
 
+    def launch(self, group: int) -> None:
+        self.decide(group)
+        self.dispatch(group)
+
     def run(self) -> list[PlayedEpisode]:
         start = time.perf_counter()
         for slot in self.slots:
             self.assign(slot)
-        for group in self.groups:
-            self.dispatch(group)
         try:
-            while self.busy():
-                for group in self.groups:
-                    self.gather(group)
-                    self.decide(group)
-                    self.dispatch(group)
+            # Before any result, no slot has an observation: the first launches only send resets.
+            keep_in_flight(self.groups, self.launch, self.gather, self.busy)
         except Exception:
             self.drain()
             raise

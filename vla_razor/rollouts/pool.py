@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from vla_razor.errors import BadInputError
+from vla_razor.rollouts.messages import Failed, Op, Sent
 from vla_razor.rollouts.settings import EngineSettings
 from vla_razor.rollouts.worker import EnvFactory, RobosuiteEnvFactory, worker_main
 
@@ -78,7 +79,7 @@ class _Worker:
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
         self.conn = conn
-        self.outstanding: deque[Any] = deque()  # tags of batches sent and not yet answered, in order
+        self.outstanding: deque[Sent | None] = deque()  # tags of batches sent and not yet answered, in order
 
 
 class EnvPool:
@@ -151,7 +152,7 @@ class EnvPool:
         self._workers = []
 
     # ------------------------------------------------------------------ messaging
-    def send(self, index: int, ops: Sequence[tuple[Any, ...]], tag: Any = None) -> None:
+    def send(self, index: int, ops: Sequence[Op], tag: Sent | None = None) -> None:
         """Queue a batch of operations on worker ``index`` (answered in order by :meth:`receive`)."""
         worker = self._worker(index)
         try:
@@ -160,7 +161,7 @@ class EnvPool:
             self._died(index, "closed its pipe")
         worker.outstanding.append(tag)
 
-    def pending(self, index: int) -> Any:
+    def pending(self, index: int) -> Sent | None:
         """The tag of the oldest unanswered batch of worker ``index`` (None if nothing is outstanding)."""
         worker = self._worker(index)
         return worker.outstanding[0] if worker.outstanding else None
@@ -189,12 +190,13 @@ class EnvPool:
             code = worker.process.exitcode
             self._died(index, f"died (exit code {code})" if code is not None else "closed its pipe")
         worker.outstanding.popleft()
-        if reply[0] == "error":
-            _, name, message, remote = reply
-            if name in ("ValueError", "BadInputError", "MissingFileError"):  # bad env kwargs: one line
-                raise BadInputError(message)
-            raise WorkerError(f"{name} in env worker {index}: {message}\n--- worker traceback ---\n{remote}")
-        return reply[1]
+        if isinstance(reply, Failed):
+            if reply.name in ("ValueError", "BadInputError", "MissingFileError"):  # bad env kwargs: one line
+                raise BadInputError(reply.message)
+            raise WorkerError(
+                f"{reply.name} in env worker {index}: {reply.message}\n--- worker traceback ---\n{reply.traceback}"
+            )
+        return reply.results
 
     def ready(self, indices: Sequence[int]) -> list[int]:
         """Those of ``indices`` whose oldest batch can be received now (answered, or the worker died);
@@ -209,7 +211,7 @@ class EnvPool:
             return list(indices)
         return sorted({handles[h] for h in ready})
 
-    def call(self, index: int, ops: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def call(self, index: int, ops: Sequence[Op]) -> list[Any]:
         """Send a batch to worker ``index`` and wait for its results."""
         self.send(index, ops)
         return self.receive(index)

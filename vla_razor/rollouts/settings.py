@@ -48,7 +48,10 @@ class EngineSettings:
     num_workers: int | None = None
     # Env slots (episodes in flight) per worker; the policy's batch is num_workers * slots / groups.
     slots_per_worker: int = 4
-    # 2: double buffering (while the policy decodes for one group of slots, the other group steps); 1: off.
+    # Groups of env slots decoded in turn (Sample Factory's worker_num_splits): 1: off (lock-step); 2: double
+    # buffering (while the policy decodes for one group, the other steps); N > 2: the other N-1 groups step
+    # meanwhile (pays when one decode takes longer than one step). Each worker's slots take the groups in
+    # turn, so the policy's batch is about num_workers * slots_per_worker / groups (training: num_envs / groups).
     groups: int = 2
     # torch intra-op threads while the policy decodes next to the workers (rollouts only: a learner update
     # keeps the process's own setting); default: the CPUs the workers leave free, at least 1 (OpenMP
@@ -76,9 +79,10 @@ class EngineSettings:
             raise BadInputError(
                 f"engine.slots_per_worker={self.slots_per_worker!r} must be a positive integer"
             )
-        if self.groups not in (1, 2):
+        if not isinstance(self.groups, int) or isinstance(self.groups, bool) or self.groups < 1:
             raise BadInputError(
-                f"engine.groups={self.groups!r} must be 1 (no pipelining) or 2 (double buffering)"
+                f"engine.groups={self.groups!r} must be a positive integer: 1 (no pipelining), "
+                "2 (double buffering) or more"
             )
         if self.max_envs_per_worker is not None and (
             not isinstance(self.max_envs_per_worker, int)

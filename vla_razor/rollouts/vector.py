@@ -3,8 +3,9 @@
 ``PoolVectorEnv`` behaves as ``gymnasium.vector.AsyncVectorEnv(autoreset_mode=SAME_STEP)`` does for the
 rollout collector (stacked observations, ``final_obs`` / ``final_info`` for episodes that just ended,
 explicitly seeded resets), but its envs live in the command's pool: they are built once and shared with
-in-training evaluation. Its envs are split into two groups that can be stepped separately
-(``step_async(actions, group)`` / ``step_wait(group)``), so the collector can double-buffer.
+in-training evaluation. Its envs are split into ``engine.groups`` groups by the engine's split rule
+(:func:`~vla_razor.rollouts.splits.split_envs`), each stepped separately (``step_async(actions, group)`` /
+``step_wait(group)``), so the collector can double-buffer.
 
 A worker that dies takes its envs' episodes with it: each ends as truncated with ``sim_error`` set in
 its final info (a failure, no reward) and a new, unseeded episode starts on the replacement worker.
@@ -18,16 +19,16 @@ from typing import Any
 import numpy as np
 
 from vla_razor.errors import BadInputError
+from vla_razor.rollouts.messages import AutoStep, Reset, Sent, Started, Stepped
 from vla_razor.rollouts.observations import stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, env_key
-
-StepResult = tuple[dict[str, Any], float, bool, bool, dict[str, Any]]
+from vla_razor.rollouts.splits import split_envs
 
 
 class PoolVectorEnv:
     """``num_envs`` envs of one kind (``env_kwargs``) spread over the pool's workers. With double
-    buffering, group 0 holds the first half of the envs and group 1 the rest, each spread over every
-    worker, so the workers step one half while the policy decodes the other."""
+    buffering, each group is a range of the envs (group 0 the first ones), spread over every worker, so
+    the workers step the other groups while the policy decodes one."""
 
     def __init__(
         self, pool: EnvPool, env_kwargs: Mapping[str, Any], num_envs: int, *, name: str = "train"
@@ -39,21 +40,11 @@ class PoolVectorEnv:
         self.env_kwargs = dict(env_kwargs)
         self.key = env_key(self.env_kwargs)
         self.slot_ids = [(name, i) for i in range(self.num_envs)]
-        workers = pool.num_workers
-        half = (self.num_envs + 1) // 2
-        # Double buffering pays only if each half keeps every worker busy on its own: with fewer envs
-        # than that (2 envs on 2 workers) a split would leave one worker idle while the other steps.
-        split = pool.settings.groups == 2 and self.num_envs // 2 >= min(workers, self.num_envs)
-        if split:
-            self.groups = [list(range(half)), list(range(half, self.num_envs))]
-            self.workers = [(i if i < half else i - half) % workers for i in range(self.num_envs)]
-        else:
-            self.groups = [list(range(self.num_envs))]
-            self.workers = [i % workers for i in range(self.num_envs)]
+        self.groups, self.workers = split_envs(self.num_envs, pool.num_workers, pool.settings.groups)
         # The collector decodes with this many torch threads (what the workers leave free).
         self.policy_threads = pool.settings.threads
         self._last_obs: list[dict[str, Any] | None] = [None] * self.num_envs
-        self._lost: dict[int, StepResult] = {}  # results standing in for envs whose worker died
+        self._lost: dict[int, Stepped] = {}  # results standing in for envs whose worker died
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -70,13 +61,13 @@ class PoolVectorEnv:
         self._lost.clear()
         for w in sorted(set(self.workers)):
             mine = [i for i in range(self.num_envs) if self.workers[i] == w]
-            ops = [("reset", self.slot_ids[i], self.key, self.env_kwargs, seeds[i], False) for i in mine]
+            ops = [Reset(self.slot_ids[i], self.key, self.env_kwargs, seed=seeds[i]) for i in mine]
             try:
-                results = self.pool.call(w, ops)
+                results: list[Started] = self.pool.call(w, ops)
             except WorkerDied:  # already replaced: the fresh worker builds the envs and resets them
                 results = self.pool.call(w, ops)
-            for i, (obs, _frame) in zip(mine, results, strict=True):
-                self._last_obs[i] = obs
+            for i, started in zip(mine, results, strict=True):
+                self._last_obs[i] = started.obs
         return stack_obs(self._last_obs), {}  # type: ignore[arg-type]
 
     def step(self, actions: np.ndarray) -> tuple[Any, ...]:
@@ -93,27 +84,29 @@ class PoolVectorEnv:
             mine = [j for j, i in enumerate(envs) if self.workers[i] == w and i not in self._lost]
             if not mine:
                 continue
-            ops = [("autostep", self.slot_ids[envs[j]], actions[j]) for j in mine]
+            ops = [AutoStep(self.slot_ids[envs[j]], actions[j]) for j in mine]
             try:
-                self.pool.send(w, ops, tag=("vector", [envs[j] for j in mine]))
+                self.pool.send(w, ops, tag=Sent(group, tuple(self.slot_ids[envs[j]] for j in mine)))
             except WorkerDied as died:
                 self._recover(w, died.reason)
 
     def step_wait(self, group: int | None = None) -> tuple[Any, ...]:
         """Results of the envs of ``group``, in their order, stacked like a gymnasium vector env's."""
         envs = self._group(group)
-        results: dict[int, StepResult] = {}
+        mine = {self.slot_ids[i]: i for i in envs}
+        results: dict[int, Stepped] = {}
         for w in sorted({self.workers[i] for i in envs}):
             tag = self.pool.pending(w)
-            if tag is not None and tag[0] == "vector" and set(tag[1]) <= set(envs):
+            # The oldest batch of this worker is ours only if it was sent for envs of this group.
+            if isinstance(tag, Sent) and set(tag.slots) <= set(mine):
                 try:
-                    results.update(zip(tag[1], self.pool.receive(w), strict=True))
+                    results.update(zip((mine[s] for s in tag.slots), self.pool.receive(w), strict=True))
                 except WorkerDied as died:
                     self._recover(w, died.reason)
         for i in envs:
             if i not in results:
                 results[i] = self._lost.pop(i)
-            self._last_obs[i] = results[i][0]
+            self._last_obs[i] = results[i].obs
         return _stack_steps([results[i] for i in envs])
 
     def close(self) -> None:
@@ -127,31 +120,32 @@ class PoolVectorEnv:
         """Every env of a dead worker (whose results are lost) ends its episode as a truncated failure;
         new unseeded episodes start on the replacement, before anything else is sent to it."""
         envs = [i for i in range(self.num_envs) if self.workers[i] == worker]
-        ops = [("reset", self.slot_ids[i], self.key, self.env_kwargs, None, False) for i in envs]
-        for i, (obs, _frame) in zip(envs, self.pool.call(worker, ops), strict=True):
+        ops = [Reset(self.slot_ids[i], self.key, self.env_kwargs, seed=None) for i in envs]
+        started: list[Started] = self.pool.call(worker, ops)
+        for i, fresh in zip(envs, started, strict=True):
             final_info = {"is_success": False, "sim_error": f"env worker died: {reason}"}
             info = {"final_obs": self._last_obs[i], "final_info": final_info}
-            self._lost[i] = (obs, 0.0, False, True, info)
+            self._lost[i] = Stepped(fresh.obs, reward=0.0, terminated=False, truncated=True, info=info)
 
 
-def _stack_steps(results: list[StepResult]) -> tuple[Any, ...]:
-    """Per-env (obs, reward, terminated, truncated, info) -> gymnasium vector-env arrays and infos."""
+def _stack_steps(results: list[Stepped]) -> tuple[Any, ...]:
+    """Per-env step results -> gymnasium vector-env arrays and infos."""
     n = len(results)
-    obs = stack_obs([r[0] for r in results])
-    rewards = np.array([r[1] for r in results], dtype=np.float64)
-    terminated = np.array([r[2] for r in results], dtype=bool)
-    truncated = np.array([r[3] for r in results], dtype=bool)
+    obs = stack_obs([r.obs for r in results])
+    rewards = np.array([r.reward for r in results], dtype=np.float64)
+    terminated = np.array([r.terminated for r in results], dtype=bool)
+    truncated = np.array([r.truncated for r in results], dtype=bool)
     done = terminated | truncated
     info: dict[str, Any] = {
-        "is_success": np.array([bool(r[4].get("is_success", False)) for r in results]),
+        "is_success": np.array([bool(r.info.get("is_success", False)) for r in results]),
         "_is_success": ~done,
     }
     if done.any():
         info["final_obs"] = np.full(n, None, dtype=object)
         info["final_info"] = np.full(n, None, dtype=object)
         for i in np.flatnonzero(done):
-            info["final_obs"][i] = results[i][4]["final_obs"]
-            info["final_info"][i] = results[i][4]["final_info"]
+            info["final_obs"][i] = results[i].info["final_obs"]
+            info["final_info"][i] = results[i].info["final_info"]
         info["_final_obs"] = done.copy()
         info["_final_info"] = done.copy()
     return obs, rewards, terminated, truncated, info

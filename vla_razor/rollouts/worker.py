@@ -1,16 +1,18 @@
 """The env worker process: keeps every env it has built, keyed by its env kwargs, and runs batches of
 env operations sent by the pool.
 
-Operations (tuples, answered in order, one reply per batch):
-- ``("reset", slot, key, kwargs, seed, frame)`` -> ``(obs, frame)``: bind ``slot`` to an env of ``key``
-  (reused if one is free, built otherwise) and start a seeded episode;
-- ``("step", slot, action, frame)`` -> ``(obs, reward, terminated, truncated, info, frame)``;
-- ``("autostep", slot, action)`` -> ``(obs, reward, terminated, truncated, info)`` with gymnasium's
-  same-step autoreset: an episode that ends is reset (unseeded) at once, its last observation and info
-  go into ``info["final_obs"]`` / ``info["final_info"]`` (the training vector env);
-- ``("call", key, kwargs, fn, args)`` -> ``fn(env, *args)``: a whole function on a free env of ``key``
-  (e.g. a scripted-expert episode, which needs no policy).
+Operations (the dataclasses of :mod:`.messages`, answered in order, one reply per batch):
+- :class:`Reset` -> :class:`Started`: bind a slot to an env of its key (reused if one is free, built
+  otherwise) and start a seeded episode;
+- :class:`Step` -> :class:`Stepped`;
+- :class:`AutoStep` -> :class:`Stepped` with gymnasium's same-step autoreset: an episode that ends is reset
+  (unseeded) at once, its last observation and info go into ``info["final_obs"]`` / ``info["final_info"]``
+  (the training vector env);
+- :class:`Call` -> ``fn(env, *args)``: a whole function on a free env of its key (e.g. a scripted-expert
+  episode, which needs no policy);
+- :class:`Stats` -> :class:`WorkerStats`.
 
+A reply is :class:`Done` (the batch's results) or :class:`Failed` (an operation raised).
 ``frame`` asks for the env's video frame (``render_frame()``: the render camera, None without one).
 Envs are reused across checkpoints, tasks and seeds: a seeded reset starts the same episode whatever the
 env did before (tests/envs check this), so reuse changes no result and saves every rebuild.
@@ -29,6 +31,21 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+from vla_razor.rollouts.messages import (
+    AutoStep,
+    Call,
+    Done,
+    Failed,
+    Op,
+    Reply,
+    Reset,
+    Started,
+    Stats,
+    Step,
+    Stepped,
+    WorkerStats,
+)
 
 EnvFactory = Callable[..., Any]
 
@@ -129,37 +146,33 @@ def _frame(env: Any, wanted: bool) -> Any:
     return render() if render is not None else None
 
 
-def _run(cache: EnvCache, op: tuple[Any, ...]) -> Any:
-    kind = op[0]
-    if kind == "step":
-        _, slot, action, frame = op
-        env = cache.bound[slot][1]
-        obs, reward, terminated, truncated, info = env.step(action)
-        return obs, float(reward), bool(terminated), bool(truncated), info, _frame(env, frame)
-    if kind == "autostep":
-        _, slot, action = op
-        env = cache.bound[slot][1]
-        obs, reward, terminated, truncated, info = env.step(action)
+def _run(cache: EnvCache, op: Op) -> Any:
+    if isinstance(op, Step):
+        env = cache.bound[op.slot][1]
+        obs, reward, terminated, truncated, info = env.step(op.action)
+        return Stepped(obs, float(reward), bool(terminated), bool(truncated), info, _frame(env, op.frame))
+    if isinstance(op, AutoStep):
+        env = cache.bound[op.slot][1]
+        obs, reward, terminated, truncated, info = env.step(op.action)
         if terminated or truncated:
             final_obs, final_info = obs, info
             obs, info = env.reset()
             info = {**info, "final_obs": final_obs, "final_info": final_info}
-        return obs, float(reward), bool(terminated), bool(truncated), info
-    if kind == "reset":
-        _, slot, key, kwargs, seed, frame = op
-        env = cache.bind(slot, key, kwargs)
-        obs, _ = env.reset(seed=seed)
-        return obs, _frame(env, frame)
-    if kind == "call":
-        _, key, kwargs, fn, args = op
-        env = cache.acquire(key, kwargs)
+        return Stepped(obs, float(reward), bool(terminated), bool(truncated), info)
+    if isinstance(op, Reset):
+        env = cache.bind(op.slot, op.key, op.kwargs)
+        obs, _ = env.reset(seed=op.seed)
+        return Started(obs, _frame(env, op.frame))
+    if isinstance(op, Call):
+        env = cache.acquire(op.key, op.kwargs)
         try:
-            return fn(env, *args)
+            return op.fn(env, *op.args)
         finally:
-            cache.release(key, env)
-    if kind == "stats":
-        return {"pid": os.getpid(), "built": cache.built}
-    raise ValueError(f"unknown env operation {kind!r}; valid: reset, step, autostep, call, stats")
+            cache.release(op.key, env)
+    if isinstance(op, Stats):
+        return WorkerStats(pid=os.getpid(), built=cache.built)
+    valid = ", ".join(kind.__name__ for kind in (Reset, Step, AutoStep, Call, Stats))
+    raise ValueError(f"unknown env operation {op!r}; valid: {valid}")
 
 
 def _exit_with(owner: int) -> None:
@@ -199,9 +212,9 @@ def worker_main(
             if ops is None:
                 return
             try:
-                reply: tuple[Any, ...] = ("ok", [_run(cache, op) for op in ops])
+                reply: Reply = Done([_run(cache, op) for op in ops])
             except Exception as exc:  # reported to the parent, which decides; the worker stays usable
-                reply = ("error", type(exc).__name__, str(exc), traceback.format_exc())
+                reply = Failed(type(exc).__name__, str(exc), traceback.format_exc())
             try:
                 conn.send(reply)
             except (BrokenPipeError, OSError):
