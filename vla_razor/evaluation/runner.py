@@ -30,7 +30,7 @@ from vla_razor.io_utils import write_json_atomic
 from vla_razor.metrics import merged_weights
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
-from vla_razor.rollouts import EnvPool, policy_env_kwargs
+from vla_razor.rollouts import EnvPool, evaluate_under_profile, policy_env_kwargs
 from vla_razor.video import video_dir as make_video_dir
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class EvalConfig:
     progress: bool = True
     # Where the episodes run: None (or backend null) in this process's env pool, else on a Ray cluster.
     scale_out: ScaleOutSettings | None = None
+    # Render every policy under this profile instead of pi0's own (a deliberate comparison, recorded in
+    # the results folder's suite.json); None: pi0's profile, which every checkpoint must share.
+    render_profile: str | None = None
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, out_dir: str | Path) -> EvalConfig:
@@ -64,6 +67,7 @@ class EvalConfig:
             videos=int(cfg.videos),
             video_dir=cfg.video_dir,
             scale_out=ScaleOutSettings.from_mapping(OmegaConf.to_container(cfg.scale_out, resolve=True)),
+            render_profile=cfg.get("render_profile"),
         )
 
 
@@ -90,9 +94,11 @@ def run_suite(
         )
     pi0_path = resolve_policy_dir(config.pi0)
     pi0_hash = policy_content_hash(pi0_path)
-    store = ResultsStore(config.out_dir, suite, pi0_hash)
-    vdir = make_video_dir(config.video_dir) if config.video_dir and config.videos > 0 else None
     pi0 = load_policy(pi0_path, finetune="frozen", device=device)
+    profile = config.render_profile or pi0.settings.render_profile
+    evaluate_under_profile(pi0, profile)
+    store = ResultsStore(config.out_dir, suite, pi0_hash, render_profile=profile)
+    vdir = make_video_dir(config.video_dir) if config.video_dir and config.videos > 0 else None
     states = state_caches(pi0, suite, store.dir, pool) if suite.kl_states > 0 else None
     env_kwargs = policy_env_kwargs(pi0)
     pi0_record = read_policy_record(pi0_path)
@@ -131,7 +137,7 @@ def run_suite(
         policy_hash = hashes[policy_id]
         record = store.policy_record(policy_id, policy_hash)
         if record is None:
-            policy = load_policy(policy_dir, device=device)
+            policy = evaluate_under_profile(load_policy(policy_dir, device=device), profile)
             record = evaluate(policy, policy_id, policy_hash, pi0, pi0_weights)
             record["source"] = portable_name(policy_dir, ASSETS_DIR)
             record.update(_training_metadata(policy_dir))
@@ -178,8 +184,8 @@ def _play_on_ray(
 
 
 def check_like_pi0(policy_dir: Path, pi0_record: dict[str, Any]) -> None:
-    """A checkpoint must be of pi0's family and see what pi0 sees (cameras, image size): its episodes are
-    played with pi0's env settings."""
+    """A checkpoint must be of pi0's family and see what pi0 sees (cameras, image size, render profile):
+    its episodes are played with pi0's env settings."""
     record = read_policy_record(policy_dir)
     if record.get("family") != pi0_record.get("family"):
         raise BadInputError(
@@ -191,6 +197,12 @@ def check_like_pi0(policy_dir: Path, pi0_record: dict[str, Any]) -> None:
                 f"checkpoint {str(policy_dir)!r} has {key}={record.get(key)} but pi0 has {pi0_record.get(key)}; "
                 "a fine-tune of pi0 keeps its cameras and image size"
             )
+    mine, theirs = record.get("render_profile", "full"), pi0_record.get("render_profile", "full")
+    if mine != theirs:
+        raise BadInputError(
+            f"checkpoint {str(policy_dir)!r} was trained on render_profile={mine!r} but pi0 on {theirs!r}; "
+            "evaluate it against the pi0 it was fine-tuned from"
+        )
 
 
 def _training_metadata(policy_dir: Path) -> dict[str, Any]:

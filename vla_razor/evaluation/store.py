@@ -60,20 +60,30 @@ class ResultsStore:
     same folder) finds no rows and is evaluated afresh. One folder holds one suite and one pi0.
     """
 
-    def __init__(self, out_dir: str | Path, suite: SuiteSpec, pi0_hash: str) -> None:
+    def __init__(
+        self, out_dir: str | Path, suite: SuiteSpec, pi0_hash: str, render_profile: str = "full"
+    ) -> None:
         self.dir = ensure_writable_dir(out_dir, what="results directory")
         self.suite = suite
         self.pi0_hash = pi0_hash
         suite_file = self.dir / "suite.json"
+        # The render profile the episodes were played under belongs to what makes results comparable;
+        # it is written only when not the full profile, so folders from before profiles stay valid.
+        identity = suite.identity() | ({} if render_profile == "full" else {"render_profile": render_profile})
         if suite_file.is_file():
             existing = json.loads(suite_file.read_text())
-            if existing != suite.identity():
+            if existing.get("render_profile", "full") != render_profile:
+                raise BadInputError(
+                    f"results folder {str(self.dir)!r} holds episodes rendered with render_profile="
+                    f"{existing.get('render_profile', 'full')!r}, not {render_profile!r}; use another out_dir"
+                )
+            if existing != identity:
                 raise BadInputError(
                     f"results folder {str(self.dir)!r} holds suite {existing.get('name')!r} with different settings; "
                     "use another out_dir (results of different suites must not be mixed)"
                 )
         else:
-            write_json_atomic(suite_file, suite.identity())
+            write_json_atomic(suite_file, identity)
         recorded = self._recorded_pi0()
         if recorded is None:
             if any(

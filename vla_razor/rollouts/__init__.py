@@ -12,7 +12,7 @@
 
 from vla_razor.rollouts.collector import EpisodeStats, Rollout, RolloutCollector
 from vla_razor.rollouts.engine import EngineStats, EpisodeJob, PlayedEpisode, SeededEpisode, play_episodes
-from vla_razor.rollouts.observations import policy_batch, policy_env_kwargs
+from vla_razor.rollouts.observations import evaluate_under_profile, policy_batch, policy_env_kwargs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError
 from vla_razor.rollouts.settings import EngineSettings, available_cores
 from vla_razor.rollouts.vector import PoolVectorEnv
@@ -31,6 +31,7 @@ __all__ = [
     "WorkerDied",
     "WorkerError",
     "available_cores",
+    "evaluate_under_profile",
     "play_episodes",
     "policy_batch",
     "policy_env_kwargs",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Observation keys that are not arrays (they stay lists of strings when observations are stacked).
 OBS_SKIP = ("instruction",)
@@ -19,6 +22,23 @@ def policy_env_kwargs(policy: Any) -> dict[str, Any]:
         "image_size": int(policy.settings.image_size),
         "render_profile": str(policy.settings.render_profile),
     }
+
+
+def evaluate_under_profile(policy: Any, render_profile: str | None) -> Any:
+    """Make ``policy``'s envs render with ``render_profile`` instead of the profile it was trained on.
+
+    Only for a deliberate comparison (``vla-razor eval render_profile=...``): the policy then sees images
+    unlike its training data. ``None`` leaves the policy as it is. The policy object is changed in place
+    and returned; evaluation never saves it, so the checkpoint on disk keeps its own profile.
+    """
+    if render_profile is not None and render_profile != policy.settings.render_profile:
+        log.warning(
+            "evaluating a policy trained on render_profile=%r under %r, as asked",
+            policy.settings.render_profile,
+            render_profile,
+        )
+        policy.settings.render_profile = str(render_profile)
+    return policy
 
 
 def policy_batch(policy: Any, obs: dict[str, Any]) -> Any:

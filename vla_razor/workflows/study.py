@@ -40,6 +40,7 @@ from vla_razor.evaluation.table import results_table
 from vla_razor.io_utils import atomic_path
 from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
+from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EngineSettings, EnvPool, policy_env_kwargs
 from vla_razor.schemas import register_schemas
 from vla_razor.stopwatch import AwakeStopwatch
@@ -134,7 +135,9 @@ def _study(config: StudyConfig, pool: EnvPool) -> None:
     results = Path(evaluation.out_dir)
     # A study resumed on another machine (no runs/) carries on from what it recorded: pi0's episodes and the
     # cached states are not played again (another CPU could round a greedy action differently).
-    restore_from_study(study_dir, results, suite, policy_content_hash(resolve_policy_dir(evaluation.pi0)))
+    pi0_dir = resolve_policy_dir(evaluation.pi0)
+    profile = evaluation.render_profile or read_policy_record(pi0_dir).get("render_profile", "full")
+    restore_from_study(study_dir, results, suite, policy_content_hash(pi0_dir), profile)
     # pi0 first: its new-task success decides whether on-policy RL has any signal to work with.
     document = run_suite(evaluation, [], pool)
     write_study_unit(study_dir, "pi0", document, ["pi0"])
@@ -169,11 +172,13 @@ def _study(config: StudyConfig, pool: EnvPool) -> None:
         _record_run(config, pool, name, run_dir, compute)
 
 
-def restore_from_study(study_dir: Path, results: Path, suite: SuiteSpec, pi0_hash: str) -> None:
+def restore_from_study(
+    study_dir: Path, results: Path, suite: SuiteSpec, pi0_hash: str, render_profile: str
+) -> None:
     """Seed an empty results folder with the study's recorded pi0 and its cached KL states."""
     if not study_unit_exists(study_dir, "pi0", pi0_hash):
         return
-    store = ResultsStore(results, suite, pi0_hash)
+    store = ResultsStore(results, suite, pi0_hash, render_profile=render_profile)
     if store.policy_record("pi0", pi0_hash) is None:
         store.append_policy_record(load_results(study_dir)["policies"]["pi0"])
         log.info("pi0's record restored from %s", study_dir)
