@@ -332,3 +332,31 @@ def percentile_interval(values: ArrayLike, confidence: float) -> BootstrapInterv
         return BootstrapInterval(float("nan"), float("nan"), 0, total, confidence)
     low, high = np.quantile(finite, [(1 - confidence) / 2, (1 + confidence) / 2])
     return BootstrapInterval(float(low), float(high), int(finite.size), total, confidence)
+
+
+def stratified_run_indices(
+    runs: ArrayLike, strata: ArrayLike, n_boot: int, seed: int
+) -> Iterator[IndexArray]:
+    """Like ``bootstrap_run_indices``, but each resample draws runs within each stratum (e.g. the method):
+    a stratum of G runs contributes G runs drawn with replacement from its own.
+
+    A statistic that compares or removes the strata (R² of the method label, a slope within methods) needs
+    every stratum in every resample, with its number of runs; an unstratified draw can leave a method out.
+    """
+    if n_boot <= 0:
+        raise ValueError(f"n_boot must be > 0, got {n_boot}")
+    labels = np.asarray(runs)
+    groups = np.asarray(strata)
+    if labels.ndim != 1 or labels.size == 0 or groups.shape != labels.shape:
+        raise ValueError("runs and strata must be non-empty 1-D sequences, one label each per point")
+    rng = np.random.default_rng(seed)
+    members = {
+        str(g): [np.flatnonzero(labels == r) for r in np.unique(labels[groups == g])]
+        for g in np.unique(groups)
+    }
+    for _ in range(n_boot):
+        picked: list[IndexArray] = []
+        for runs_of_group in members.values():
+            for r in rng.integers(0, len(runs_of_group), size=len(runs_of_group)):
+                picked.append(runs_of_group[r])
+        yield np.concatenate(picked)
