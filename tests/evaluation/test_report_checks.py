@@ -11,7 +11,7 @@ import pytest
 
 from vla_razor.evaluation.learning_curve import learning_curves, two_proportion_test
 from vla_razor.evaluation.method_identity import ancova, beyond_label, label_r2, partial_correlation
-from vla_razor.evaluation.method_transfer import leave_one_group_out, transfer_without
+from vla_razor.evaluation.method_transfer import leave_one_group_out, transfer_interval, transfer_without
 from vla_razor.evaluation.predictor_fits import leave_one_run_out_r2
 from vla_razor.evaluation.rank_correlation import fisher_z_interval, rank_correlation, spearman
 from vla_razor.evaluation.report_checks import with_progress
@@ -172,3 +172,18 @@ def test_matched_success_without_pi0_holds_a_method_at_its_first_frontier_point(
     alone = matched_success_table(points, (0.2,), with_pi0=False)
     assert anchored[2].startswith("| bc (2 runs) | 60% [")
     assert alone[2].startswith("| bc (2 runs) | 30% [")
+
+
+def test_transfer_interval_resamples_runs_within_each_group() -> None:
+    # One run per group: every resample is the data itself, so the interval is the point itself.
+    ci = transfer_interval(X, Y, G, ["a", "a", "b", "b"], "linear", n_boot=20)
+    assert (ci.low, ci.high, ci.n_valid) == (
+        pytest.approx(1 - 6 / 2.75),
+        pytest.approx(1 - 6 / 2.75),
+        20,
+    )
+    # Two one-point runs in A: a resample drawing one of them twice leaves A a single x, where the linear fit
+    # on A is undetermined (NaN, dropped); drawing each once is the data itself. Every resample keeps B.
+    wide = transfer_interval(X, Y, G, ["a1", "a2", "b", "b"], "linear", n_boot=50)
+    assert 0 < wide.n_valid < 50
+    assert wide.low == pytest.approx(1 - 6 / 2.75) and wide.high == pytest.approx(1 - 6 / 2.75)

@@ -11,6 +11,9 @@ out-of-sample R² per predictor. One number hides where a fit fails, so here:
   have, and clipping separates "the curve has the wrong shape" from "the polynomial ran off the scale".
 - leave-one-method-out over the methods left after dropping one (``transfer_without``): does the curve
   transfer between the remaining methods, or does one method carry the whole fit?
+- an interval of the R² (``transfer_interval``) that resamples runs within each method: the study fixes
+  its methods and draws seeds, so a resample keeps every method and its number of runs (a resample that
+  drops a method would score another study's leave-one-method-out).
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vla_razor.evaluation.predictor_fits import FitKind, fit_curve
-from vla_razor.evaluation.stats import FloatArray, LabelArray
+from vla_razor.evaluation.stats import (
+    BootstrapInterval,
+    FloatArray,
+    LabelArray,
+    percentile_interval,
+    stratified_run_indices,
+)
 
 # Forgetting is pi0's prior-skill success minus the checkpoint's: a difference of two rates in [0, 1].
 FORGETTING_RANGE = (-1.0, 1.0)
@@ -104,3 +113,28 @@ def transfer_without(
             else float("nan")
         )
     return out
+
+
+def transfer_interval(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike,
+    runs: ArrayLike,
+    kind: FitKind = "quadratic",
+    *,
+    clip: tuple[float, float] | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapInterval:
+    """Percentile interval of ``leave_one_group_out``'s R², resampling runs within each group."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    labels, run_labels = np.asarray(groups), np.asarray(runs)
+    if run_labels.shape != labels.shape:
+        raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
+    draws = [
+        leave_one_group_out(xa[idx], ya[idx], labels[idx], kind, clip=clip).r2
+        for idx in stratified_run_indices(run_labels, labels, n_boot, seed)
+    ]
+    return percentile_interval(draws, confidence)

@@ -20,7 +20,12 @@ import numpy as np
 
 from vla_razor.evaluation.learning_curve import learning_curves
 from vla_razor.evaluation.method_identity import beyond_label, label_r2
-from vla_razor.evaluation.method_transfer import FORGETTING_RANGE, leave_one_group_out, transfer_without
+from vla_razor.evaluation.method_transfer import (
+    FORGETTING_RANGE,
+    leave_one_group_out,
+    transfer_interval,
+    transfer_without,
+)
 from vla_razor.evaluation.predictor_fits import FitKind
 from vla_razor.evaluation.rank_correlation import rank_correlation
 from vla_razor.evaluation.stats import BootstrapInterval
@@ -76,18 +81,36 @@ def _with_baseline(points: Points, metrics: dict[str, str]) -> tuple[Points, dic
     return points, {**metrics, "progress": PROGRESS}
 
 
+def _few_runs_note(points: Points) -> str:
+    """With k runs a method has C(2k - 1, k) distinct run resamples: few, so the intervals understate."""
+    fewest = min(len({p["run"] for p in points if p["method"] == m}) for m in {p["method"] for p in points})
+    if fewest > 4:
+        return ""
+    return (
+        f"; with {fewest} runs a method has only {math.comb(2 * fewest - 1, fewest)} distinct resamples, so "
+        "this interval understates the spread between seeds"
+    )
+
+
 def transfer_by_fold_lines(points: Points, metrics: dict[str, str]) -> list[str]:
     """Leave-one-method-out R² and each held-out method's share of the error, unclipped → clipped."""
     methods = sorted({str(p["method"]) for p in points})
     if len(methods) < 2:
         return ["Leave-one-method-out by fold: one method only, nothing to hold out."]
-    y, groups = _column(points, "forgetting").astype(float), _column(points, "method")
+    y, groups, runs = (
+        _column(points, "forgetting").astype(float),
+        _column(points, "method"),
+        _column(points, "run"),
+    )
     lines = [
         "Leave-one-method-out, fold by fold. Each fold cell is the held-out method's squared forecast error as "
         "a multiple of SST (the spread of all checkpoints around their mean); a row's cells sum to 1 - R². "
         f"Each cell reads unclipped → clipped: forecasts clipped to forgetting's range "
         f"[{FORGETTING_RANGE[0]:g}, {FORGETTING_RANGE[1]:g}], which a polynomial extrapolated past the KL its "
-        "fit saw can leave.",
+        "fit saw can leave. The clipped R² has a 95% interval resampling runs within each method (every "
+        f"resample keeps all methods){_few_runs_note(points)}. The leave-one-method-out table above resamples "
+        "runs regardless of method, so some of its resamples lose a method or hold one method's runs only, "
+        "which widens its intervals.",
     ]
     for kind in FIT_KINDS:
         lines += [
@@ -101,8 +124,13 @@ def transfer_by_fold_lines(points: Points, metrics: dict[str, str]) -> list[str]
             x = _column(points, key).astype(float)
             raw = leave_one_group_out(x, y, groups, kind)
             clipped = leave_one_group_out(x, y, groups, kind, clip=FORGETTING_RANGE)
+            ci = transfer_interval(x, y, groups, runs, kind, clip=FORGETTING_RANGE)
             folds = [f"{_num(raw.fold_share[m])} → {_num(clipped.fold_share[m])}" for m in methods]
-            lines.append(f"| {label} | {_num(raw.r2)} | {_num(clipped.r2)} | " + " | ".join(folds) + " |")
+            lines.append(
+                f"| {label} | {_num(raw.r2)} | {_num(clipped.r2)} {_interval(ci)} | "
+                + " | ".join(folds)
+                + " |"
+            )
     if len(methods) < 3:
         return lines
     lines += [
@@ -136,7 +164,8 @@ def method_identity_lines(points: Points, metrics: dict[str, str]) -> list[str]:
     label = label_r2(y, groups, runs)
     lines = [
         "The method label alone (each checkpoint forecast by its method's mean forgetting) explains "
-        f"R² = {_num(label.in_sample)} {_interval(label.interval)} of forgetting in sample, and "
+        f"R² = {_num(label.in_sample)} {_interval(label.interval)} of forgetting in sample (95% interval "
+        "resampling runs within each method), and "
         f"{_num(label.loro)} leave-one-run-out (each run forecast by the mean of its method's other runs). "
         "A predictor that only tells the methods apart fits as well as this without saying anything about "
         "forgetting within a method.",
@@ -144,7 +173,8 @@ def method_identity_lines(points: Points, metrics: dict[str, str]) -> list[str]:
         "What each predictor adds beyond the method label (ANCOVA: forgetting ~ one intercept per method + a "
         "common linear slope in the predictor). Partial R² = 1 - SSE(method + predictor) / SSE(method), the "
         "share of the within-method variance the slope explains; the partial correlation is its signed "
-        "square root. 95% intervals resample runs within each method; a partial R² cannot go below 0, so read "
+        f"square root. 95% intervals resample runs within each method{_few_runs_note(points)}. A partial R² "
+        "cannot go below 0, so read "
         "whether the partial correlation's interval excludes 0. The last row is a baseline, training "
         "progress (a checkpoint's step over its run's last step): forgetting and every predictor grow as a "
         "run trains, so a predictor that does no better than progress adds nothing to knowing how far a run "
