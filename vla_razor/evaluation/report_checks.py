@@ -7,8 +7,9 @@
 - Spearman rank correlations within each method (``rank_correlation``);
 - each method's new-task learning curve pooled over seeds (``learning_curve``).
 
-Every function takes the study's points without pi0 (its forgetting is 0 by construction) and the
-predictors to show (key -> label), and returns markdown lines.
+The table functions take the study's points without pi0 (its forgetting is 0 by construction) and the
+predictors to show (key -> label); the learning curves take the results document, whose records hold each
+episode's outcome. All return markdown lines.
 """
 
 from __future__ import annotations
