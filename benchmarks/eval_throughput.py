@@ -1,14 +1,15 @@
-"""Evaluation throughput: the rollout engine vs the previous evaluation path, side by side in one run.
+"""Whole-suite evaluation under the two render profiles: the same policy, the same code, one run.
 
-    python benchmarks/eval_throughput.py [--episodes 20] [--old-commit 38c6b32] [--old-dir /tmp/old_eval]
+    python benchmarks/eval_throughput.py [--episodes 20] [--policy vla_razor/assets/pi0_tiny] [--repeats 1]
 
-Both paths run the whole held-out suite as ``vla-razor eval`` does (configs/suite/default.yaml with
-N episodes per task, KL states included, no videos) on pi0 (vla_razor/assets/pi0_tiny) and two
-checkpoints: a byte copy of pi0, and pi0 with a small random LoRA update. The previous path is the code of
-``--old-commit`` (checked out into a temporary git worktree); each path runs in a fresh subprocess with its
-own defaults, and the time is measured around its ``run_suite`` call. The script also checks that both
-paths played the same episodes (success and length per policy, task and seed). The last line it prints
-is the ratio, ``speed-up: N.Nx``.
+Each pass runs the held-out suite as ``vla-razor eval`` does (configs/suite/default.yaml with N episodes
+per task, KL states included, no videos) on pi0 and two checkpoints (a byte copy of pi0, and pi0 with a
+small random LoRA update), in a fresh subprocess with ``render_profile=full`` or ``fast``; the time is
+measured around its ``run_suite`` call. With ``--repeats R`` the passes alternate (full, fast, full,
+...), so machine load hits both alike; the ratio is the median of per-repeat ratios. The physics is the
+same under both profiles, so the episodes differ only where the policy acts differently on the images;
+the script counts the episodes whose success and length agree. The last line it prints is the ratio,
+``speed-up: N.NNx``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +26,11 @@ from pathlib import Path
 
 import torch
 
+from vla_razor.machine import describe_machine
+from vla_razor.policies import load_policy
+
 REPO = Path(__file__).resolve().parents[1]
+PROFILES = ("full", "fast")
 
 # Runs in each subprocess: the suite on pi0 + checkpoints, timed around run_suite; prints one JSON line.
 RUNNER = """
@@ -36,13 +42,18 @@ from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.suite_spec import SuiteSpec
 
 def main():
-    pi0, out, episodes, *ckpts = sys.argv[1:]
+    pi0, out, episodes, profile, tasks, kl_states, *ckpts = sys.argv[1:]
     cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "suite" / "default.yaml"))
-    cfg = {k: v for k, v in cfg.items() if k != "num_envs"} | {"episodes": int(episodes)}
+    cfg = cfg | {"episodes": int(episodes)}
+    if kl_states:
+        cfg |= {"kl_states": int(kl_states)}
+    if tasks:
+        cfg |= {"prior_tasks": tasks.split(",")}
     suite = SuiteSpec(**{**cfg, "prior_tasks": tuple(cfg["prior_tasks"])})
     checkpoints = [(Path(c).name, Path(c)) for c in ckpts]
+    config = EvalConfig(pi0, suite, out, videos=0, progress=False, render_profile=profile)
     start = time.perf_counter()
-    run_suite(EvalConfig(pi0, suite, out, videos=0, progress=False), checkpoints)
+    run_suite(config, checkpoints)
     seconds = time.perf_counter() - start
     rows = [json.loads(l) for l in (Path(out) / "episodes.jsonl").read_text().splitlines()]
     print(json.dumps({"seconds": seconds, "episodes": len(rows)}))
@@ -54,8 +65,6 @@ if __name__ == "__main__":
 
 def make_checkpoints(pi0: Path, root: Path) -> list[Path]:
     """A byte copy of pi0, and pi0 plus a small random LoRA update (a stand-in for a fine-tune)."""
-    from vla_razor.policies import load_policy
-
     copy = root / "pi0_copy"
     shutil.copytree(pi0, copy)
     lora = root / "pi0_lora"
@@ -69,42 +78,23 @@ def make_checkpoints(pi0: Path, root: Path) -> list[Path]:
     return [copy, lora]
 
 
-def old_worktree(commit: str, path: Path) -> Path:
-    """The previous code, importable with PYTHONPATH=path (envs/ and configs/ linked into the package)."""
-    if not path.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(path), commit], cwd=REPO, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True)
-    expected = subprocess.run(
-        ["git", "rev-parse", commit], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    if head.stdout.strip() != expected.stdout.strip():
-        raise SystemExit(
-            f"error: {path} holds {head.stdout.strip()[:9]}, not {commit}; remove it or pass --old-dir"
-        )
-    for name in ("envs", "configs"):  # what the package's install mapping does for the installed code
-        link = path / "vla_razor" / name
-        if not link.exists():
-            link.symlink_to(Path("..") / name)
-    return path
-
-
-def run_path(label: str, code_dir: Path, pi0: Path, out: Path, episodes: int, ckpts: list[Path]) -> dict:
-    env = {**os.environ, "MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "egl"}
-    env.pop("VLA_RAZOR_CONFIGS", None)
-    if code_dir != REPO:  # the previous code shadows the installed package; the engine is the installed one
-        env["PYTHONPATH"] = str(code_dir)
-    script = out.parent / f"{label}_runner.py"
+def run_pass(profile: str, pi0: Path, out: Path, args: argparse.Namespace, ckpts: list[Path]) -> dict:
+    script = out.parent / "runner.py"
     script.write_text(RUNNER)
-    print(f"running the {label} path ({code_dir}) ...", flush=True)
+    print(f"running the suite under render_profile={profile} ...", flush=True)
     done = subprocess.run(
-        [sys.executable, str(script), str(pi0), str(out), str(episodes), *map(str, ckpts)],
+        [
+            *(sys.executable, str(script), str(pi0), str(out), str(args.episodes), profile),
+            *(",".join(args.tasks), "" if args.kl_states is None else str(args.kl_states)),
+            *map(str, ckpts),
+        ],
         cwd=out.parent,
-        env=env,
+        env={k: v for k, v in os.environ.items() if k != "VLA_RAZOR_CONFIGS"},
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
-        raise SystemExit(f"error: the {label} path failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"error: the {profile} pass failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["rows"] = {
         (r["policy"], r["task"], r["seed"]): (r["success"], r["length"])
@@ -118,28 +108,34 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task and policy (N)")
-    parser.add_argument("--old-commit", default="38c6b32", help="the commit holding the previous path")
-    parser.add_argument("--old-dir", type=Path, default=Path("/tmp/old_eval"), help="its temporary worktree")
+    parser.add_argument("--policy", type=Path, default=REPO / "vla_razor" / "assets" / "pi0_tiny")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating passes per profile")
+    parser.add_argument(
+        "--tasks", nargs="*", default=[], help="prior tasks instead of the suite's (toy runs)"
+    )
     args = parser.parse_args()
-
-    pi0 = REPO / "vla_razor" / "assets" / "pi0_tiny"
-    old = old_worktree(args.old_commit, args.old_dir)
+    passes: dict[str, list[dict]] = {p: [] for p in PROFILES}
     with tempfile.TemporaryDirectory(prefix="eval_throughput_") as tmp:
         root = Path(tmp)
-        ckpts = make_checkpoints(pi0, root)
-        (root / "old").mkdir()
-        (root / "new").mkdir()
-        before = run_path("previous", old, pi0, root / "old" / "results", args.episodes, ckpts)
-        after = run_path("engine", REPO, pi0, root / "new" / "results", args.episodes, ckpts)
-    same = sum(before["rows"].get(k) == v for k, v in after["rows"].items())
-    cores = len(os.sched_getaffinity(0))
-    print(f"\nsuite: default, N = {args.episodes} per task, pi0 + 2 checkpoints (copy, LoRA), {cores} CPUs")
-    print("| path | episodes | seconds | episodes/s |\n|---|---|---|---|")
-    for label, r in (("previous (" + args.old_commit + ")", before), ("engine", after)):
-        print(f"| {label} | {r['episodes']} | {r['seconds']:.1f} | {r['episodes'] / r['seconds']:.3f} |")
-    print(f"same success and length in {same} of {len(after['rows'])} episodes")
-    ratio = (after["episodes"] / after["seconds"]) / (before["episodes"] / before["seconds"])
-    print(f"speed-up: {ratio:.1f}x")
+        ckpts = make_checkpoints(args.policy, root)
+        for repeat in range(args.repeats):
+            for profile in PROFILES:
+                out = root / f"{profile}_{repeat}" / "results"
+                out.parent.mkdir()
+                passes[profile].append(run_pass(profile, args.policy, out, args, ckpts))
+    full, fast = passes["full"], passes["fast"]
+    same = sum(full[0]["rows"].get(k) == v for k, v in fast[0]["rows"].items())
+    print(f"\nmachine: {describe_machine()}")
+    print(f"suite: default, N = {args.episodes} per task, {args.policy.name} + 2 checkpoints (copy, LoRA)")
+    print("| render profile | pass | episodes | seconds | episodes/s |\n|---|---|---|---|---|")
+    for profile in PROFILES:
+        for i, r in enumerate(passes[profile]):
+            print(
+                f"| {profile} | {i} | {r['episodes']} | {r['seconds']:.1f} | {r['episodes'] / r['seconds']:.3f} |"
+            )
+    print(f"same success and length under both profiles in {same} of {len(fast[0]['rows'])} episodes")
+    ratio = statistics.median(a["seconds"] / b["seconds"] for a, b in zip(full, fast, strict=True))
+    print(f"speed-up: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

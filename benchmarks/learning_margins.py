@@ -26,17 +26,25 @@ from vla_razor.trainers.ppo import PPOSettings, train_ppo  # noqa: E402
 from vla_razor.trainers.rft import RFTSettings, train_rft  # noqa: E402
 
 
-def run(trainer: str, seed: int) -> tuple[float, float]:
+def run(trainer: str, seed: int, iterations: int | None) -> tuple[float, float]:
     policy = build_policy(tiny_policy_cfg(finetune="full", seed=seed))
     before = success_probability(policy)
     env = FakeReachVectorEnv(num_envs=4, horizon=1, threshold=0.5)
+    budget = {} if iterations is None else {"num_iterations": iterations}
     with tempfile.TemporaryDirectory() as out:
         if trainer == "ppo":
-            settings = PPOSettings(**{**PPO_TEST_SETTINGS, "gamma": 0.0, "seed": seed, "save_every": 0})
+            settings = PPOSettings(
+                **{**PPO_TEST_SETTINGS, "gamma": 0.0, "seed": seed, "save_every": 0, **budget}
+            )
             train_ppo(policy, env, settings, out, {}, progress=False)
         else:
             train_rft(
-                policy, env, RFTSettings(**{**RFT_TEST_SETTINGS, "seed": seed}), out, {}, progress=False
+                policy,
+                env,
+                RFTSettings(**{**RFT_TEST_SETTINGS, "seed": seed, **budget}),
+                out,
+                {},
+                progress=False,
             )
     return before, success_probability(policy)
 
@@ -44,9 +52,12 @@ def run(trainer: str, seed: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="instead of the tests' budget (toy runs)"
+    )
     args = parser.parse_args()
     for trainer in ("ppo", "rft"):
-        results = [run(trainer, seed) for seed in range(args.seeds)]
+        results = [run(trainer, seed, args.iterations) for seed in range(args.seeds)]
         for seed, (before, after) in enumerate(results):
             print(f"{trainer} seed {seed}: {before:.3f} -> {after:.3f}")
         print(

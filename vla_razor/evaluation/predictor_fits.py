@@ -26,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.optimize import isotonic_regression as scipy_isotonic_regression
 
 from vla_razor.errors import UserError
 from vla_razor.evaluation.fit import polyfit_r2
@@ -71,9 +72,9 @@ def isotonic_regression(x: ArrayLike, y: ArrayLike, weights: ArrayLike | None = 
     """Weighted least-squares fit of y by a non-decreasing function of x (pool-adjacent-violators).
 
     Points with equal x are first pooled into one block (their weighted mean, summed weight), so tied x
-    get one fitted value. Blocks are then scanned in order of x, and while the last block's mean is below
-    the one before it, the two are merged into their weighted mean. The result minimises
-    Σ w_i (y_i - f(x_i))² over non-decreasing f.
+    get one fitted value. ``scipy.optimize.isotonic_regression`` then fits the block means in order of x:
+    while a block's mean is below the one before it, the two are merged into their weighted mean. The
+    result minimises Σ w_i (y_i - f(x_i))² over non-decreasing f.
     """
     xa, ya = _xy(x, y)
     if xa.size == 0:
@@ -81,24 +82,11 @@ def isotonic_regression(x: ArrayLike, y: ArrayLike, weights: ArrayLike | None = 
     w = np.ones_like(xa) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != xa.shape or (w <= 0).any():
         raise ValueError("weights must be positive, one per point")
+    # scipy fits a sequence, not a function of x: tied x must share one value, so they are pooled first.
     knots, inverse = np.unique(xa, return_inverse=True)
     block_w = np.bincount(inverse, weights=w)
     block_mean = np.bincount(inverse, weights=w * ya) / block_w
-    # Stack of pooled blocks: (weighted mean, total weight, number of distinct x it covers).
-    means: list[float] = []
-    wsum: list[float] = []
-    counts: list[int] = []
-    for m, bw in zip(block_mean, block_w, strict=True):
-        means.append(float(m))
-        wsum.append(float(bw))
-        counts.append(1)
-        while len(means) > 1 and means[-2] > means[-1]:
-            m2, w2, c2 = means.pop(), wsum.pop(), counts.pop()
-            merged_w = wsum[-1] + w2
-            means[-1] = (means[-1] * wsum[-1] + m2 * w2) / merged_w
-            wsum[-1] = merged_w
-            counts[-1] += c2
-    fitted = np.repeat(means, counts)
+    fitted = scipy_isotonic_regression(block_mean, weights=block_w, increasing=True).x
     return IsotonicFit(tuple(float(v) for v in knots), tuple(float(v) for v in fitted))
 
 

@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import betaincinv, ndtri  # scipy is a hard dependency of robosuite (pinned)
+from scipy.special import ndtri  # scipy is a declared dependency (and one of robosuite's)
+from scipy.stats import binomtest
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
@@ -80,8 +81,26 @@ def _check_counts(k: int, n: int) -> None:
         raise ValueError(f"a success count needs 0 <= k <= n and n > 0, got k={k}, n={n}")
 
 
+def _scipy_interval(
+    k: int, n: int, confidence: float, method: Literal["wilson", "clopper-pearson"]
+) -> ProportionInterval:
+    """The interval from ``scipy.stats.binomtest(k, n).proportion_ci``: scipy does the arithmetic, so the
+    project keeps no copy of it (the tests still check it against values worked out by hand)."""
+    _check_counts(k, n)
+    check_confidence(confidence)
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method=_SCIPY_CI[method])
+    # At k = 0 or k = n one end is exactly 0 or 1 in exact arithmetic; pin it so rounding never leaves 1e-17.
+    low = 0.0 if k == 0 else max(0.0, float(ci.low))
+    high = 1.0 if k == n else min(1.0, float(ci.high))
+    return ProportionInterval(k, n, low, high, confidence, method)
+
+
+# Our names for the intervals -> scipy's ``proportion_ci`` methods.
+_SCIPY_CI = {"wilson": "wilson", "clopper-pearson": "exact"}
+
+
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> ProportionInterval:
-    """Wilson score interval for a binomial success rate p = k/n.
+    """Wilson score interval for a binomial success rate p = k/n (computed by scipy).
 
     It is the set of p that the score test |p̂ - p| <= z sqrt(p(1-p)/n) accepts, with z the standard-normal
     quantile at (1 + confidence)/2 and p̂ = k/n:
@@ -91,31 +110,18 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> ProportionInter
     At k = 0 it is [0, z²/(n + z²)] and at k = n it is [n/(n + z²), 1], so it never has zero width.
     Its coverage stays close to nominal even for small n (Brown, Cai & DasGupta 2001).
     """
-    _check_counts(k, n)
-    z = normal_quantile(confidence)
-    p = k / n
-    denom = 1.0 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    # At k = 0 or k = n one end is exactly 0 or 1 in exact arithmetic; pin it so rounding never leaves 1e-17.
-    low = 0.0 if k == 0 else max(0.0, center - half)
-    high = 1.0 if k == n else min(1.0, center + half)
-    return ProportionInterval(k, n, low, high, confidence, "wilson")
+    return _scipy_interval(k, n, confidence, "wilson")
 
 
 def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> ProportionInterval:
-    """Clopper–Pearson ("exact") interval: inverts two one-sided binomial tests, each at level α/2.
+    """Clopper–Pearson ("exact") interval: inverts two one-sided binomial tests, each at level α/2
+    (computed by scipy).
 
     low = Beta quantile(α/2; k, n - k + 1) (0 when k = 0), high = Beta quantile(1 - α/2; k + 1, n - k)
     (1 when k = n), with α = 1 - confidence. Its coverage is at least nominal, so it is wider than Wilson.
     At k = 0 the upper end is 1 - (α/2)^(1/n).
     """
-    _check_counts(k, n)
-    check_confidence(confidence)
-    alpha = 1.0 - confidence
-    low = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha / 2))
-    high = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha / 2))
-    return ProportionInterval(k, n, low, high, confidence, "clopper-pearson")
+    return _scipy_interval(k, n, confidence, "clopper-pearson")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -326,3 +332,31 @@ def percentile_interval(values: ArrayLike, confidence: float) -> BootstrapInterv
         return BootstrapInterval(float("nan"), float("nan"), 0, total, confidence)
     low, high = np.quantile(finite, [(1 - confidence) / 2, (1 + confidence) / 2])
     return BootstrapInterval(float(low), float(high), int(finite.size), total, confidence)
+
+
+def stratified_run_indices(
+    runs: ArrayLike, strata: ArrayLike, n_boot: int, seed: int
+) -> Iterator[IndexArray]:
+    """Like ``bootstrap_run_indices``, but each resample draws runs within each stratum (e.g. the method):
+    a stratum of G runs contributes G runs drawn with replacement from its own.
+
+    A statistic that compares or removes the strata (R² of the method label, a slope within methods) needs
+    every stratum in every resample, with its number of runs; an unstratified draw can leave a method out.
+    """
+    if n_boot <= 0:
+        raise ValueError(f"n_boot must be > 0, got {n_boot}")
+    labels = np.asarray(runs)
+    groups = np.asarray(strata)
+    if labels.ndim != 1 or labels.size == 0 or groups.shape != labels.shape:
+        raise ValueError("runs and strata must be non-empty 1-D sequences, one label each per point")
+    rng = np.random.default_rng(seed)
+    members = {
+        str(g): [np.flatnonzero(labels == r) for r in np.unique(labels[groups == g])]
+        for g in np.unique(groups)
+    }
+    for _ in range(n_boot):
+        picked: list[IndexArray] = []
+        for runs_of_group in members.values():
+            for r in rng.integers(0, len(runs_of_group), size=len(runs_of_group)):
+                picked.append(runs_of_group[r])
+        yield np.concatenate(picked)
