@@ -113,11 +113,13 @@ def main() -> None:
     parser.add_argument(
         "--tasks", nargs="*", default=[], help="prior tasks instead of the suite's (toy runs)"
     )
+    parser.add_argument("--kl-states", type=int, default=None, help="instead of the suite's 256 (toy runs)")
+    parser.add_argument("--checkpoints", type=int, default=2, choices=(0, 1, 2), help="beside pi0")
     args = parser.parse_args()
     passes: dict[str, list[dict]] = {p: [] for p in PROFILES}
     with tempfile.TemporaryDirectory(prefix="eval_throughput_") as tmp:
         root = Path(tmp)
-        ckpts = make_checkpoints(args.policy, root)
+        ckpts = make_checkpoints(args.policy, root)[: args.checkpoints]
         for repeat in range(args.repeats):
             for profile in PROFILES:
                 out = root / f"{profile}_{repeat}" / "results"
@@ -126,7 +128,9 @@ def main() -> None:
     full, fast = passes["full"], passes["fast"]
     same = sum(full[0]["rows"].get(k) == v for k, v in fast[0]["rows"].items())
     print(f"\nmachine: {describe_machine()}")
-    print(f"suite: default, N = {args.episodes} per task, {args.policy.name} + 2 checkpoints (copy, LoRA)")
+    print(
+        f"suite: default, N = {args.episodes} per task, {args.policy.name} + {len(ckpts)} checkpoint(s) (copy, LoRA)"
+    )
     print("| render profile | pass | episodes | seconds | episodes/s |\n|---|---|---|---|---|")
     for profile in PROFILES:
         for i, r in enumerate(passes[profile]):

@@ -20,7 +20,10 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
         ["--tasks", "lift", "--cameras", "policy", "--steps", "2", "--repeats", "1"],
         "render_profile=fast",
     ),
-    "eval_throughput.py": (["--episodes", "1", "--tasks", "lift", "--kl-states", "4"], "speed-up"),
+    "eval_throughput.py": (
+        ["--episodes", "1", "--tasks", "lift", "--kl-states", "0", "--checkpoints", "0"],
+        "speed-up",
+    ),
     "learning_margins.py": (["--seeds", "1", "--iterations", "2"], "after min"),
     "policy_throughput.py": (["--batches", "1", "--repeats", "1"], "reference overhead with LoRA"),
     "profile_sensitivity.py": (["--episodes", "1", "--tasks", "lift"], "McNemar"),
