@@ -25,11 +25,11 @@ from numpy.typing import ArrayLike
 
 from vla_razor.evaluation.predictor_fits import FitKind, fit_curve
 from vla_razor.evaluation.stats import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
     BootstrapInterval,
     FloatArray,
     LabelArray,
-    percentile_interval,
-    stratified_run_indices,
 )
 
 # Forgetting is pi0's prior-skill success minus the checkpoint's: a difference of two rates in [0, 1].
@@ -123,9 +123,7 @@ def transfer_interval(
     kind: FitKind = "quadratic",
     *,
     clip: tuple[float, float] | None = None,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> BootstrapInterval:
     """Percentile interval of ``leave_one_group_out``'s R², resampling runs within each group."""
     xa = np.asarray(x, dtype=np.float64)
@@ -135,6 +133,6 @@ def transfer_interval(
         raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
     draws = [
         leave_one_group_out(xa[idx], ya[idx], labels[idx], kind, clip=clip).r2
-        for idx in stratified_run_indices(run_labels, labels, n_boot, seed)
+        for idx in bootstrap.stratified_indices(run_labels, labels)
     ]
-    return percentile_interval(draws, confidence)
+    return bootstrap.interval(draws)

@@ -360,3 +360,34 @@ def stratified_run_indices(
             for r in rng.integers(0, len(runs_of_group), size=len(runs_of_group)):
                 picked.append(runs_of_group[r])
         yield np.concatenate(picked)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How a run bootstrap draws and reports: ``n_boot`` resamples from ``default_rng(seed)``, and the
+    percentile interval at ``confidence``.
+
+    Every statistic with a run-resampled interval (``predictor_fits``, ``frontier``, ``method_identity``,
+    ``method_transfer``) takes one of these instead of its own three keywords, so the study's defaults
+    (1000 resamples, 95%, seed 0) live here once.
+    """
+
+    n_boot: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def run_indices(self, runs: ArrayLike) -> Iterator[IndexArray]:
+        """``bootstrap_run_indices`` with these settings."""
+        return bootstrap_run_indices(runs, self.n_boot, self.seed)
+
+    def stratified_indices(self, runs: ArrayLike, strata: ArrayLike) -> Iterator[IndexArray]:
+        """``stratified_run_indices`` with these settings."""
+        return stratified_run_indices(runs, strata, self.n_boot, self.seed)
+
+    def interval(self, values: ArrayLike) -> BootstrapInterval:
+        """``percentile_interval`` of the resamples' ``values`` at this confidence."""
+        return percentile_interval(values, self.confidence)
+
+
+# The study's bootstrap: the default of every function that takes a ``Bootstrap``.
+DEFAULT_BOOTSTRAP = Bootstrap()
