@@ -30,10 +30,8 @@ from vla_razor.evaluation.stats import (
     BootstrapInterval,
     FloatArray,
     LabelArray,
+    labelled_points,
 )
-
-# Forgetting is pi0's prior-skill success minus the checkpoint's: a difference of two rates in [0, 1].
-FORGETTING_RANGE = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -48,13 +46,7 @@ class TransferScore:
 def _finite_points(
     x: ArrayLike, y: ArrayLike, groups: ArrayLike
 ) -> tuple[FloatArray, FloatArray, LabelArray]:
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    labels = np.asarray(groups)
-    if not (xa.shape == ya.shape == labels.shape) or xa.ndim != 1:
-        raise ValueError(
-            f"x, y and groups must be 1-D of equal length, got {xa.shape}, {ya.shape}, {labels.shape}"
-        )
+    xa, ya, labels = labelled_points(x, y, groups, ("x", "y", "groups"))
     ok = np.isfinite(xa) & np.isfinite(ya)
     return xa[ok], ya[ok], labels[ok]
 

@@ -38,10 +38,29 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri  # scipy is a declared dependency (and one of robosuite's)
 from scipy.stats import binomtest
 
+# Forgetting is pi0's prior-skill success minus the checkpoint's: a difference of two rates in [0, 1].
+FORGETTING_RANGE = (-1.0, 1.0)
+
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
 LabelArray = NDArray[Any]  # run ids (str or int), one per point
+
+
+def labelled_points(
+    x: ArrayLike, y: ArrayLike, labels: ArrayLike, names: tuple[str, str, str]
+) -> tuple[FloatArray, FloatArray, LabelArray]:
+    """``x`` and ``y`` as float arrays and ``labels`` (run or group ids) as an array, checked to be 1-D
+    and of one length; ``names`` names the three in the error (e.g. ("kl", "forgetting", "runs"))."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    la = np.asarray(labels)
+    if xa.ndim != 1 or xa.shape != ya.shape or la.shape != xa.shape:
+        raise ValueError(
+            f"{names[0]}, {names[1]} and {names[2]} must be 1-D of equal length, "
+            f"got {xa.shape}, {ya.shape}, {la.shape}"
+        )
+    return xa, ya, la
 
 
 def check_confidence(confidence: float) -> None:
