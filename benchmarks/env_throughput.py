@@ -39,7 +39,7 @@ import gc
 import multiprocessing
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import mujoco
@@ -217,6 +217,15 @@ def ratio(rates: dict[str, list[float]], a: str, b: str) -> float:
     return float(np.median(np.asarray(rates[a]) / np.asarray(rates[b])))
 
 
+def print_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A markdown table under ``title``: the header, its separator, then one line of cells per row."""
+    print(title)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def bench_tables(args: argparse.Namespace) -> None:
     print(f"machine: {describe_machine()}")
     print(
@@ -259,17 +268,20 @@ def bench_tables(args: argparse.Namespace) -> None:
                     )
                 )
     if ablation_rows:
-        print("\nablations: each optimisation alone, against `today` in the same run")
-        print("| task | cameras | configuration | steps/s | vs today |")
-        print("|---|---|---|---|---|")
-        for task, cameras, name, rate, r in ablation_rows:
-            print(f"| {task} | {cameras} | {name} | {rate:.1f} | {r:.2f} |")
+        print_table(
+            "\nablations: each optimisation alone, against `today` in the same run",
+            ("task", "cameras", "configuration", "steps/s", "vs today"),
+            [
+                (task, cameras, name, f"{rate:.1f}", f"{r:.2f}")
+                for task, cameras, name, rate, r in ablation_rows
+            ],
+        )
     if vector_rows:
-        print("\nvectorised: 2 forkserver workers, total steps/s")
-        print("| task | cameras | today | fast | fast/today |")
-        print("|---|---|---|---|---|")
-        for task, cameras, today, fast, r in vector_rows:
-            print(f"| {task} | {cameras} | {today:.1f} | {fast:.1f} | {r:.2f} |")
+        print_table(
+            "\nvectorised: 2 forkserver workers, total steps/s",
+            ("task", "cameras", "today", "fast", "fast/today"),
+            [(task, cameras, f"{t:.1f}", f"{f:.1f}", f"{r:.2f}") for task, cameras, t, f, r in vector_rows],
+        )
     for task, r, profile_gain in summary:
         print(f"{task}: env steps/s with the policy's two cameras = {r:.2f}x raw robosuite (target >= 2x)")
         print(

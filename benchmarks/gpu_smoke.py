@@ -105,14 +105,22 @@ def ppo_settings(num_steps: int, minibatch: int) -> PPOSettings:
     )
 
 
+def timed_ppo_iteration(
+    policy: Any, env: FakeReachVectorEnv, settings: PPOSettings, workdir: Path
+) -> dict[str, Any]:
+    """One PPO iteration of ``policy`` on ``env``, its wall time reported as ``<workdir name>_iteration_s``."""
+    t0 = time.perf_counter()
+    metrics = train_ppo(policy, env, settings, workdir, {}, progress=False)
+    sync(policy.device)
+    report(f"{workdir.name}_iteration_s", time.perf_counter() - t0, "s")
+    return metrics
+
+
 def tiny_vla(device: torch.device, workdir: Path) -> None:
     """Part 1: sampled PPO rollout + update and a KL measurement, all on ``device``."""
     policy = build_policy({**TINY_POLICY, "device": str(device)})
     env = FakeReachVectorEnv(num_envs=4, horizon=2, image_size=32)
-    t0 = time.perf_counter()
-    metrics = train_ppo(policy, env, ppo_settings(8, 16), workdir / "tiny_ppo", {}, progress=False)
-    sync(device)
-    report("tiny_ppo_iteration_s", time.perf_counter() - t0, "s")
+    metrics = timed_ppo_iteration(policy, env, ppo_settings(8, 16), workdir / "tiny_ppo")
     report("tiny_ppo_approx_kl", metrics["approx_kl"])
     report("tiny_ppo_logprob_recompute_gap", metrics["logprob_recompute_gap"])
     obs = fake_obs(32, 32, seed=1)
@@ -186,10 +194,7 @@ def openvla_sized(device: torch.device, size: str, workdir: Path, repeats: int) 
     report("openvla_prompt_pass_ms_batch1", 1000 * seconds, "ms")
 
     env = FakeReachVectorEnv(num_envs=8, horizon=2, image_size=64)
-    t0 = time.perf_counter()
-    metrics = train_ppo(policy, env, ppo_settings(4, 8), workdir / "openvla_ppo", {}, progress=False)
-    sync(device)
-    report("openvla_ppo_iteration_s", time.perf_counter() - t0, "s")
+    metrics = timed_ppo_iteration(policy, env, ppo_settings(4, 8), workdir / "openvla_ppo")
     report("openvla_ppo_update_share", metrics["total_time_share_update"])
     report("openvla_ppo_first_epoch_approx_kl", metrics["approx_kl"])
     report("openvla_ppo_logprob_recompute_gap", metrics["logprob_recompute_gap"])

@@ -7,12 +7,11 @@ with :func:`register_task` (see :mod:`vla_razor.envs.task_config`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from vla_razor.envs import _robosuite  # noqa: F401  (must run before any other robosuite import)
 from vla_razor.envs.experts import Expert, make_expert
-from vla_razor.envs.render_profiles import DEFAULT_RENDER_PROFILE, RENDER_PROFILES, RenderProfile
+from vla_razor.envs.render_profiles import RENDER_PROFILES, RenderProfile
 from vla_razor.envs.rendering import RenderingUnavailableError
 from vla_razor.envs.robosuite_env import ACTION_DIM, PROPRIO_DIM, RobosuiteTaskEnv
 from vla_razor.envs.task_config import TaskConfig, task_from_config
@@ -20,40 +19,14 @@ from vla_razor.envs.tasks import DEFAULT_CONTROL_FREQ, TASKS, TaskSpec, get_task
 from vla_razor.envs.vector import make_vector_env
 
 
-def make_env(
-    task: str,
-    *,
-    cameras: Sequence[str] | None = None,
-    image_size: int = 64,
-    fast_render: bool = True,
-    use_camera: bool = True,
-    horizon: int | None = None,
-    control_freq: int | None = None,
-    placement: dict[str, Any] | None = None,
-    reward: str | None = None,
-    render_camera: str | None = None,
-    render_size: int | None = None,
-    render_mode: str | None = None,
-    fast_step: bool = True,
-    render_profile: str = DEFAULT_RENDER_PROFILE,
-) -> RobosuiteTaskEnv:
-    """Build one task environment (see :class:`RobosuiteTaskEnv` and the table in :mod:`vla_razor.envs.tasks`)."""
-    return RobosuiteTaskEnv(
-        task,
-        cameras=cameras,
-        image_size=image_size,
-        fast_render=fast_render,
-        use_camera=use_camera,
-        horizon=horizon,
-        control_freq=control_freq,
-        placement=placement,
-        reward=reward,
-        render_camera=render_camera,
-        render_size=render_size,
-        render_mode=render_mode,
-        fast_step=fast_step,
-        render_profile=render_profile,
-    )
+def make_env(task: str, **options: Any) -> RobosuiteTaskEnv:
+    """Build one task environment: ``RobosuiteTaskEnv(task, **options)``.
+
+    The options are the env's keyword-only parameters (cameras, image_size, horizon, render_profile, ...;
+    see :class:`RobosuiteTaskEnv` and the table in :mod:`vla_razor.envs.tasks`). They are forwarded, not
+    repeated here, so the env's signature is their one home and an unknown option fails as it does there.
+    """
+    return RobosuiteTaskEnv(task, **options)
 
 
 __all__ = [

@@ -72,6 +72,10 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def gym_id_for(name: str) -> str:
+    return f"vla_razor/{_camel(name)}-v0"
+
+
 _PICK_PLACE_PLACEMENT: Placement = {
     "x_range": (-0.08, 0.08),
     "y_range": (-0.10, 0.10),
@@ -91,7 +95,7 @@ def _pick_place_tasks() -> list[TaskSpec]:
             specs.append(
                 TaskSpec(
                     name=name,
-                    gym_id=f"vla_razor/{_camel(name)}-v0",
+                    gym_id=gym_id_for(name),
                     instruction=instruction,
                     robosuite_env=env_name,
                     horizon=horizon,
@@ -108,81 +112,72 @@ def _pick_place_tasks() -> list[TaskSpec]:
     return specs
 
 
+def _robosuite_task(name: str, family: str, **row: Any) -> TaskSpec:
+    """A prior-skill task on robosuite's own environment of the same (camel-cased) name: solved by its
+    family's expert and judged by robosuite's own success check. ``row`` holds the task's own values."""
+    return TaskSpec(
+        name=name,
+        gym_id=gym_id_for(name),
+        robosuite_env=_camel(name),
+        expert=family,
+        family=family,
+        success=task_state.robosuite_success,
+        **{"sampler_name": "ObjectSampler", **row},
+    )
+
+
 def _prior_tasks() -> list[TaskSpec]:
     return [
-        TaskSpec(
-            name="lift",
-            gym_id="vla_razor/Lift-v0",
+        _robosuite_task(
+            "lift",
+            "lift",
             instruction="lift the red cube",
-            robosuite_env="Lift",
             horizon=50,
-            expert="lift",
             default_placement={"x_range": (-0.03, 0.03), "y_range": (-0.03, 0.03), "rotation": None},
-            sampler_name="ObjectSampler",
             object_state=task_state.lift_state,
-            success=task_state.robosuite_success,
             object_state_dim=7,
-            family="lift",
         ),
-        TaskSpec(
-            name="stack",
-            gym_id="vla_razor/Stack-v0",
+        _robosuite_task(
+            "stack",
+            "stack",
             instruction="stack the red cube on the green cube",
-            robosuite_env="Stack",
             horizon=100,
-            expert="stack",
             default_placement={"x_range": (-0.08, 0.08), "y_range": (-0.08, 0.08), "rotation": None},
-            sampler_name="ObjectSampler",
             object_state=task_state.stack_state,
-            success=task_state.robosuite_success,
             object_state_dim=14,
-            family="stack",
         ),
-        TaskSpec(
-            name="door",
-            gym_id="vla_razor/Door-v0",
+        _robosuite_task(
+            "door",
+            "door",
             instruction="open the door",
-            robosuite_env="Door",
             horizon=80,
-            expert="door",
             default_placement={
                 "x_range": (0.07, 0.09),
                 "y_range": (-0.01, 0.01),
                 "rotation": (-math.pi / 2 - 0.25, -math.pi / 2),
             },
-            sampler_name="ObjectSampler",
             object_state=task_state.door_state,
-            success=task_state.robosuite_success,
             object_state_dim=10,
-            family="door",
             # A spring latch needs a handle turn first: a second skill we do not need for forgetting studies.
             robosuite_kwargs={"use_latch": False},
         ),
-        TaskSpec(
-            name="nut_assembly_round",
-            gym_id="vla_razor/NutAssemblyRound-v0",
+        _robosuite_task(
+            "nut_assembly_round",
+            "nut_assembly",
             instruction="put the round nut on the round peg",
-            robosuite_env="NutAssemblyRound",
             # The expert needs 45-76 steps (grasp, lift, turn and carry, lower onto the peg).
             horizon=100,
-            expert="nut_assembly",
             # robosuite's own ranges for the round nut (the strip of table in front of its peg's row).
             default_placement={"x_range": (-0.115, -0.11), "y_range": (-0.225, -0.11), "rotation": None},
             sampler_name="RoundNutSampler",
             object_state=task_state.nut_assembly_state,
-            success=task_state.robosuite_success,
             object_state_dim=13,
-            family="nut_assembly",
         ),
     ]
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*_pick_place_tasks(), *_prior_tasks())}
 BUILTIN_TASKS = frozenset(TASKS)
-
-
-def gym_id_for(name: str) -> str:
-    return f"vla_razor/{_camel(name)}-v0"
 
 
 def _register_gym(spec: TaskSpec) -> None:

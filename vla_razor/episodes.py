@@ -19,7 +19,7 @@ from vla_razor.errors import BadInputError
 from vla_razor.policies import load_policy
 from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
 from vla_razor.rollouts.calls import imap_on_envs
-from vla_razor.sampling import seeded_generator
+from vla_razor.sampling import Sampling, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,11 @@ def record_episodes(
         policy,
         pool,
         [EpisodeJob(env_kwargs, int(s), record=True) for s in seeds],
-        greedy=greedy,
-        temperature=temperature,
-        generator=None if greedy else seeded_generator(sample_seed, policy.device),
+        sampling=Sampling(
+            greedy=greedy,
+            temperature=temperature,
+            generator=None if greedy else seeded_generator(sample_seed, policy.device),
+        ),
     )
     return [RecordedEpisode(p.episode, p.frames) for p in played]
 

@@ -8,6 +8,9 @@ builds its generator here, on the policy's device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from vla_razor.errors import BadInputError
@@ -29,3 +32,21 @@ def check_generator_device(generator: torch.Generator | None, device: torch.devi
             f"sampling generator is on {generator.device.type!r} but the policy is on {device.type!r}; "
             "build it with vla_razor.sampling.seeded_generator(seed, policy.device)"
         )
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a policy picks its actions while it plays: greedy (the most likely tokens), or sampled at
+    ``temperature`` from ``generator`` (built with :func:`seeded_generator` on the policy's device)."""
+
+    greedy: bool = True
+    temperature: float = 1.0
+    generator: torch.Generator | None = None
+
+    def act(self, policy: Any, batch: Any) -> Any:
+        """``policy.act`` on ``batch`` with these settings."""
+        return policy.act(batch, greedy=self.greedy, temperature=self.temperature, generator=self.generator)
+
+
+# Evaluation's default: the policy's most likely action, no randomness.
+GREEDY = Sampling()

@@ -15,7 +15,7 @@ from vla_razor.evaluation.method_transfer import leave_one_group_out, transfer_i
 from vla_razor.evaluation.predictor_fits import leave_one_run_out_r2
 from vla_razor.evaluation.rank_correlation import fisher_z_interval, rank_correlation, spearman
 from vla_razor.evaluation.report_checks import with_progress
-from vla_razor.evaluation.stats import stratified_run_indices
+from vla_razor.evaluation.stats import Bootstrap, stratified_run_indices
 from vla_razor.evaluation.study import matched_success_table
 
 # Two groups: A = (0, 0), (1, 1); B = (2, 2), (3, 2). ȳ = 1.25, SST = 1.5625 + 0.0625 + 0.5625 + 0.5625 = 2.75.
@@ -57,7 +57,9 @@ def test_transfer_without_drops_one_group_entirely() -> None:
 def test_label_r2_by_hand() -> None:
     # a: runs a1 (y = 1), a2 (3); b: b1 (5), b2 (7). Means 2 and 6: SSE = 4 x 1 = 4; ȳ = 4, SST = 20.
     # In sample R² = 1 - 4/20 = 0.8. Leave-one-run-out: a1 from a2 (3): error 4, and so on: SSE = 16, R² = 0.2.
-    result = label_r2([1.0, 3.0, 5.0, 7.0], ["a", "a", "b", "b"], ["a1", "a2", "b1", "b2"], n_boot=50)
+    result = label_r2(
+        [1.0, 3.0, 5.0, 7.0], ["a", "a", "b", "b"], ["a1", "a2", "b1", "b2"], bootstrap=Bootstrap(n_boot=50)
+    )
     assert result.in_sample == pytest.approx(0.8) and result.loro == pytest.approx(0.2)
     assert result.interval.n_valid > 0
 
@@ -75,7 +77,7 @@ def test_ancova_partial_r2_by_hand() -> None:
     assert partial_correlation(0.25, -3.0) == pytest.approx(-0.5)
     # x constant within every method: nothing within methods to explain forgetting with.
     assert all(math.isnan(v) for v in ancova(np.array([1.0, 1, 1, 2, 2, 2]), y, g))
-    result = beyond_label(x, y, g, ["a1", "a1", "a2", "b1", "b1", "b2"], n_boot=50)
+    result = beyond_label(x, y, g, ["a1", "a1", "a2", "b1", "b1", "b2"], bootstrap=Bootstrap(n_boot=50))
     assert result.partial_r2 == pytest.approx(0.5625) and result.partial_r == pytest.approx(0.75)
     assert result.n == 6 and result.r_interval.n_valid > 0
 
@@ -176,7 +178,7 @@ def test_matched_success_without_pi0_holds_a_method_at_its_first_frontier_point(
 
 def test_transfer_interval_resamples_runs_within_each_group() -> None:
     # One run per group: every resample is the data itself, so the interval is the point itself.
-    ci = transfer_interval(X, Y, G, ["a", "a", "b", "b"], "linear", n_boot=20)
+    ci = transfer_interval(X, Y, G, ["a", "a", "b", "b"], "linear", bootstrap=Bootstrap(n_boot=20))
     assert (ci.low, ci.high, ci.n_valid) == (
         pytest.approx(1 - 6 / 2.75),
         pytest.approx(1 - 6 / 2.75),
@@ -184,6 +186,6 @@ def test_transfer_interval_resamples_runs_within_each_group() -> None:
     )
     # Two one-point runs in A: a resample drawing one of them twice leaves A a single x, where the linear fit
     # on A is undetermined (NaN, dropped); drawing each once is the data itself. Every resample keeps B.
-    wide = transfer_interval(X, Y, G, ["a1", "a2", "b", "b"], "linear", n_boot=50)
+    wide = transfer_interval(X, Y, G, ["a1", "a2", "b", "b"], "linear", bootstrap=Bootstrap(n_boot=50))
     assert 0 < wide.n_valid < 50
     assert wide.low == pytest.approx(1 - 6 / 2.75) and wide.high == pytest.approx(1 - 6 / 2.75)

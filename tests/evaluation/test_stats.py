@@ -37,6 +37,7 @@ from vla_razor.evaluation.predictor_fits import (
     leave_one_run_out_r2,
 )
 from vla_razor.evaluation.stats import (
+    Bootstrap,
     bootstrap_run_indices,
     clopper_pearson_interval,
     clustered_mean,
@@ -251,17 +252,17 @@ def _runs_data(rng: np.random.Generator, n_runs: int = 12, per_run: int = 3) -> 
 
 def test_bootstrap_r2_reproducible_and_exact_relation() -> None:
     kl, y, _, runs = _runs_data(np.random.default_rng(1))
-    a = bootstrap_r2(kl, y, runs, "quadratic", n_boot=200, seed=7)
-    assert a == bootstrap_r2(kl, y, runs, "quadratic", n_boot=200, seed=7)
-    assert a != bootstrap_r2(kl, y, runs, "quadratic", n_boot=200, seed=8)
+    a = bootstrap_r2(kl, y, runs, "quadratic", bootstrap=Bootstrap(n_boot=200, seed=7))
+    assert a == bootstrap_r2(kl, y, runs, "quadratic", bootstrap=Bootstrap(n_boot=200, seed=7))
+    assert a != bootstrap_r2(kl, y, runs, "quadratic", bootstrap=Bootstrap(n_boot=200, seed=8))
     # y exactly quadratic in x: every resample, in- or out-of-sample, has R² = 1, so the interval is [1, 1].
-    exact = bootstrap_r2(kl, kl**2, runs, "quadratic", n_boot=100, seed=0)
+    exact = bootstrap_r2(kl, kl**2, runs, "quadratic", bootstrap=Bootstrap(n_boot=100, seed=0))
     assert exact.low == pytest.approx(1.0) and exact.high == pytest.approx(1.0) and exact.n_valid == 100
 
 
 def test_compare_predictors_verdicts() -> None:
     kl, y, noise, runs = _runs_data(np.random.default_rng(2))
-    opts = dict(n_boot=200, seed=0)
+    opts = dict(bootstrap=Bootstrap(n_boot=200, seed=0))
     better = compare_predictors(kl, noise, y, runs, **opts)
     assert better.verdict == "A better" and better.interval is not None and better.interval.low > 0
     assert better.difference == pytest.approx(better.r2_a - better.r2_b)
@@ -284,7 +285,7 @@ def test_too_few_points_are_not_meaningful() -> None:
 
 def test_assess_predictor_meaningful() -> None:
     kl, y, _, runs = _runs_data(np.random.default_rng(4))
-    a = assess_predictor(kl, y, runs, "monotone", n_boot=100)
+    a = assess_predictor(kl, y, runs, "monotone", bootstrap=Bootstrap(n_boot=100))
     assert a.meaningful and a.n == 36 and a.n_runs == 12
     assert a.r2_loro == pytest.approx(leave_one_run_out_r2(kl, y, runs, "monotone"))
     assert a.r2_in_sample > a.r2_loro > 0.8  # noise sd 0.05 on a curve spanning ~0..4
@@ -292,7 +293,7 @@ def test_assess_predictor_meaningful() -> None:
     # Non-finite predictor values (a checkpoint without the metric) are left out, not propagated.
     kl_nan = kl.copy()
     kl_nan[0] = np.nan
-    assert assess_predictor(kl_nan, y, runs, n_boot=20).n == 35
+    assert assess_predictor(kl_nan, y, runs, bootstrap=Bootstrap(n_boot=20)).n == 35
     with pytest.raises(UserError, match="got 1"):
         assess_predictor(kl, y, ["one"] * kl.size)
 
@@ -307,7 +308,9 @@ def test_leave_one_method_out_by_hand() -> None:
     runs = np.array(["a1"] * 3 + ["a2"] * 2 + ["b1"] * 3 + ["b2"] * 2)
     methods = np.repeat(["A", "B"], 5)
     for kind in ("linear", "monotone"):
-        a = assess_predictor(x, y, runs, kind, groups=methods, group_name="method", n_boot=50)
+        a = assess_predictor(
+            x, y, runs, kind, groups=methods, group_name="method", bootstrap=Bootstrap(n_boot=50)
+        )
         assert a.meaningful and a.held_out == "method"
         assert a.r2_loro == pytest.approx(5 / 9)
         assert a.describe(with_in_sample=False).startswith("leave-one-method-out 0.56 (95% CI over runs")
@@ -367,16 +370,20 @@ def test_matched_prior_bootstrap_by_hand() -> None:
     # A alone -> (0.9 + 0.5)/2 = 0.7; B alone or A+B (B's point dominates A's) -> (0.9 + 0.7)/2 = 0.8.
     # Resamples: AA with p = 1/4 -> 0.7, otherwise 0.8. Estimate on all points: 0.8; 95% interval [0.7, 0.8].
     new, prior, runs = [0, 0.5, 0, 0.5], [0.9, 0.5, 0.9, 0.7], ["A", "A", "B", "B"]
-    m = matched_prior_success(new, prior, runs, [0.25, 0.9], n_boot=400, seed=0)
+    m = matched_prior_success(new, prior, runs, [0.25, 0.9], bootstrap=Bootstrap(n_boot=400, seed=0))
     assert m.prior[0] == pytest.approx(0.8) and math.isnan(m.prior[1])
     ci = m.intervals[0]
     assert (ci.low, ci.high) == (pytest.approx(0.7), pytest.approx(0.8)) and ci.n_valid == 400
     assert m.intervals[1].n_valid == 0 and math.isnan(m.intervals[1].low)  # 0.9 is never covered
     # Same seed, same resamples (repr, since NaN != NaN in a dataclass comparison).
-    assert repr(m) == repr(matched_prior_success(new, prior, runs, [0.25, 0.9], n_boot=400, seed=0))
+    assert repr(m) == repr(
+        matched_prior_success(new, prior, runs, [0.25, 0.9], bootstrap=Bootstrap(n_boot=400, seed=0))
+    )
     # pi0 as an anchor joins every resample's frontier: run A alone, (0, 0.9) and (0.5, 0.5), with the anchor
     # (0.1, 0.95) -> at 0.25: between (0.1, 0.95) and (0.5, 0.5) -> 0.95 - 0.45 * 0.15 / 0.4 = 0.78125.
-    anchored = matched_prior_success([0, 0.5], [0.9, 0.5], ["A", "A"], [0.25], n_boot=10, anchor=(0.1, 0.95))
+    anchored = matched_prior_success(
+        [0, 0.5], [0.9, 0.5], ["A", "A"], [0.25], bootstrap=Bootstrap(n_boot=10), anchor=(0.1, 0.95)
+    )
     assert anchored.prior[0] == pytest.approx(0.78125) and anchored.intervals[0].low == pytest.approx(0.78125)
 
 

@@ -7,7 +7,7 @@ import logging
 from omegaconf import DictConfig
 
 from vla_razor.commands.common import positive_int
-from vla_razor.data.demos import collect_demos
+from vla_razor.data.demos import DemoRequest, collect_demos
 from vla_razor.rollouts import EnvPool
 from vla_razor.workflows.config_blocks import engine_settings, env_kwargs_from_cfg
 
@@ -19,17 +19,16 @@ def run(cfg: DictConfig) -> None:
     task = kwargs.pop("task")
     episodes = positive_int(cfg.episodes, "episodes")
     with EnvPool(engine_settings(cfg)) as pool:
-        summary = collect_demos(
+        request = DemoRequest(
             task,
             episodes,
-            cfg.out,
             seed=int(cfg.seed),
             noise_std=float(cfg.noise_std),
             max_attempts=cfg.max_attempts,
             valid_fraction=float(cfg.valid_fraction),
             env_kwargs=kwargs,
-            pool=pool,
         )
+        summary = collect_demos(request, cfg.out, pool=pool)
     print(
         f"{summary.task}: kept {summary.succeeded} demos ({summary.total_samples} steps) of {summary.tried} "
         f"tried ({summary.success_rate:.0%} expert success) in {summary.seconds:.0f}s -> {summary.path}"

@@ -138,29 +138,43 @@ def run_expert_episode(env: Any, task: str, seed: int, noise_std: float = 0.0) -
 
 
 # ----------------------------------------------------------------------------------------------- collect
+@dataclass(frozen=True)
+class DemoRequest:
+    """What a demo file holds: ``episodes`` successful expert episodes of ``task``, and how they are played.
+
+    Seeds ``seed, seed+1, ...`` are tried in order until enough episodes succeed (at most ``max_attempts``,
+    default 3x ``episodes``). ``noise_std`` > 0 adds DART noise to the executed arm action;
+    ``valid_fraction`` of the demos are held back for validation; ``env_kwargs`` are ``envs.make_env``'s
+    options (cameras, image size, render profile, ...).
+    """
+
+    task: str
+    episodes: int
+    seed: int = 0
+    noise_std: float = 0.0
+    max_attempts: int | None = None
+    valid_fraction: float = 0.1
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 def collect_demos(
-    task: str,
-    episodes: int,
+    request: DemoRequest,
     out: str | Path,
     *,
-    seed: int = 0,
     num_workers: int = 2,
-    noise_std: float = 0.0,
-    max_attempts: int | None = None,
-    valid_fraction: float = 0.1,
-    env_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
     pool: EnvPool | None = None,
 ) -> DemoSummary:
-    """Collect ``episodes`` successful expert demonstrations of ``task`` into ``out`` (HDF5).
+    """Collect the demonstrations ``request`` asks for into ``out`` (HDF5).
 
-    Seeds ``seed, seed+1, ...`` are tried in order until enough episodes succeed (at most ``max_attempts``,
-    default 3x the request); failures are counted in the file (``episodes_tried``) but not stored.
-    Episodes run in the workers of ``pool`` (the command's; with none, a pool of ``num_workers`` is
-    started for this call).
+    Failed episodes are counted in the file (``episodes_tried``) but not stored. Episodes run in the
+    workers of ``pool`` (the command's; with none, a pool of ``num_workers`` is started for this call).
     """
     from vla_razor import envs
 
+    # The request's fields by their short names: the collection below reads them throughout.
+    task, episodes, seed, noise_std = request.task, request.episodes, request.seed, request.noise_std
+    valid_fraction = request.valid_fraction
     spec = envs.get_task(task)  # an unknown task fails here, with the list of valid ones
     if episodes <= 0:
         raise BadInputError(f"episodes must be > 0, got {episodes}")
@@ -170,23 +184,11 @@ def collect_demos(
         raise BadInputError(f"noise_std must be >= 0, got {noise_std}")
     if not 0.0 <= valid_fraction < 1.0:
         raise BadInputError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
-    max_attempts = max_attempts or 3 * episodes
+    max_attempts = request.max_attempts or 3 * episodes
     if pool is None:
         with EnvPool(EngineSettings(num_workers=num_workers)) as own:
-            return collect_demos(
-                task,
-                episodes,
-                out,
-                seed=seed,
-                num_workers=num_workers,
-                noise_std=noise_std,
-                max_attempts=max_attempts,
-                valid_fraction=valid_fraction,
-                env_kwargs=env_kwargs,
-                progress=progress,
-                pool=own,
-            )
-    kwargs = {"task": task, **(env_kwargs or {})}
+            return collect_demos(request, out, num_workers=num_workers, progress=progress, pool=own)
+    kwargs = {"task": task, **request.env_kwargs}
     out = Path(out)
     start = time.perf_counter()
     tried = succeeded = total = errors = 0
@@ -367,9 +369,8 @@ def ensure_demos(
         if enough and same:
             log.info("reusing %s", path)
             return path
-    summary = collect_demos(
-        task, episodes, path, seed=seed, noise_std=noise_std, env_kwargs=env_kwargs, pool=pool
-    )
+    request = DemoRequest(task, episodes, seed=seed, noise_std=noise_std, env_kwargs=env_kwargs)
+    summary = collect_demos(request, path, pool=pool)
     print(
         f"{task}: {summary.succeeded} demos ({summary.success_rate:.0%} of {summary.tried} expert episodes) -> {path}"
     )

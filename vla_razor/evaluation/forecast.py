@@ -41,11 +41,17 @@ from scipy.special import stdtrit
 
 from vla_razor.errors import BadInputError, MissingFileError, UserError
 from vla_razor.evaluation.identity import short_hash
-from vla_razor.evaluation.stats import BoolArray, FloatArray, LabelArray, check_confidence
+from vla_razor.evaluation.stats import (
+    FORGETTING_RANGE,
+    BoolArray,
+    FloatArray,
+    LabelArray,
+    check_confidence,
+    labelled_points,
+)
 from vla_razor.io_utils import write_json_atomic
 
 DEGREES = (1, 2)
-FORGETTING_RANGE = (-1.0, 1.0)  # a difference of two success rates
 
 
 @dataclass(frozen=True)
@@ -142,13 +148,7 @@ def _bounded(mean: FloatArray, half: FloatArray) -> tuple[FloatArray, FloatArray
 def _arrays(
     kl: ArrayLike, forgetting: ArrayLike, runs: ArrayLike
 ) -> tuple[FloatArray, FloatArray, LabelArray]:
-    x = np.asarray(kl, dtype=np.float64)
-    y = np.asarray(forgetting, dtype=np.float64)
-    labels = np.asarray(runs)
-    if x.ndim != 1 or x.shape != y.shape or labels.shape != x.shape:
-        raise ValueError(
-            f"kl, forgetting and runs must be 1-D of equal length, got {x.shape}, {y.shape}, {labels.shape}"
-        )
+    x, y, labels = labelled_points(kl, forgetting, runs, ("kl", "forgetting", "runs"))
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("kl and forgetting must be finite (drop checkpoints without a KL measurement)")
     return x, y, labels

@@ -17,12 +17,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vla_razor.evaluation.stats import (
+    DEFAULT_BOOTSTRAP,
     BoolArray,
+    Bootstrap,
     BootstrapInterval,
     FloatArray,
     IndexArray,
-    bootstrap_run_indices,
-    percentile_interval,
 )
 
 # Success rates are k/n; a difference of exactly 0.02 must count as "within 2 points" despite rounding.
@@ -113,9 +113,7 @@ def matched_prior_success(
     runs: ArrayLike,
     levels: ArrayLike,
     *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     anchor: tuple[float, float] | None = None,
 ) -> MatchedPrior:
     """``frontier_prior_at`` on one method's checkpoints, with a percentile bootstrap resampling its runs.
@@ -140,6 +138,6 @@ def matched_prior_success(
         return frontier_prior_at(np.concatenate([s[idx], extra_s]), np.concatenate([p[idx], extra_p]), at)
 
     estimate = at_levels(np.arange(s.size))
-    draws = np.array([at_levels(idx) for idx in bootstrap_run_indices(labels, n_boot, seed)])
-    intervals = tuple(percentile_interval(draws[:, j], confidence) for j in range(at.size))
+    draws = np.array([at_levels(idx) for idx in bootstrap.run_indices(labels)])
+    intervals = tuple(bootstrap.interval(draws[:, j]) for j in range(at.size))
     return MatchedPrior(tuple(float(v) for v in at), tuple(float(v) for v in estimate), intervals)

@@ -17,7 +17,7 @@ from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.io_utils import atomic_path
 from vla_razor.rollouts import EnvPool, EpisodeJob, play_episodes, policy_env_kwargs
-from vla_razor.sampling import seeded_generator
+from vla_razor.sampling import Sampling, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ def collect_kl_states(
             policy,
             pool,
             jobs,
-            greedy=False,
-            temperature=1.0,
-            generator=seeded_generator(sample_seed, policy.device),
+            sampling=Sampling(
+                greedy=False, temperature=1.0, generator=seeded_generator(sample_seed, policy.device)
+            ),
             keep_observations=True,
         )
     # Episode by episode in seed order, each in step order: the subsample below depends only on the seeds.

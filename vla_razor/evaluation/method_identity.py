@@ -24,11 +24,11 @@ from numpy.typing import ArrayLike
 
 from vla_razor.evaluation.predictor_fits import r2_score
 from vla_razor.evaluation.stats import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
     BootstrapInterval,
     FloatArray,
     LabelArray,
-    percentile_interval,
-    stratified_run_indices,
 )
 
 
@@ -67,9 +67,7 @@ def label_r2(
     groups: ArrayLike,
     runs: ArrayLike,
     *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> LabelR2:
     """R² of ``y`` from the group label alone, in sample and leave-one-run-out (see module doc)."""
     ya, g, r = _arrays(y, groups, runs)
@@ -79,10 +77,8 @@ def label_r2(
         held = r == run
         same = (g == g[held][0]) & ~held
         loro[held] = ya[same].mean() if same.any() else np.nan
-    draws = [
-        r2_score(ya[idx], _group_means(ya[idx], g[idx])) for idx in stratified_run_indices(r, g, n_boot, seed)
-    ]
-    return LabelR2(in_sample, r2_score(ya, loro), percentile_interval(draws, confidence))
+    draws = [r2_score(ya[idx], _group_means(ya[idx], g[idx])) for idx in bootstrap.stratified_indices(r, g)]
+    return LabelR2(in_sample, r2_score(ya, loro), bootstrap.interval(draws))
 
 
 def ancova(x: FloatArray, y: FloatArray, groups: LabelArray) -> tuple[float, float]:
@@ -124,9 +120,7 @@ def beyond_label(
     groups: ArrayLike,
     runs: ArrayLike,
     *,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> BeyondLabel:
     """ANCOVA of ``y`` on the group label and ``x`` (finite points only), with run-resampled intervals."""
     ya, g, r = _arrays(y, groups, runs)
@@ -134,15 +128,15 @@ def beyond_label(
     ok = np.isfinite(xa) & np.isfinite(ya)
     xa, ya, g, r = xa[ok], ya[ok], g[ok], r[ok]
     if ya.size == 0:
-        empty = percentile_interval([float("nan")], confidence)
+        empty = bootstrap.interval([float("nan")])
         return BeyondLabel(float("nan"), float("nan"), float("nan"), 0, empty, empty)
     pr2, slope = ancova(xa, ya, g)
-    fits = [ancova(xa[idx], ya[idx], g[idx]) for idx in stratified_run_indices(r, g, n_boot, seed)]
+    fits = [ancova(xa[idx], ya[idx], g[idx]) for idx in bootstrap.stratified_indices(r, g)]
     return BeyondLabel(
         pr2,
         partial_correlation(pr2, slope),
         slope,
         int(ya.size),
-        percentile_interval([f[0] for f in fits], confidence),
-        percentile_interval([partial_correlation(*f) for f in fits], confidence),
+        bootstrap.interval([f[0] for f in fits]),
+        bootstrap.interval([partial_correlation(*f) for f in fits]),
     )

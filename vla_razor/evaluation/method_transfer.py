@@ -25,15 +25,13 @@ from numpy.typing import ArrayLike
 
 from vla_razor.evaluation.predictor_fits import FitKind, fit_curve
 from vla_razor.evaluation.stats import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
     BootstrapInterval,
     FloatArray,
     LabelArray,
-    percentile_interval,
-    stratified_run_indices,
+    labelled_points,
 )
-
-# Forgetting is pi0's prior-skill success minus the checkpoint's: a difference of two rates in [0, 1].
-FORGETTING_RANGE = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -48,13 +46,7 @@ class TransferScore:
 def _finite_points(
     x: ArrayLike, y: ArrayLike, groups: ArrayLike
 ) -> tuple[FloatArray, FloatArray, LabelArray]:
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    labels = np.asarray(groups)
-    if not (xa.shape == ya.shape == labels.shape) or xa.ndim != 1:
-        raise ValueError(
-            f"x, y and groups must be 1-D of equal length, got {xa.shape}, {ya.shape}, {labels.shape}"
-        )
+    xa, ya, labels = labelled_points(x, y, groups, ("x", "y", "groups"))
     ok = np.isfinite(xa) & np.isfinite(ya)
     return xa[ok], ya[ok], labels[ok]
 
@@ -123,9 +115,7 @@ def transfer_interval(
     kind: FitKind = "quadratic",
     *,
     clip: tuple[float, float] | None = None,
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> BootstrapInterval:
     """Percentile interval of ``leave_one_group_out``'s R², resampling runs within each group."""
     xa = np.asarray(x, dtype=np.float64)
@@ -135,6 +125,6 @@ def transfer_interval(
         raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
     draws = [
         leave_one_group_out(xa[idx], ya[idx], labels[idx], kind, clip=clip).r2
-        for idx in stratified_run_indices(run_labels, labels, n_boot, seed)
+        for idx in bootstrap.stratified_indices(run_labels, labels)
     ]
-    return percentile_interval(draws, confidence)
+    return bootstrap.interval(draws)

@@ -31,12 +31,12 @@ from scipy.optimize import isotonic_regression as scipy_isotonic_regression
 from vla_razor.errors import UserError
 from vla_razor.evaluation.fit import polyfit_r2
 from vla_razor.evaluation.stats import (
+    DEFAULT_BOOTSTRAP,
     BoolArray,
+    Bootstrap,
     BootstrapInterval,
     FloatArray,
     LabelArray,
-    bootstrap_run_indices,
-    percentile_interval,
 )
 
 FitKind = Literal["linear", "quadratic", "monotone"]
@@ -212,9 +212,7 @@ def bootstrap_r2(
     kind: FitKind = "quadratic",
     *,
     statistic: Statistic = "loro",
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     groups: ArrayLike | None = None,
 ) -> BootstrapInterval:
     """Percentile bootstrap interval of R² (in-sample or out of sample), resampling whole runs.
@@ -235,9 +233,9 @@ def bootstrap_r2(
             statistic,
             None if group_labels is None else group_labels[idx],
         )
-        for idx in bootstrap_run_indices(labels, n_boot, seed)
+        for idx in bootstrap.run_indices(labels)
     ]
-    return percentile_interval(values, confidence)
+    return bootstrap.interval(values)
 
 
 def r2_meaningful(n_points: int) -> bool:
@@ -293,9 +291,7 @@ def assess_predictor(
     kind: FitKind = "quadratic",
     *,
     interval_of: Statistic = "loro",
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     groups: ArrayLike | None = None,
     group_name: str = "group",
 ) -> PredictorAssessment:
@@ -327,9 +323,7 @@ def assess_predictor(
         labels,
         kind,
         statistic=interval_of,
-        n_boot=n_boot,
-        confidence=confidence,
-        seed=seed,
+        bootstrap=bootstrap,
         groups=group_labels,
     )
     return PredictorAssessment(kind, n, _n_runs(labels), True, r2_in, r2_oos, interval_of, interval, held_out)
@@ -358,9 +352,7 @@ def compare_predictors(
     kind: FitKind = "quadratic",
     *,
     statistic: Statistic = "loro",
-    n_boot: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> PredictorComparison:
     """Is predictor A's R² different from B's? A paired bootstrap over runs of R²(A) - R²(B).
 
@@ -385,9 +377,9 @@ def compare_predictors(
     diffs = [
         _r2(xa[idx], ya[idx], labels[idx], kind, statistic)
         - _r2(xb[idx], ya[idx], labels[idx], kind, statistic)
-        for idx in bootstrap_run_indices(labels, n_boot, seed)
+        for idx in bootstrap.run_indices(labels)
     ]
-    interval = percentile_interval(diffs, confidence)
+    interval = bootstrap.interval(diffs)
     verdict: Verdict = "inconclusive"
     if interval.n_valid and interval.low > 0:
         verdict = "A better"

@@ -21,15 +21,10 @@ import numpy as np
 
 from vla_razor.evaluation.learning_curve import learning_curves
 from vla_razor.evaluation.method_identity import beyond_label, label_r2
-from vla_razor.evaluation.method_transfer import (
-    FORGETTING_RANGE,
-    leave_one_group_out,
-    transfer_interval,
-    transfer_without,
-)
+from vla_razor.evaluation.method_transfer import leave_one_group_out, transfer_interval, transfer_without
 from vla_razor.evaluation.predictor_fits import FitKind
 from vla_razor.evaluation.rank_correlation import rank_correlation
-from vla_razor.evaluation.stats import BootstrapInterval
+from vla_razor.evaluation.stats import FORGETTING_RANGE, BootstrapInterval
 
 Points = list[dict[str, Any]]
 FIT_KINDS: tuple[FitKind, ...] = ("quadratic", "linear", "monotone")

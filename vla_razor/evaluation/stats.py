@@ -38,10 +38,29 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri  # scipy is a declared dependency (and one of robosuite's)
 from scipy.stats import binomtest
 
+# Forgetting is pi0's prior-skill success minus the checkpoint's: a difference of two rates in [0, 1].
+FORGETTING_RANGE = (-1.0, 1.0)
+
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
 LabelArray = NDArray[Any]  # run ids (str or int), one per point
+
+
+def labelled_points(
+    x: ArrayLike, y: ArrayLike, labels: ArrayLike, names: tuple[str, str, str]
+) -> tuple[FloatArray, FloatArray, LabelArray]:
+    """``x`` and ``y`` as float arrays and ``labels`` (run or group ids) as an array, checked to be 1-D
+    and of one length; ``names`` names the three in the error (e.g. ("kl", "forgetting", "runs"))."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    la = np.asarray(labels)
+    if xa.ndim != 1 or xa.shape != ya.shape or la.shape != xa.shape:
+        raise ValueError(
+            f"{names[0]}, {names[1]} and {names[2]} must be 1-D of equal length, "
+            f"got {xa.shape}, {ya.shape}, {la.shape}"
+        )
+    return xa, ya, la
 
 
 def check_confidence(confidence: float) -> None:
@@ -360,3 +379,34 @@ def stratified_run_indices(
             for r in rng.integers(0, len(runs_of_group), size=len(runs_of_group)):
                 picked.append(runs_of_group[r])
         yield np.concatenate(picked)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """How a run bootstrap draws and reports: ``n_boot`` resamples from ``default_rng(seed)``, and the
+    percentile interval at ``confidence``.
+
+    Every statistic with a run-resampled interval (``predictor_fits``, ``frontier``, ``method_identity``,
+    ``method_transfer``) takes one of these instead of its own three keywords, so the study's defaults
+    (1000 resamples, 95%, seed 0) live here once.
+    """
+
+    n_boot: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+    def run_indices(self, runs: ArrayLike) -> Iterator[IndexArray]:
+        """``bootstrap_run_indices`` with these settings."""
+        return bootstrap_run_indices(runs, self.n_boot, self.seed)
+
+    def stratified_indices(self, runs: ArrayLike, strata: ArrayLike) -> Iterator[IndexArray]:
+        """``stratified_run_indices`` with these settings."""
+        return stratified_run_indices(runs, strata, self.n_boot, self.seed)
+
+    def interval(self, values: ArrayLike) -> BootstrapInterval:
+        """``percentile_interval`` of the resamples' ``values`` at this confidence."""
+        return percentile_interval(values, self.confidence)
+
+
+# The study's bootstrap: the default of every function that takes a ``Bootstrap``.
+DEFAULT_BOOTSTRAP = Bootstrap()

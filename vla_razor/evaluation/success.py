@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
+from vla_razor.sampling import GREEDY
 from vla_razor.seeds import HELDOUT_SEED_START
 
 
@@ -95,7 +96,7 @@ def evaluate_success(
             policy,
             pool,
             jobs,
-            greedy=True,
+            sampling=GREEDY,
             on_episode=None if on_episode is None else (lambda job, ep: on_episode(job.task, ep)),
             progress=bar,
         )

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from vla_razor.rollouts.observations import copy_obs, policy_batch, stack_obs
 from vla_razor.rollouts.pool import EnvPool, WorkerDied, WorkerError, env_key
 from vla_razor.rollouts.settings import policy_threads
 from vla_razor.rollouts.splits import keep_in_flight, split_slots
+from vla_razor.sampling import GREEDY, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +273,7 @@ def play_episodes(
     pool: EnvPool,
     jobs: Sequence[EpisodeJob],
     *,
-    greedy: bool = True,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
+    sampling: Sampling = GREEDY,
     on_episode: Callable[[EpisodeJob, SeededEpisode], None] | None = None,
     keep_observations: bool = False,
     progress: Any = None,
@@ -281,20 +281,16 @@ def play_episodes(
 ) -> list[PlayedEpisode]:
     """Play every job once with ``policy`` (in eval mode); returns the episodes in job order.
 
-    ``on_episode`` is called as each episode finishes (append-only result files). With
+    The policy acts as ``sampling`` says (greedy by default). ``on_episode`` is called as each episode finishes (append-only result files). With
     ``keep_observations`` every observation the policy saw is kept with its episode (e.g. the new-task
     states of KL measurements). An episode whose worker died ends as a failure with ``sim_error`` set.
     """
     if not jobs:
         return []
-
-    def act(batch: Any) -> Any:
-        return policy.act(batch, greedy=greedy, temperature=temperature, generator=generator)
-
     was_training = policy.training
     policy.eval()
     try:
-        run = _Run(policy, pool, jobs, act, on_episode, keep_observations, progress)
+        run = _Run(policy, pool, jobs, partial(sampling.act, policy), on_episode, keep_observations, progress)
         with policy_threads(pool.settings.threads):
             played = run.run()
     finally:

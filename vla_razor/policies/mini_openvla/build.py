@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 from vla_razor.policies.mini_openvla.configuration_mini_openvla import MiniOpenVLAConfig
@@ -21,7 +19,7 @@ from vla_razor.policies.mini_openvla.processing_mini_openvla import (
     MiniOpenVLAProcessor,
 )
 from vla_razor.policies.openvla import DTYPE_KEY, registrable_auto_class
-from vla_razor.policies.tiny.processing_tiny_vla import BASE_WORDS
+from vla_razor.policies.tiny.processing_tiny_vla import BASE_WORDS, word_level_tokenizer
 
 LLAMA_VOCAB = 32000
 EMPTY_TOKEN_ID = 29871  # Llama's "▁", which OpenVLA appends after "Out:"
@@ -36,18 +34,8 @@ def _llama_like_tokenizer() -> PreTrainedTokenizerFast:
     del vocab[f"<filler_{EMPTY_TOKEN_ID}>"]
     vocab["▁"] = EMPTY_TOKEN_ID
     vocab["<PAD>"] = LLAMA_VOCAB
-    tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<PAD>",
-        padding_side="right",  # OpenVLA's released tokenizer pads on the right
-    )
+    # OpenVLA's released tokenizer pads on the right.
+    return word_level_tokenizer(vocab, pad_token="<PAD>", padding_side="right")
 
 
 def build_mini_openvla(

@@ -56,6 +56,17 @@ def build_tokenizer(extra_words: Iterable[str] = (), n_action_bins: int = 256) -
             words.append(w)
     tokens = SPECIAL_TOKENS + words + [action_token(i) for i in range(n_action_bins)]
     vocab = {tok: i for i, tok in enumerate(tokens)}
+    return word_level_tokenizer(vocab, pad_token="<pad>", padding_side="left")
+
+
+def word_level_tokenizer(
+    vocab: dict[str, int], *, pad_token: str, padding_side: str
+) -> PreTrainedTokenizerFast:
+    """A lower-casing word-level tokenizer over ``vocab`` with Llama's <unk>=0, <s>=1, </s>=2 specials.
+
+    The tiny VLA's tokenizer and the mini OpenVLA's Llama-id-compatible one share it; they differ in their
+    vocabulary, their pad token and the side they pad on.
+    """
     tok = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     # Whitespace = \w+|[^\w\s]+ ; Punctuation splits runs like "?:" into single symbols.
@@ -67,6 +78,6 @@ def build_tokenizer(extra_words: Iterable[str] = (), n_action_bins: int = 256) -
         unk_token="<unk>",
         bos_token="<s>",
         eos_token="</s>",
-        pad_token="<pad>",
-        padding_side="left",
+        pad_token=pad_token,
+        padding_side=padding_side,
     )
