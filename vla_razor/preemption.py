@@ -14,12 +14,10 @@ from a kill before anything was saved (143 = 128 + SIGTERM, 137 = SIGKILL), and 
 from __future__ import annotations
 
 import contextlib
-import logging
 import signal
+import sys
 from collections.abc import Iterator
 from types import FrameType
-
-log = logging.getLogger(__name__)
 
 PREEMPTION_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
 PREEMPTED_EXIT_CODE = 75
@@ -61,5 +59,9 @@ def exit_code_on_preemption() -> Iterator[None]:
         try:
             yield
         except Preempted as stop:
-            log.warning("%s; run the same command again (training: resume=true) to continue", stop)
+            # The command's last line, on stderr like an `error:` line (hydra logs to stdout and a file).
+            print(
+                f"stopped: {stop}; run the same command again (training: resume=true) to continue",
+                file=sys.stderr,
+            )
             raise SystemExit(PREEMPTED_EXIT_CODE) from None

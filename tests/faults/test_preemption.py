@@ -117,3 +117,24 @@ def test_preempted_evaluation_exits_75_leaves_nothing_half_written_and_resumes(t
     rows = [json.loads(line) for line in episodes.read_text().splitlines()]
     assert len(rows) == len({(r["task"], r["seed"]) for r in rows}) == len(tasks) * interrupted_eval.EPISODES
     assert resumed["policies"]["pi0"]["tasks"] == fresh["policies"]["pi0"]["tasks"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_vla_razor_eval_exits_75_through_the_cli(tmp_path) -> None:
+    """The CLI itself (hydra around the command) passes the exit code on, and the folder lock goes."""
+    out, log = tmp_path / "results", tmp_path / "stderr.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from vla_razor.cli import main; main()", "eval", f"out_dir={out}"]
+        + ["suite.kl_states=0", "suite.episodes=4", "videos=0", "engine.num_workers=2"]
+        + ["engine.slots_per_worker=1", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115
+    )
+    _wait_for_lines(out / "episodes.jsonl", 1, proc, log)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == PREEMPTED_EXIT_CODE, log.read_text()[-2000:]
+    assert "preempted by SIGTERM" in log.read_text()
+    assert all(json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines())
+    assert not (out / OWNER_NAME).exists() and not (out / "results.json").exists()
