@@ -17,6 +17,7 @@ import sys
 
 from vla_razor.config import config_dir, register_resolvers
 from vla_razor.errors import UserError
+from vla_razor.preemption import exit_code_on_preemption
 
 VERBS: dict[str, str] = {
     "demos": "collect scripted-expert demonstrations into HDF5 (robomimic layout)",
@@ -77,8 +78,10 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("vla_razor").setLevel(logging.INFO)
         logging.getLogger("OpenGL").setLevel(logging.WARNING)  # "no OpenGL_accelerate" is noise
         try:
-            register_config_tasks(cfg)
-            module.run(cfg)
+            # A scheduler's SIGTERM/SIGUSR1: stop cleanly (training: after a checkpoint) and exit 75.
+            with exit_code_on_preemption():
+                register_config_tasks(cfg)
+                module.run(cfg)
         except UserError as exc:
             # Bad input is reported as one line. Anything else is a bug and keeps its traceback: a
             # ValueError from deep inside torch or robosuite must not read like a typo in a config.

@@ -17,3 +17,12 @@ class BadInputError(UserError, ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file or directory the user named does not exist (or is not what it should hold)."""
+
+
+class CorruptFileError(BadInputError):
+    """A file vla-razor wrote earlier cannot be read (truncated by a kill, a full disk, a bad copy); the
+    message names the file and what to do (re-train, re-evaluate, or delete the unit)."""
+
+
+class FolderBusyError(UserError):
+    """A folder another live command is writing (its lock is held); the message names that command."""

@@ -26,6 +26,8 @@ from vla_razor.evaluation.scale_out import ScaleOutSettings, plan_units, run_uni
 from vla_razor.evaluation.store import ResultsStore, run_info
 from vla_razor.evaluation.suite import evaluate_policy
 from vla_razor.evaluation.suite_spec import SuiteSpec
+from vla_razor.file_checks import RETRAIN, check_policy_files, read_yaml
+from vla_razor.folder_lock import folder_lock
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.metrics import merged_weights
 from vla_razor.policies import load_policy
@@ -84,6 +86,14 @@ def run_suite(
     if pool is None:
         with EnvPool() as own:
             return run_suite(config, checkpoints, own)
+    # One writer per results folder: a second command appending to the same episode log is refused.
+    with folder_lock(config.out_dir, "results folder"):
+        return _run_suite(config, checkpoints, pool)
+
+
+def _run_suite(config: EvalConfig, checkpoints: list[tuple[str, Path]], pool: EnvPool) -> dict[str, Any]:
+    for _, policy_dir in checkpoints:  # a cut weights file: one line before anything is played or written
+        check_policy_files(policy_dir)
     suite, device, progress = config.suite, config.device, config.progress
     ids = [policy_id for policy_id, _ in checkpoints]
     clashes = sorted({i for i in ids if ids.count(i) > 1 or i == "pi0"})
@@ -210,7 +220,7 @@ def _training_metadata(policy_dir: Path) -> dict[str, Any]:
     cfg_file = policy_dir.parent / "config.yaml"
     if not cfg_file.is_file():
         return {}
-    cfg = OmegaConf.load(cfg_file)
+    cfg = read_yaml(cfg_file, RETRAIN)
     step = policy_dir.parent.name.removeprefix("step_")
     return {
         "trainer": OmegaConf.select(cfg, "trainer.name"),

@@ -19,6 +19,7 @@ from typing import Any
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import short_hash
 from vla_razor.evaluation.suite_spec import SuiteSpec
+from vla_razor.file_checks import REEVALUATE, read_json_object
 from vla_razor.io_utils import ensure_writable_dir, write_json_atomic
 from vla_razor.rollouts import SeededEpisode
 
@@ -71,7 +72,7 @@ class ResultsStore:
         # it is written only when not the full profile, so folders from before profiles stay valid.
         identity = suite.identity() | ({} if render_profile == "full" else {"render_profile": render_profile})
         if suite_file.is_file():
-            existing = json.loads(suite_file.read_text())
+            existing = read_json_object(suite_file, REEVALUATE)
             if existing.get("render_profile", "full") != render_profile:
                 raise BadInputError(
                     f"results folder {str(self.dir)!r} holds episodes rendered with render_profile="
@@ -107,7 +108,7 @@ class ResultsStore:
         for name in (PI0_IDENTITY_FILE, LEGACY_PI0_IDENTITY_FILE):
             path = self.dir / name
             if path.is_file():
-                return str(json.loads(path.read_text())["hash"])
+                return str(read_json_object(path, REEVALUATE)["hash"])
         return None
 
     def finished(self, policy_id: str, policy_hash: str, task: str) -> dict[int, SeededEpisode]:

@@ -33,6 +33,7 @@ from vla_razor.evaluation.report_checks import (
     transfer_by_fold_lines,
     within_method_rank_lines,
 )
+from vla_razor.file_checks import DELETE_UNIT, REEVALUATE, read_json_object
 from vla_razor.io_utils import atomic_path, ensure_writable_dir
 
 # metric key in a point -> (label in tables/plots)
@@ -79,7 +80,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise MissingFileError(
             f"no results.json or recorded study in {str(path)!r}; run `vla-razor eval` or `vla-razor razor` first"
         )
-    return json.loads(file.read_text())
+    return read_json_object(file, REEVALUATE)
 
 
 # A recorded study: one small JSON per unit (pi0, then one per training run), committed as it is written.
@@ -96,7 +97,7 @@ def is_recorded_study(path: str | Path) -> bool:
     head = Path(path) / STUDY_PI0
     if not head.is_file() or (Path(path) / "results.json").is_file():
         return False
-    return {"suite", "policies"} <= set(json.loads(head.read_text()))
+    return {"suite", "policies"} <= set(read_json_object(head, DELETE_UNIT))
 
 
 def study_unit_exists(study_dir: str | Path, name: str, pi0_hash: str) -> bool:
@@ -104,7 +105,7 @@ def study_unit_exists(study_dir: str | Path, name: str, pi0_hash: str) -> bool:
     path = _unit_path(study_dir, name)
     if not path.is_file():
         return False
-    recorded = json.loads(path.read_text()).get("pi0", {}).get("hash")
+    recorded = read_json_object(path, DELETE_UNIT).get("pi0", {}).get("hash")
     if recorded != pi0_hash:
         raise BadInputError(
             f"study {str(study_dir)!r} records {name} against another pi0 ({recorded}); use another study_dir "
@@ -125,7 +126,7 @@ def write_study_unit(
     written once: a second pi0, or another suite, is refused, never overwritten."""
     head = _unit_path(study_dir, "pi0")
     if head.is_file():
-        existing = json.loads(head.read_text())
+        existing = read_json_object(head, DELETE_UNIT)
         if existing.get("suite") != document["suite"] or existing.get("pi0") != document["pi0"]:
             raise BadInputError(
                 f"study {str(study_dir)!r} was recorded with another suite or pi0 "
@@ -152,10 +153,10 @@ def study_document(study_dir: str | Path) -> dict[str, Any]:
     head = _unit_path(study_dir, "pi0")
     if not head.is_file():
         raise MissingFileError(f"{str(study_dir)!r} is not a recorded study: it has no {STUDY_PI0}")
-    document = json.loads(head.read_text())
+    document = read_json_object(head, DELETE_UNIT)
     document.pop("unit", None)
     for path in sorted((study_dir / STUDY_RUNS).glob("*.json")):
-        unit = json.loads(path.read_text())
+        unit = read_json_object(path, DELETE_UNIT)
         if unit["suite"] != document["suite"]:
             raise BadInputError(
                 f"study unit {path.name} was evaluated on another suite; re-evaluate it or remove it"

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from vla_razor.errors import BadInputError
+from vla_razor.file_checks import check_policy_files
 from vla_razor.policies.base import VLAPolicy, read_policy_record
 from vla_razor.policies.openvla import OPENVLA_DEFAULTS, OpenVLAPolicy
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
@@ -41,6 +42,7 @@ def load_policy(
     """Rebuild a policy saved with ``save_pretrained``; optionally switch its fine-tuning mode."""
     p = Path(path)
     record = read_policy_record(p)
+    check_policy_files(p)  # a cut weights file is one line naming it, not a safetensors traceback
     cls = _family_class(record.get("family", ""))
     return cls.from_saved(p, record, finetune=finetune, lora=lora, device=device)  # type: ignore[attr-defined]
 

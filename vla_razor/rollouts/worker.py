@@ -196,9 +196,12 @@ def worker_main(
     conn: Connection, factory: EnvFactory, env_vars: dict[str, str], owner: int, env_limit: int | None = None
 ) -> None:
     """Serve batches of operations until the pool sends ``None`` or goes away."""
-    # Ctrl-C reaches every process of the terminal's process group; the parent alone decides how the
-    # pool stops (it closes or kills its workers), so a worker never dies half-way through a reply.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C reaches every process of the terminal's process group, and a scheduler's preemption signal
+    # every process of the job (SLURM signals them all); the parent alone decides how the pool stops (it
+    # closes or kills its workers), so a worker never dies half-way through a reply, and an update in
+    # progress when a preemption arrives is not finished with dead workers' episodes counted as failures.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(owner,), daemon=True, name="owner-watch").start()
     # Before the first GL context exists: Mesa reads its thread count when it starts.
     os.environ.update(env_vars)

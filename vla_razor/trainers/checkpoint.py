@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.checkpoints import LATEST, latest_checkpoint
 from vla_razor.errors import MissingFileError
+from vla_razor.file_checks import RETRAIN, load_torch, read_yaml
 from vla_razor.io_utils import atomic_path, ensure_writable_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     state_file = path / "trainer_state.pt"
     if not state_file.is_file():
         raise MissingFileError(f"{str(path)!r} is not a training checkpoint (no trainer_state.pt)")
-    # Our own files: they hold numpy RNG tuples and python objects, so full unpickling is needed.
-    trainer_state = torch.load(state_file, map_location="cpu", weights_only=False)
-    config = OmegaConf.load(path / "config.yaml")
-    assert isinstance(config, DictConfig)
+    # Our own files: they hold numpy RNG tuples and python objects, so full unpickling is needed. A file
+    # cut short (a kill outside the atomic save, a bad copy) is one line naming it.
+    trainer_state = load_torch(state_file, RETRAIN)
+    config = read_yaml(path / "config.yaml", RETRAIN)
     return LoadedCheckpoint(path, path / "policy", trainer_state, config)

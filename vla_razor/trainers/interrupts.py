@@ -1,6 +1,9 @@
-"""Ctrl-C during training: the first one asks the loop to stop at its next safe point (after the current
-update, with a checkpoint), the second stops at once. A signal handler never writes a checkpoint itself:
-it could fire half-way through an optimizer step or a save."""
+"""Stop requests during training: Ctrl-C, and a scheduler's preemption (SIGTERM, SIGUSR1; see
+:mod:`vla_razor.preemption`). The first request asks the loop to stop at its next safe point (after the
+current update, with a checkpoint); a second Ctrl-C stops at once, while repeated preemption signals are
+ignored (the checkpoint they ask for is already coming; a scheduler that will not wait sends SIGKILL, and
+the atomic checkpoint write leaves the previous one intact). A signal handler never writes a checkpoint
+itself: it could fire half-way through an optimizer step or a save."""
 
 from __future__ import annotations
 
@@ -8,28 +11,51 @@ import logging
 import signal
 from typing import Any
 
+from vla_razor.preemption import PREEMPTION_SIGNALS, Preempted
+
 log = logging.getLogger(__name__)
 
 
 class InterruptFlag:
-    """Turns the first Ctrl-C into a flag checked between steps, so a checkpoint is never torn."""
+    """Turns the first stop request into a flag checked between steps, so a checkpoint is never torn."""
 
     def __init__(self) -> None:
         self.fired = False
+        self.signum: int | None = None  # the signal that asked first
+        self._previous: dict[int, Any] = {}
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in (signal.SIGINT, *PREEMPTION_SIGNALS):
+                self._previous[sig] = signal.signal(sig, self._handler)
         except ValueError:  # not the main thread (e.g. some test runners): keep default behaviour
-            self._previous = None
+            pass
 
     def _handler(self, signum: int, frame: Any) -> None:
-        if self.fired:  # second Ctrl-C: stop right away
-            raise KeyboardInterrupt
+        if self.fired:
+            if signum == signal.SIGINT:  # second Ctrl-C: stop right away
+                raise KeyboardInterrupt
+            log.warning("%s again: the checkpoint is on its way", signal.Signals(signum).name)
+            return
         self.fired = True
-        log.warning("Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)")
+        self.signum = signum
+        if signum == signal.SIGINT:
+            log.warning(
+                "Ctrl-C: finishing this step, saving a checkpoint, then exiting (press again to abort)"
+            )
+        else:
+            log.warning(
+                "%s: finishing this step, saving a checkpoint, then exiting", signal.Signals(signum).name
+            )
 
     def __bool__(self) -> bool:
         return self.fired
 
+    def stop(self) -> KeyboardInterrupt:
+        """What the loop raises once the checkpoint is saved: Preempted for a scheduler, else Ctrl-C's."""
+        if self.signum is not None and self.signum != signal.SIGINT:
+            return Preempted(self.signum)
+        return KeyboardInterrupt()
+
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(sig, previous)

@@ -2,7 +2,8 @@
 
 Per update, in this order: the trainer's step; the learning-rate schedule; the KL monitor when due; the
 trainer's report (its logs); the KL budget, which stops before a checkpoint over it; in-training
-evaluation; the checkpoint; and Ctrl-C, which stops after that checkpoint. Everything a resume needs is
+evaluation; the checkpoint; and a stop request (Ctrl-C, or a scheduler's SIGTERM/SIGUSR1), which stops
+after that checkpoint. Everything a resume needs is
 in the checkpoint (weights, optimizer, scheduler, every RNG stream of every rank), so a resumed run
 continues exactly as an uninterrupted one would have.
 """
@@ -16,10 +17,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from vla_razor.preemption import Preempted
 from vla_razor.trainers.base import Metrics, S, StepContext, Trainer, TrainingRun
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.trainers.common import NonFiniteLossError, make_optimizer, trainable_parameters
-from vla_razor.trainers.distributed import broadcast_parameters
+from vla_razor.trainers.distributed import any_rank, broadcast_parameters
 from vla_razor.trainers.fsdp import full_backbone_state, load_optimizer_state, optimizer_state
 from vla_razor.trainers.interrupts import InterruptFlag
 from vla_razor.trainers.kl_monitor import KLMonitor
@@ -60,7 +62,9 @@ def run_training(trainer: Trainer[S], policy: Any, run: TrainingRun) -> Metrics:
                 raise NonFiniteLossError(f"{err}; last good weights saved in {path}") from None
             ctx.scheduler.step()
             ctx.step += 1
-            stopping = bool(interrupted)  # read once, so the checkpoint and the exit below agree
+            # Read once, so the checkpoint and the exit below agree; and over all ranks, so a signal that
+            # reached one rank first never leaves the others in the checkpoint's gathers without it.
+            stopping = any_rank(bool(interrupted), ctx.dist_info)
             saving = bool(settings.save_every and ctx.step % settings.save_every == 0)
             saving = saving or ctx.step == total or stopping
             kl = None
@@ -77,9 +81,10 @@ def run_training(trainer: Trainer[S], policy: Any, run: TrainingRun) -> Metrics:
                 checkpoint.save(last)
                 ctx.monitor.last_under_budget = ctx.step
             if stopping:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        log.warning("interrupted at %s %d; checkpoint saved, resume with resume=true", trainer.unit, ctx.step)
+                raise interrupted.stop()
+    except KeyboardInterrupt as stop:
+        why = stop if isinstance(stop, Preempted) else "interrupted"
+        log.warning("%s at %s %d; checkpoint saved, resume with resume=true", why, trainer.unit, ctx.step)
         raise
     finally:
         interrupted.restore()

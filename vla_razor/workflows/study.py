@@ -37,6 +37,7 @@ from vla_razor.evaluation.study import (
 )
 from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.evaluation.table import results_table
+from vla_razor.folder_lock import folder_lock
 from vla_razor.io_utils import atomic_path
 from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
@@ -111,13 +112,18 @@ def rebuild_report(from_results: str, out_dir: Path) -> dict[str, Any]:
 
 def run_study(config: StudyConfig, engine: EngineSettings) -> dict[str, Any]:
     """Train and record every unit of the study (resuming where it stopped), then write its report."""
-    # One env pool for the whole study: demos, in-training evaluation and the suite reuse its envs.
-    with EnvPool(engine) as pool:
-        _study(config, pool)
-    document = study_document(config.study_dir)
-    table = results_table(document)
-    print(table)
-    report = write_report(document, config.out_dir / "results", table)
+    # One writer per study folder and results folder (each run's folder is locked by its training).
+    with (
+        folder_lock(config.study_dir, "study folder"),
+        folder_lock(config.evaluation.out_dir, "results folder"),
+    ):
+        # One env pool for the whole study: demos, in-training evaluation and the suite reuse its envs.
+        with EnvPool(engine) as pool:
+            _study(config, pool)
+        document = study_document(config.study_dir)
+        table = results_table(document)
+        print(table)
+        report = write_report(document, config.out_dir / "results", table)
     print(
         f"report: {report}\nrecorded study (commit it; --from-results rebuilds the report): {config.study_dir}"
     )

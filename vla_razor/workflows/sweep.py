@@ -10,11 +10,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from vla_razor.checkpoints import expand_checkpoints, latest_checkpoint, list_checkpoints
 from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.suite_spec import SuiteSpec
+from vla_razor.file_checks import RETRAIN, read_yaml
 from vla_razor.trainers.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -110,7 +109,7 @@ def scheduled_checkpoints(run_dir: str | Path, all_checkpoints: bool = True) -> 
     latest = latest_checkpoint(run_dir)
     assert latest is not None  # expand_checkpoints refused a run without checkpoints
     # The resolved config, not trainer_state.pt: that one also holds the optimizer state (GBs for a 7B model).
-    trainer = OmegaConf.load(latest / "config.yaml").get("trainer") or {}
+    trainer = read_yaml(latest / "config.yaml", RETRAIN).get("trainer") or {}
     every, total = trainer.get("save_every"), trainer.get("num_iterations")
     if total is None:  # checkpoints written before the trainers shared one budget name
         return checkpoints

@@ -8,6 +8,7 @@ uninterrupted run. Under ``torchrun --nproc_per_node N`` each rank runs its own 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.forecast import check_calibration, forecast_forgetting, load_calibration
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.in_training import InTrainingEvaluator
+from vla_razor.folder_lock import folder_lock
 from vla_razor.policies import build_policy, load_policy
 from vla_razor.policies.factory import rebuild_reference, reference_spec
 from vla_razor.rollouts import EnvPool, policy_env_kwargs
@@ -102,13 +104,22 @@ def run_training(cfg: DictConfig, pool: EnvPool | None = None) -> dict[str, floa
     """Train as ``cfg`` says; ``pool`` is the env pool of an enclosing command (``vla-razor razor``),
     else one is started for this run when it needs envs (PPO/RFT rollouts, in-training evaluation)."""
     settings = trainer_settings(cfg)
-    name = settings.name
     evaluating = settings.eval_every > 0
     if pool is None and (evaluating or not isinstance(settings, BCSettings)):
         with EnvPool(engine_settings(cfg)) as own:
             return run_training(cfg, own)
     dist_info = init_distributed(str(cfg.policy.get("device", "cpu")))
     run_dir = Path(cfg.out_dir)
+    # One writer per run folder: rank 0 writes it (checkpoints, logs), the other ranks only compute.
+    with folder_lock(run_dir, "training run folder") if dist_info.is_main else contextlib.nullcontext():
+        return _train(cfg, settings, pool, dist_info, run_dir)
+
+
+def _train(
+    cfg: DictConfig, settings: TrainerSettings, pool: EnvPool | None, dist_info: DistInfo, run_dir: Path
+) -> dict[str, float]:
+    name = settings.name
+    evaluating = settings.eval_every > 0
     seed_everything(int(cfg.seed) + dist_info.rank)
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
