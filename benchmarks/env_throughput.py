@@ -18,6 +18,8 @@ Configurations (64x64 images, fast render, control_freq 10):
 - ``today``: our env with ``fast_step=False``: robosuite's own ``step`` and ``sim.render``, the code path
   before this optimisation.
 - ``fast``: our env as shipped (``fast_step=True``).
+- ``fast_profile``: ``fast`` with ``render_profile="fast"`` (simplified render-only meshes, no skybox,
+  coarser primitives; ``vla_razor/envs/render_profiles.py``).
 - ablations of ``fast`` (with ``--ablations``): each optimisation alone, to measure its own effect.
 - ``vector2_today`` / ``vector2_fast`` (with ``--vector``): two forkserver workers (total steps/s).
 

@@ -58,6 +58,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@functools.cache
+def _source_digest(path: Path) -> str:
+    """A shipped mesh's hash, read once per process (every env built under a profile asks for it)."""
+    return _sha256(path)
+
+
 def source_key(path: Path) -> str:
     """A mesh file's name in the manifest: relative to robosuite's assets when it is one of them."""
     try:
@@ -98,7 +104,7 @@ def simplified_mesh_path(source: Path, fraction: float, min_faces: int) -> Path 
     """The cached simplified copy of ``source`` (built now if missing); None if it is small enough."""
     source = Path(source)
     tag = profile_tag(RenderProfile("cache", mesh_fraction=fraction, mesh_min_faces=min_faces))
-    digest = _sha256(source)
+    digest = _source_digest(source)
     out = cache_dir() / f"{source.stem}_{digest[:16]}_{tag}.stl"
     small = out.with_suffix(".small")  # marker: the source needs no simplification
     if out.is_file():
@@ -161,9 +167,12 @@ def _render_only_meshes(root: ET.Element) -> set[str]:
 
 def swapped_meshes(xml: str, profile: RenderProfile) -> dict[str, tuple[Path, Path]]:
     """Mesh name -> (source file, simplified file) for every mesh ``profile`` swaps in this model."""
+    return _swaps(ET.fromstring(xml), profile)
+
+
+def _swaps(root: ET.Element, profile: RenderProfile) -> dict[str, tuple[Path, Path]]:
     if profile.mesh_fraction is None:
         return {}
-    root = ET.fromstring(xml)
     render_only = _render_only_meshes(root)
     compiler = root.find("compiler")
     meshdir = Path(compiler.get("meshdir", ".") if compiler is not None else ".")
@@ -183,10 +192,12 @@ def swapped_meshes(xml: str, profile: RenderProfile) -> dict[str, tuple[Path, Pa
 
 def apply_profile_to_xml(xml: str, profile: RenderProfile) -> str:
     """The model XML with its render-only meshes swapped for simplified copies (as is for ``full``)."""
-    swaps = swapped_meshes(xml, profile)
+    if profile.mesh_fraction is None:
+        return xml
+    root = ET.fromstring(xml)  # parsed once: the swaps are found and written in the same tree
+    swaps = _swaps(root, profile)
     if not swaps:
         return xml
-    root = ET.fromstring(xml)
     for mesh in root.iter("mesh"):
         if mesh.get("name") in swaps:
             mesh.set("file", str(swaps[mesh.get("name", "")][1]))
