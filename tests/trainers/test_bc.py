@@ -7,9 +7,10 @@ import pytest
 
 from tests.trainers.conftest import tiny_policy_cfg
 from vla_razor.data.normalization import ActionNormStats
-from vla_razor.data.steps import load_steps
+from vla_razor.data.steps import StepData, load_steps
+from vla_razor.errors import BadInputError
 from vla_razor.policies import build_policy
-from vla_razor.trainers.bc import BCSettings, train_bc, validate
+from vla_razor.trainers.bc import BCSettings, minibatch_sampler, train_bc, validate
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import read_metrics
 
@@ -127,3 +128,28 @@ def test_nan_loss_stops_and_saves_last_good_checkpoint(lift_demos, tmp_path, mon
 
     reloaded = load_policy(ckpt.policy_dir)
     assert all(np.isfinite(p.detach().numpy()).all() for p in reloaded.parameters())
+
+
+def _two_task_steps(long: int, short: int) -> StepData:
+    n = long + short
+    return StepData(
+        obs={"proprio": np.zeros((n, 1), np.float32)},
+        instruction_ids=np.array([0] * long + [1] * short),
+        instructions=["put the can in the bin", "lift the red cube"],
+        actions=np.zeros((n, 7), np.float32),
+        episode_ids=np.zeros(n, np.int64),
+    )
+
+
+def test_task_sampling_weighs_tasks_equally_when_asked() -> None:
+    data = _two_task_steps(long=900, short=100)
+    rng = np.random.default_rng(0)
+    by_steps = minibatch_sampler(data, "steps")(rng, 20000)
+    by_tasks = minibatch_sampler(data, "tasks")(rng, 20000)
+    # 10% of the steps are the short task's; "tasks" gives it half of every minibatch.
+    assert abs(np.mean(data.instruction_ids[by_steps] == 1) - 0.1) < 0.02
+    assert abs(np.mean(data.instruction_ids[by_tasks] == 1) - 0.5) < 0.02
+    assert by_tasks.min() >= 0 and by_tasks.max() < len(data)
+    assert len(np.unique(by_tasks[data.instruction_ids[by_tasks] == 1])) == 100  # every short step drawn
+    with pytest.raises(BadInputError, match="task_sampling='episodes'"):
+        BCSettings(task_sampling="episodes")

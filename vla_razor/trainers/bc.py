@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from vla_razor.data.steps import StepData, random_shift
+from vla_razor.errors import BadInputError
 from vla_razor.trainers.base import Metrics, StepContext, Trainer, TrainingRun
 from vla_razor.trainers.common import (
     NonFiniteLossError,
@@ -34,6 +36,8 @@ from vla_razor.trainers.loop import run_training
 from vla_razor.trainers.rng import RngStreams
 
 log = logging.getLogger(__name__)
+
+TASK_SAMPLING = ("steps", "tasks")
 
 
 @dataclass(kw_only=True)
@@ -63,12 +67,19 @@ class BCSettings(TrainerSettings):
     """validation loss on held-back demos every N steps (0: never)"""
     val_batches: int = 8
     """minibatches per validation"""
+    task_sampling: str = "steps"
+    """how minibatches weigh the demos' tasks: "steps" (every demo step equally likely, so long tasks
+    dominate) or "tasks" (every instruction equally likely, then a step of it)"""
 
     _positive = ("minibatch_size", "num_iterations", "log_every")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
+        if self.task_sampling not in TASK_SAMPLING:
+            raise BadInputError(
+                f"trainer.task_sampling={self.task_sampling!r} is not one of {list(TASK_SAMPLING)}"
+            )
 
     def lr_schedule(self) -> tuple[int, float]:
         return self.warmup_steps, self.min_lr_ratio
@@ -128,6 +139,22 @@ def validate(policy: Any, data: StepData, batch_size: int, max_batches: int) -> 
     return {k: v / max(count, 1) for k, v in totals.items()}
 
 
+def minibatch_sampler(data: StepData, task_sampling: str) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """A function (generator, size) -> demo-step indices, weighing tasks as ``task_sampling`` says."""
+    if task_sampling == "steps":
+        return lambda rng, size: rng.integers(0, len(data), size=size)
+    # One index array per instruction that has steps: tasks equally likely whatever their lengths.
+    groups = [np.flatnonzero(data.instruction_ids == i) for i in range(len(data.instructions))]
+    groups = [g for g in groups if len(g)]
+
+    def by_task(rng: np.random.Generator, size: int) -> np.ndarray:
+        tasks = rng.integers(0, len(groups), size=size)
+        within = rng.random(size)
+        return np.array([groups[t][int(u * len(groups[t]))] for t, u in zip(tasks, within, strict=True)])
+
+    return by_task
+
+
 class BehaviourCloning(Trainer[BCSettings]):
     """One update: a minibatch of demo steps (augmented), the token cross-entropy (+ KL to pi0), one
     AdamW step."""
@@ -140,6 +167,7 @@ class BehaviourCloning(Trainer[BCSettings]):
         self.settings = settings
         self.train_data = train_data
         self.val_data = val_data
+        self.sample_index = minibatch_sampler(train_data, settings.task_sampling)
         # The latest training, validation and KL metrics: each is logged on its own schedule. The loop
         # adds the in-training evaluation's to it, as the run's latest metrics.
         self.last: Metrics = {}
@@ -155,7 +183,7 @@ class BehaviourCloning(Trainer[BCSettings]):
 
     def step(self, ctx: StepContext[BCSettings]) -> Metrics:
         settings, params = self.settings, ctx.params
-        index = self.rng.integers(0, len(self.train_data), size=settings.minibatch_size)
+        index = self.sample_index(self.rng, settings.minibatch_size)
         obs, instructions, actions = self.train_data.batch(index)
         loss, metrics = bc_batch_loss(
             ctx.policy,
