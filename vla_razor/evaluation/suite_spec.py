@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from vla_razor.envs import TASKS
+
+SUITE_BASE_POLICY_KEY = "pi0"
 from vla_razor.errors import BadInputError
 from vla_razor.seeds import HELDOUT_SEED_START
 
@@ -72,11 +74,12 @@ class SuiteSpec:
 
     @classmethod
     def from_mapping(cls, cfg: Any) -> SuiteSpec:
-        unknown = sorted(set(cfg) - {f.name for f in fields(cls)})
+        # A suite config also names its base policy (``pi0``, read by the commands' own ``pi0`` setting);
+        # it is not part of the suite's identity: a result's pi0 is recorded by content hash.
+        valid = [f.name for f in fields(cls)] + [SUITE_BASE_POLICY_KEY]
+        unknown = sorted(set(cfg) - set(valid))
         if unknown:
-            raise ValueError(
-                f"unknown suite setting(s) {unknown}; valid: {', '.join(f.name for f in fields(cls))}"
-            )
+            raise ValueError(f"unknown suite setting(s) {unknown}; valid: {', '.join(valid)}")
         return cls(
             name=str(cfg["name"]),
             new_task=str(cfg["new_task"]),
