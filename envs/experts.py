@@ -69,6 +69,11 @@ def _rz(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+def orientation_error(quat: np.ndarray, yaw: float) -> np.ndarray:
+    """Axis-angle error from the hand's orientation ``quat`` (xyzw) to pointing down turned by ``yaw``."""
+    return rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T)
+
+
 class Expert:
     """Base class: phase bookkeeping and the proportional move-to-target action."""
 
@@ -100,7 +105,7 @@ class Expert:
     ) -> np.ndarray:
         action = np.zeros(7)
         action[:3] = np.clip(self.pos_gain * (target - eef) / POS_SCALE_M, -1.0, 1.0)
-        err = rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T)
+        err = orientation_error(quat, yaw)
         action[3:6] = np.clip(self.rot_gain * err / ROT_SCALE_RAD, -1.0, 1.0)
         action[6] = gripper
         return action.astype(np.float32)
@@ -145,12 +150,12 @@ class PickPlaceExpert(Expert):
         self.min_grasp_height = min_grasp_height
         self.grasp_z_offset = grasp_z_offset
 
-    def _grasp_yaw(self, obj_quat: np.ndarray) -> float:
+    def grasp_yaw(self, obj_quat: np.ndarray) -> float:
         if self.yaw_period is None:
             return 0.0
         return wrap_to_period(yaw_of(obj_quat) + self.yaw_offset, self.yaw_period)
 
-    def _grasp_point(self, state: np.ndarray) -> np.ndarray:
+    def grasp_point(self, state: np.ndarray) -> np.ndarray:
         pos = state[:3].copy()
         pos[2] = max(pos[2] + self.grasp_z_offset, TABLE_Z + self.min_grasp_height)
         return pos
@@ -163,12 +168,12 @@ class PickPlaceExpert(Expert):
 
     def _act(self, eef: np.ndarray, quat: np.ndarray, state: np.ndarray) -> np.ndarray:
         if self.phase == 0:  # above the object, open, aligned
-            grasp = self._grasp_point(state)
-            yaw = self._grasp_yaw(state[3:7])
+            grasp = self.grasp_point(state)
+            yaw = self.grasp_yaw(state[3:7])
             self.memory["yaw"] = np.array(yaw)
             hover = grasp + np.array([0.0, 0.0, 0.08])
             xy_err = np.linalg.norm(hover[:2] - eef[:2])
-            yaw_err = np.linalg.norm(rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T))
+            yaw_err = np.linalg.norm(orientation_error(quat, yaw))
             if xy_err < 0.02 and yaw_err < 0.1:
                 self._next()
             else:
@@ -177,7 +182,7 @@ class PickPlaceExpert(Expert):
                 return self.move(eef, quat, hover, OPEN, yaw)
         yaw = float(self.memory.get("yaw", 0.0))
         if self.phase == 1:  # down to the grasp point
-            grasp = self._grasp_point(state)
+            grasp = self.grasp_point(state)
             if np.linalg.norm(grasp - eef) < 0.012 or self.counter > 15:
                 self.memory["grasp"] = grasp
                 self._next()
@@ -332,7 +337,7 @@ class NutAssemblyExpert(Expert):
         self.max_yaw = max_yaw
 
     def _aligned(self, quat: np.ndarray, yaw: float, tol: float) -> bool:
-        return float(np.linalg.norm(rotvec(_rz(yaw) @ R_DOWN @ quat_xyzw_to_mat(quat).T))) < tol
+        return float(np.linalg.norm(orientation_error(quat, yaw))) < tol
 
     def _start_over(self, eef: np.ndarray, quat: np.ndarray, yaw: float) -> np.ndarray:
         self.phase, self.counter = 0, 0

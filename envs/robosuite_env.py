@@ -16,6 +16,7 @@ from gymnasium import spaces
 from vla_razor.envs._robosuite import REGISTERED_ENVS, load_composite_controller_config, robosuite
 from vla_razor.envs.fast_step import FastControlLoop, unsupported_reason
 from vla_razor.envs.placement import apply_placement, resolve_placement
+from vla_razor.envs.relabel import make_relabeller
 from vla_razor.envs.render_meshes import models_compiled_with
 from vla_razor.envs.render_profiles import DEFAULT_RENDER_PROFILE, get_render_profile
 from vla_razor.envs.rendering import (
@@ -97,6 +98,7 @@ class RobosuiteTaskEnv(gym.Env):
         render_mode: str | None = None,
         fast_step: bool = True,
         render_profile: str = DEFAULT_RENDER_PROFILE,
+        expert_labels: bool = False,
     ) -> None:
         self.spec_task = get_task(task)
         self.render_profile = get_render_profile(render_profile)
@@ -164,6 +166,10 @@ class RobosuiteTaskEnv(gym.Env):
             -np.inf, np.inf, shape=(self.spec_task.object_state_dim,), dtype=np.float32
         )
         obs_spaces["instruction"] = spaces.Text(max_length=128, charset=INSTRUCTION_CHARSET)
+        # DAgger's labels: the relabelling expert's action at every observed state (privileged state).
+        self._relabeller = make_relabeller(task) if expert_labels else None
+        if self._relabeller is not None:
+            obs_spaces["expert_action"] = spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
         self.observation_space = spaces.Dict(obs_spaces)
 
         self._elapsed_steps = 0
@@ -232,6 +238,9 @@ class RobosuiteTaskEnv(gym.Env):
         obs["proprio"] = self._proprio()
         obs["object_state"] = np.asarray(self.spec_task.object_state(self._rs), dtype=np.float32)
         obs["instruction"] = self.instruction
+        if self._relabeller is not None:
+            label = self._relabeller.label(self._rs, obs["proprio"], obs["object_state"])
+            obs["expert_action"] = np.asarray(label, dtype=np.float32)
         return obs
 
     # ------------------------------------------------------------------ gymnasium API
@@ -243,6 +252,8 @@ class RobosuiteTaskEnv(gym.Env):
             self._rs.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
         self._rs.reset()
         self._configure_rendering()
+        if self._relabeller is not None:
+            self._relabeller.reset(self._rs, self.spec_task.object_state(self._rs))
         self._elapsed_steps = 0
         self._needs_reset = False
         self._warning_counts = self._sim_warning_counts()

@@ -15,11 +15,12 @@ from hydra.core.config_store import ConfigStore
 from vla_razor.policies.openvla import OPENVLA_DEFAULTS
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
 from vla_razor.trainers.bc import BCSettings
+from vla_razor.trainers.dagger import DaggerSettings
 from vla_razor.trainers.ppo import PPOSettings
 from vla_razor.trainers.rft import RFTSettings
 
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "trainer": {"bc": BCSettings, "ppo": PPOSettings, "rft": RFTSettings},
+    "trainer": {"bc": BCSettings, "ppo": PPOSettings, "rft": RFTSettings, "dagger": DaggerSettings},
     # OpenVLA's keys and defaults live in one dict next to its loader; `pretrained` selects a saved one.
     "policy": {"tiny": TinyPolicyConfig, "openvla": {**OPENVLA_DEFAULTS, "pretrained": None}},
 }

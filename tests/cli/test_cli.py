@@ -304,12 +304,12 @@ def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> N
 def test_razor_sweep_entry_with_unknown_trainer_is_one_line(tmp_path) -> None:
     out = cli(
         "razor",
-        "sweep=[{trainer: dagger, lr: 1.0e-5}]",
+        "sweep=[{trainer: dpo, lr: 1.0e-5}]",
         f"out_dir={tmp_path}/razor",
         f"hydra.run.dir={tmp_path}/h",
     )
     assert out.returncode != 0
-    assert "names trainer 'dagger'; valid: bc, bc_kl, ppo, rft" in out.stderr
+    assert "names trainer 'dpo'; valid: bc, bc_kl, ppo, rft, dagger" in out.stderr
     assert "Traceback" not in out.stderr
 
 

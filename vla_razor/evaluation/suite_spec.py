@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from vla_razor.envs import TASKS
-
-SUITE_BASE_POLICY_KEY = "pi0"
 from vla_razor.errors import BadInputError
 from vla_razor.seeds import HELDOUT_SEED_START
 
 log = logging.getLogger(__name__)
+
+SUITE_BASE_POLICY_KEY = "pi0"
 
 
 @dataclass(frozen=True)

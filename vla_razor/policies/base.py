@@ -93,6 +93,11 @@ class PolicySettings:
         if "{instruction}" not in self.instruction_template:
             raise BadInputError(f"instruction_template {self.instruction_template!r} lacks '{{instruction}}'")
 
+    @property
+    def input_keys(self) -> list[str]:
+        """The observation keys the policy reads: its cameras' images, and proprio when it uses it."""
+        return list(self.image_keys) + (["proprio"] if self.use_proprio else [])
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["lora"] = None if self.lora is None else self.lora.to_dict()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.errors import BadInputError
 from vla_razor.rollouts.observations import OBS_SKIP, final_info_value, final_obs, info_array, policy_batch
 from vla_razor.rollouts.settings import policy_threads
 from vla_razor.rollouts.splits import keep_in_flight
@@ -45,6 +46,10 @@ class Rollout:
     final_values: torch.Tensor  # [T, N] V(final obs) where truncated, else 0
     last_value: torch.Tensor  # [N] V(obs after the last step)
     success: torch.Tensor  # [T, N] bool: the episode ended successfully at this step
+    # The observations the policy acted on, for the keys asked for (``collect(record=...)``): [T, N, ...].
+    observations: dict[str, np.ndarray] = field(default_factory=dict)
+    # [T, N] bool: the env executed the expert's action there, not the policy's (``expert_mix``).
+    expert_executed: torch.Tensor | None = None
     episodes: list[EpisodeStats] = field(default_factory=list)
     env_seconds: float = 0.0
     policy_seconds: float = 0.0
@@ -70,6 +75,7 @@ class _Part:
     """One time step of one group of envs, as the rollout stores it (the rows of a :class:`Rollout`)."""
 
     batch: Any
+    observed: dict[str, np.ndarray]
     token_ids: torch.Tensor
     log_probs: torch.Tensor
     values: torch.Tensor
@@ -78,11 +84,15 @@ class _Part:
     truncated: torch.Tensor
     final_values: torch.Tensor
     success: torch.Tensor
+    expert_executed: torch.Tensor
 
     @classmethod
-    def of(cls, batch: Any, out: Any, outcome: _Outcome) -> _Part:
+    def of(cls, sent: _Sent, outcome: _Outcome) -> _Part:
+        out = sent.out
         return cls(
-            batch=batch,
+            batch=sent.batch,
+            observed=sent.observed,
+            expert_executed=sent.expert_executed,
             token_ids=out.token_ids.cpu(),
             log_probs=out.log_prob.float().cpu(),
             values=out.value.float().cpu(),
@@ -100,12 +110,33 @@ class _Part:
             return parts[0]
         return cls(
             batch=type(parts[0].batch).cat([p.batch for p in parts]),
+            observed={k: np.concatenate([p.observed[k] for p in parts]) for k in parts[0].observed},
             **{name: torch.cat([getattr(p, name) for p in parts]) for name in _TENSORS},
         )
 
 
 # The tensor fields of a time step (each a field of Rollout too, of the same name).
-_TENSORS = tuple(f.name for f in fields(_Part) if f.name != "batch")
+_TENSORS = tuple(f.name for f in fields(_Part) if f.name not in ("batch", "observed"))
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What was decided for one group at one step, kept until the envs' results land."""
+
+    batch: Any
+    out: Any
+    observed: dict[str, np.ndarray]
+    expert_executed: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _How:
+    """How a rollout decides: sampling temperature and stream, what it records, the expert's share."""
+
+    temperature: float
+    generator: torch.Generator | None
+    record: tuple[str, ...]
+    expert_mix: float
 
 
 @dataclass
@@ -168,8 +199,17 @@ class RolloutCollector:
         *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        record: Sequence[str] = (),
+        expert_mix: float = 0.0,
     ) -> Rollout:
-        """``num_steps`` steps of every env. A vector env split into groups (the engine's
+        """``num_steps`` steps of every env.
+
+        ``record`` names observation keys to keep, as the policy saw them (DAgger keeps the images,
+        proprio, instruction and ``expert_action``). ``expert_mix`` = beta executes, at each step and
+        in each env independently with probability beta, the observation's ``expert_action`` instead of
+        the policy's action (DAgger's mixture policy); the recorded tokens stay the policy's.
+
+         A vector env split into groups (the engine's
         :class:`~vla_razor.rollouts.vector.PoolVectorEnv`) is double-buffered: the policy decodes one group
         while the others step. Either way the rollout holds the same data, env by env in the same order."""
         if self.obs is None:
@@ -183,7 +223,8 @@ class RolloutCollector:
             raise ValueError(f"env groups must split the envs into ranges in order, got {groups}")
         clock = _Clock()
         with policy_threads(getattr(self.venv, "policy_threads", None)):
-            steps, episodes = self._collect(policy, num_steps, venv, groups, clock, temperature, generator)
+            how = _How(temperature, generator, tuple(record), float(expert_mix))
+            steps, episodes = self._collect(policy, num_steps, venv, groups, clock, how)
             t0 = time.perf_counter()
             last_value = policy.value(policy_batch(policy, self.obs)).float().cpu()
             clock.policy += time.perf_counter() - t0
@@ -202,6 +243,8 @@ class RolloutCollector:
             final_values=stack("final_values"),
             last_value=last_value,
             success=stack("success"),
+            observations={k: np.stack([step.observed[k] for step in steps]) for k in record},
+            expert_executed=stack("expert_executed"),
             episodes=episodes,
             env_seconds=clock.env,
             policy_seconds=clock.policy,
@@ -214,15 +257,14 @@ class RolloutCollector:
         venv: Any,
         groups: list[list[int]],
         clock: _Clock,
-        temperature: float,
-        generator: torch.Generator | None,
+        how: _How,
     ) -> tuple[list[_Part], list[EpisodeStats]]:
         """Every group in flight (:func:`.splits.keep_in_flight`): while one group's envs step, the policy
         decodes for the next. Decodes run in a fixed order (0, 1, .., 0, 1, ..) on a fixed split of the
         envs, so the rollout is a function of the seeds and the policy; with one group it is lock-step."""
         assert self.obs is not None
         obs = [self.obs] if len(groups) == 1 else [_take(self.obs, g) for g in groups]
-        sent: dict[int, tuple[Any, Any]] = {}
+        sent: dict[int, _Sent] = {}
         launched = [0] * len(groups)
         parts: list[list[_Part]] = [[] for _ in groups]
         episodes: list[EpisodeStats] = []
@@ -232,10 +274,22 @@ class RolloutCollector:
                 return
             t0 = time.perf_counter()
             batch = self._last_batch = policy_batch(policy, obs[g])
-            out = policy.act(batch, temperature=temperature, generator=generator)
+            out = policy.act(batch, temperature=how.temperature, generator=how.generator)
+            actions = np.asarray(out.actions, dtype=np.float32)
+            expert = torch.zeros(len(actions), dtype=torch.bool)
+            if how.expert_mix > 0:
+                coin = torch.rand(len(actions), generator=how.generator, device=out.token_ids.device)
+                expert = (coin < how.expert_mix).cpu()
+                actions = np.where(expert.numpy()[:, None], _expert_actions(obs[g]), actions)
             t1 = time.perf_counter()
-            venv.step_async(np.asarray(out.actions, dtype=np.float32), group=g)
-            sent[g] = (batch, out)
+            venv.step_async(actions.astype(np.float32), group=g)
+            observed = {k: np.array(obs[g][k]) for k in how.record if k in obs[g]}
+            if len(observed) < len(how.record):
+                raise BadInputError(
+                    f"the observations lack {sorted(set(how.record) - set(observed))} to record (they have "
+                    f"{sorted(obs[g])}); expert_action comes from envs built with expert_labels=true"
+                )
+            sent[g] = _Sent(batch, out, observed, expert)
             launched[g] += 1
             clock.policy += t1 - t0
             clock.env += time.perf_counter() - t1  # handing the actions to the simulator
@@ -245,7 +299,7 @@ class RolloutCollector:
             next_obs, reward, terminated, truncated, info = venv.step_wait(group=g)
             t1 = time.perf_counter()
             outcome = self._record(policy, groups[g], reward, terminated, truncated, info, episodes)
-            parts[g].append(_Part.of(*sent.pop(g), outcome))
+            parts[g].append(_Part.of(sent.pop(g), outcome))
             obs[g] = next_obs
             clock.env += t1 - t0
             clock.policy += time.perf_counter() - t1
@@ -293,6 +347,14 @@ class RolloutCollector:
             final_values=final_v,
             success=success & (terminated | truncated),
         )
+
+
+def _expert_actions(obs: dict[str, Any]) -> np.ndarray:
+    if "expert_action" not in obs:
+        raise BadInputError(
+            "expert_mix > 0 needs envs built with expert_labels=true (no expert_action in obs)"
+        )
+    return np.asarray(obs["expert_action"])
 
 
 def _take(obs: dict[str, Any], envs: list[int]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""On-policy training (PPO, RFT; DAgger's expert-labelled rollouts fit the same shape): each update is
+"""On-policy training (PPO, RFT, DAgger): each update is
 one iteration that re-seeds the envs, collects a rollout with the current policy, and hands it to the
 method's update function.
 
@@ -151,6 +151,11 @@ class OnPolicy(Trainer[OnPolicySettings]):
         self.watch = SignalWatch(self.name, dist_info)
         return RngStreams(generators={"sample": self.sampler, "shuffle": self.shuffler})
 
+    def collect_options(self, ctx: StepContext[Any]) -> dict[str, Any]:
+        """Extra options of the next rollout (:meth:`RolloutCollector.collect`): DAgger records the
+        expert's labels and mixes in its actions; PPO and RFT take none."""
+        return {}
+
     def seeds(self, ctx: StepContext[OnPolicySettings]) -> list[int]:
         """Env seeds of the next iteration."""
         info = ctx.dist_info
@@ -162,7 +167,11 @@ class OnPolicy(Trainer[OnPolicySettings]):
         self.collector.reset(self.seeds(ctx))
         policy.eval()  # sampling: no dropout
         rollout = self.collector.collect(
-            policy, settings.num_steps, temperature=settings.temperature, generator=self.sampler
+            policy,
+            settings.num_steps,
+            temperature=settings.temperature,
+            generator=self.sampler,
+            **self.collect_options(ctx),
         )
         t1 = time.perf_counter()
         # The first rollout of a fresh run is pi0's own on the new task: the KL probe's states.

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 SFT_TRAINERS = ("bc", "bc_kl")
 SWEEP_KEYS = ("trainer", "lr", "seed", "overrides", "warm_start")
-TRAINERS = ("bc", "bc_kl", "ppo", "rft")
+TRAINERS = ("bc", "bc_kl", "ppo", "rft", "dagger")
 
 
 def run_name(entry: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from vla_razor.trainers.base import Trainer, TrainingRun
 from vla_razor.trainers.bc import BCSettings, BehaviourCloning
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.common import TrainerSettings
+from vla_razor.trainers.dagger import Dagger, DaggerSettings
 from vla_razor.trainers.distributed import DistInfo, init_distributed, shutdown
 from vla_razor.trainers.fsdp import shard_policy
 from vla_razor.trainers.kl_monitor import Forecaster
@@ -49,6 +50,7 @@ TRAINERS: dict[str, type[TrainerSettings]] = {
     "bc_kl": BCSettings,
     "ppo": PPOSettings,
     "rft": RFTSettings,
+    "dagger": DaggerSettings,
 }
 
 
@@ -172,7 +174,7 @@ def _train(
             trainer: Trainer[Any] = _behaviour_cloning(policy, cfg, settings)
         else:
             assert pool is not None
-            trainer = _on_policy(cfg, settings, env_kwargs, pool, dist_info)
+            trainer = _on_policy(cfg, settings, env_kwargs, pool, dist_info, policy)
         result = run_loop(trainer, policy, run)
     finally:
         shutdown(dist_info)
@@ -190,7 +192,7 @@ def _behaviour_cloning(policy: Any, cfg: DictConfig, settings: BCSettings) -> Be
         raise MissingFileError(
             f"demo file(s) {missing} not found; collect them with `vla-razor demos task={cfg.task.name}`"
         )
-    keys = list(policy.settings.image_keys) + (["proprio"] if policy.settings.use_proprio else [])
+    keys = policy.settings.input_keys
     profile = str(policy.settings.render_profile)
     train = load_steps(paths, keys, split="train", render_profile=profile)
     val = (
@@ -247,18 +249,25 @@ def check_image_size(data: Any, policy: Any) -> None:
 
 def _on_policy(
     cfg: DictConfig,
-    settings: PPOSettings | RFTSettings,
+    settings: TrainerSettings,
     env_kwargs: dict[str, Any],
     pool: EnvPool,
     dist_info: DistInfo,
+    policy: Any,
 ) -> OnPolicy:
-    """PPO or RFT on rollout envs of the command's pool (built once, shared with in-training
-    evaluation); the collector double-buffers them."""
+    """PPO, RFT or DAgger on rollout envs of the command's pool (built once, shared with in-training
+    evaluation); the collector double-buffers them. DAgger's envs also label every state with the
+    relabelling expert's action."""
     kwargs = dict(env_kwargs)
+    if isinstance(settings, DaggerSettings):
+        kwargs["expert_labels"] = True
     reward = settings.reward if isinstance(settings, PPOSettings) else "binary"
     if reward == "shaped":
         kwargs["reward"] = "shaped"
     venv = PoolVectorEnv(pool, kwargs, int(cfg.num_envs), name=f"{settings.name}-rank{dist_info.rank}")
     if isinstance(settings, PPOSettings):
         return OnPolicy("ppo", venv, settings, ppo_update, reward=reward)
+    if isinstance(settings, DaggerSettings):
+        return Dagger(venv, settings, Path(cfg.out_dir), policy.settings.input_keys)
+    assert isinstance(settings, RFTSettings)
     return OnPolicy("rft", venv, settings, rft_update, reward=reward)
