@@ -352,6 +352,7 @@ def section_ppo(run: Run, policy: OpenVLAPolicy, pool: EnvPool, size: Size, work
     device = policy.device
     # The suite's horizon: the same env kind, so the pool's envs serve both sections.
     kwargs = {"task": TASK, **policy_env_kwargs(policy), "horizon": size.horizon}
+    policy.set_decode("static")  # the rollouts' decodes; "compiled" would compile once per batch shape
     for num_envs in size.ppo_envs:
         venv = PoolVectorEnv(pool, kwargs, num_envs)
         settings = PPOSettings(
@@ -376,6 +377,7 @@ def section_ppo(run: Run, policy: OpenVLAPolicy, pool: EnvPool, size: Size, work
             run.report(f"ppo_time_share_{part}_{num_envs}envs", metrics[f"total_time_share_{part}"])
         run.report(f"ppo_peak_gib_{num_envs}envs", peak_gib(device), "GiB")
         run.report(f"ppo_logprob_recompute_gap_{num_envs}envs", metrics["logprob_recompute_gap"], "nats")
+    policy.set_decode("eager")
 
 
 def section_update(run: Run, policy: OpenVLAPolicy, size: Size) -> None:
