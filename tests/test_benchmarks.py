@@ -24,6 +24,8 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
         ["--episodes", "1", "--tasks", "lift", "--kl-states", "0", "--checkpoints", "0"],
         "speed-up",
     ),
+    # Every section of the GPU scale run (robosuite envs, engine, decode modes, PPO, update levers, render).
+    "gpu_scale.py": (["--device", "cpu", "--size", "tiny"], "sections: 7 ok"),
     "learning_margins.py": (["--seeds", "1", "--iterations", "2"], "after min"),
     "policy_throughput.py": (["--batches", "1", "--repeats", "1"], "reference overhead with LoRA"),
     "profile_sensitivity.py": (["--episodes", "1", "--tasks", "lift"], "McNemar"),
@@ -33,8 +35,9 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
         "env-steps/s",
     ),
 }
-# gpu_smoke.py has its own toy-size test (tests/policies/test_openvla_quirks.py, slow: one to two minutes).
-COVERED_ELSEWHERE = {"gpu_smoke.py"}
+# gpu_smoke.py has its own toy-size test (tests/policies/test_openvla_quirks.py, slow: one to two minutes);
+# sim_bundle.py too (tests/test_sim_bundle.py, slow: it builds every task twice).
+COVERED_ELSEWHERE = {"gpu_smoke.py", "sim_bundle.py"}
 
 
 def test_every_benchmark_has_a_toy_run():

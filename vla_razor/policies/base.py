@@ -29,6 +29,7 @@ from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.policies.action_adapter import get_adapter
 from vla_razor.policies.action_tokenizer import ActionTokenizer
 from vla_razor.policies.batch import PolicyBatch
+from vla_razor.policies.decoding import StaticDecoders, check_decode_mode
 from vla_razor.policies.lora import LoraSettings, apply_lora, base_state_dict
 from vla_razor.policies.value_head import ValueHead
 from vla_razor.sampling import check_generator_device
@@ -81,8 +82,12 @@ class PolicySettings:
     # The render profile (vla_razor.envs.render_profiles) of the images the policy learned from; envs
     # built for it use this profile. Policies saved before profiles existed saw the full one.
     render_profile: str = "full"
+    # How act() runs the decoder (vla_razor/policies/decoding.py): eager | static | compiled. Speed only:
+    # every mode gives the same tokens.
+    decode: str = "eager"
 
     def __post_init__(self) -> None:
+        check_decode_mode(self.decode)
         if self.finetune not in FINETUNE_MODES:
             raise BadInputError(f"finetune={self.finetune!r} is not one of {FINETUNE_MODES}")
         if self.finetune == "lora" and self.lora is None:
@@ -137,6 +142,7 @@ class VLAPolicy(nn.Module, ABC):
         self._in_reference = False
         self.backbone: nn.Module = self._wrap_backbone(model, adapter_dir)
         self.value_head.to(self.device)
+        self._decoders = StaticDecoders(settings.decode)
 
     # ----- construction -------------------------------------------------------------------------
     def _wrap_backbone(self, model: nn.Module, adapter_dir: Path | None) -> nn.Module:
@@ -168,6 +174,36 @@ class VLAPolicy(nn.Module, ABC):
     @property
     def finetune(self) -> str:
         return self.settings.finetune
+
+    def set_decode(self, mode: str) -> None:
+        """Switch how :meth:`act` decodes (``eager``, ``static`` or ``compiled``); drops built caches."""
+        self.settings.decode = check_decode_mode(mode)
+        self._decoders = StaticDecoders(mode)
+
+    @contextmanager
+    def merged_adapter(self) -> Iterator[VLAPolicy]:
+        """Inside, the LoRA update is merged into the weights (peft ``merge_adapter``): inference runs
+        without the adapters' extra kernels. On exit it is subtracted again; in bfloat16 that leaves each
+        weight within one rounding step of where it was, so use it around inference, not between
+        training steps. A policy without LoRA is left as it is."""
+        if not isinstance(self.backbone, PeftModel):
+            yield self
+            return
+        if self._in_reference:
+            raise BadInputError("merged_adapter() inside reference(): pi0 has no adapter to merge")
+        self.backbone.merge_adapter()
+        try:
+            yield self
+        finally:
+            self.backbone.unmerge_adapter()
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the decoder layers' activations in the backward pass (HF's gradient checkpointing on
+        the language model; the non-reentrant variant, which needs no input that requires grad, as under
+        LoRA). It acts in train mode only: decoding and scoring without gradients are unchanged."""
+        self.model.language_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -237,7 +273,8 @@ class VLAPolicy(nn.Module, ABC):
         greedy: bool = False,
         generator: torch.Generator | None = None,
     ) -> ActOutput:
-        """Sample (or argmax) 7 action tokens with the KV cache: one prompt pass + 6 one-token passes."""
+        """Sample (or argmax) 7 action tokens with the KV cache: one prompt pass + 6 one-token passes,
+        run as ``settings.decode`` says (:mod:`vla_razor.policies.decoding`)."""
         if not greedy and not temperature > 0:
             raise BadInputError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
         temperature = float(temperature) if temperature > 0 else 1.0
@@ -245,18 +282,15 @@ class VLAPolicy(nn.Module, ABC):
             check_generator_device(generator, self.device)
         model = self._active_model()
         batch = batch.to(self.device)
-        decoder = model.language_model.get_decoder()
         embed = model.get_input_embeddings()
         embeds, mask = self._embed_prefix(model, batch)
         positions = _positions(mask)
-        # No mask at all when nothing is padded lets SDPA take its causal fast path.
-        attn = None if bool(mask.all()) else mask
-        out = decoder(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, use_cache=True)
-        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+        dim = self.action_tokenizer.action_dim
+        run = self._decoders.run(model.language_model.get_decoder(), new_tokens=dim - 1)
+        hidden = run.prefill(embeds, mask, positions)
         value = self.value_head(hidden)
         next_pos = positions[:, -1:] + 1
         slots, log_prob = [], torch.zeros(len(batch), device=self.device)
-        dim = self.action_tokenizer.action_dim
         for k in range(dim):
             logp = F.log_softmax(self._action_logits(model, hidden) / temperature, dim=-1)
             if greedy:
@@ -268,16 +302,7 @@ class VLAPolicy(nn.Module, ABC):
             if k == dim - 1:
                 break
             ids = self.action_tokenizer.bin_slots_to_ids(slot)
-            if attn is not None:
-                attn = torch.cat([attn, attn.new_ones((len(batch), 1))], dim=1)
-            out = decoder(
-                inputs_embeds=embed(ids)[:, None],
-                attention_mask=attn,
-                position_ids=next_pos,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            hidden = run.step(embed(ids)[:, None], next_pos)
             next_pos = next_pos + 1
         token_ids = self.action_tokenizer.bin_slots_to_ids(torch.stack(slots, dim=1))
         return ActOutput(

@@ -12,6 +12,7 @@ import torch
 from vla_razor.errors import BadInputError
 from vla_razor.file_checks import check_policy_files
 from vla_razor.policies.base import VLAPolicy, read_policy_record
+from vla_razor.policies.decoding import check_decode_mode
 from vla_razor.policies.openvla import OPENVLA_DEFAULTS, OpenVLAPolicy
 from vla_razor.policies.tiny.configuration_tiny_vla import TinyPolicyConfig
 from vla_razor.policies.tiny.policy import TinyVLAPolicy
@@ -23,7 +24,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "openvla": dict(OPENVLA_DEFAULTS),
 }
 # The keys that apply to a saved policy (pretrained=DIR): how it is fine-tuned and where it runs.
-LOAD_KEYS = ("family", "pretrained", "finetune", "lora", "device")
+LOAD_KEYS = ("family", "pretrained", "finetune", "lora", "device", "decode")
 
 
 def _family_class(family: str) -> type[VLAPolicy]:
@@ -38,13 +39,20 @@ def load_policy(
     finetune: str | None = None,
     lora: Mapping[str, Any] | None = None,
     device: str | torch.device | None = None,
+    decode: str | None = None,
 ) -> VLAPolicy:
-    """Rebuild a policy saved with ``save_pretrained``; optionally switch its fine-tuning mode."""
+    """Rebuild a policy saved with ``save_pretrained``; optionally switch its fine-tuning mode and how it
+    decodes (``decode``: see :mod:`vla_razor.policies.decoding`; None keeps the saved one)."""
     p = Path(path)
     record = read_policy_record(p)
     check_policy_files(p)  # a cut weights file is one line naming it, not a safetensors traceback
     cls = _family_class(record.get("family", ""))
-    return cls.from_saved(p, record, finetune=finetune, lora=lora, device=device)  # type: ignore[attr-defined]
+    if decode is not None:
+        check_decode_mode(decode)  # before loading weights: a typo fails in one line, at once
+    policy = cls.from_saved(p, record, finetune=finetune, lora=lora, device=device)  # type: ignore[attr-defined]
+    if decode is not None:
+        policy.set_decode(decode)
+    return policy
 
 
 def build_policy(cfg: Mapping[str, Any]) -> VLAPolicy:
@@ -72,7 +80,11 @@ def build_policy(cfg: Mapping[str, Any]) -> VLAPolicy:
                 f"pretrained={cfg['pretrained']!r}; valid with pretrained: {', '.join(LOAD_KEYS)}"
             )
         policy = load_policy(
-            cfg["pretrained"], finetune=cfg.get("finetune"), lora=cfg.get("lora"), device=cfg.get("device")
+            cfg["pretrained"],
+            finetune=cfg.get("finetune"),
+            lora=cfg.get("lora"),
+            device=cfg.get("device"),
+            decode=cfg.get("decode"),
         )
     else:
         policy = cls.build(cfg)  # type: ignore[attr-defined]

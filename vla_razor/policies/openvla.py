@@ -52,6 +52,7 @@ OPENVLA_DEFAULTS: dict[str, Any] = {
     "value_head_dims": [512, 128],  # RL4VLA: 4096 -> 512 -> 128 -> 1
     "device": None,  # cuda when available
     "local_files_only": None,  # None: follow HF_HUB_OFFLINE
+    "decode": "eager",  # eager | static | compiled: how act() runs the decoder (policies/decoding.py)
 }
 _LOADER_KEYS = ("dtype", "load_in_4bit", "attn_implementation", "local_files_only", "device")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
@@ -286,6 +287,7 @@ class OpenVLAPolicy(VLAPolicy):
             instruction_template=c["instruction_template"],
             value_head_dims=list(c["value_head_dims"]),
             action_adapter=str(c["action_adapter"]),
+            decode=str(c["decode"]),
             extra={
                 "model": source,
                 "lowercase_instruction": bool(c["lowercase_instruction"]),

@@ -54,6 +54,12 @@ class TrainerSettings:
     """in-training rollouts on the new task every N updates (0: off)"""
     seed: int = 0
     """seed of the trainer's random streams (train.yaml sets it to the run's seed)"""
+    gradient_checkpointing: bool = False
+    """recompute the decoder's activations during the backward pass instead of keeping them (HF's
+    gradient_checkpointing_enable): less memory per sample, about one more forward pass of compute"""
+    fused_optimizer: bool = False
+    """AdamW's fused implementation (one kernel over all parameters instead of one per tensor); the same
+    update to float rounding"""
 
     # Measure forward KL(pi0 || pi) on cached new-task states every N updates (PPO/RFT) or steps (BC),
     # and at every checkpoint; 0 turns the monitor off. One teacher-forced pass over the cached states.
@@ -138,11 +144,14 @@ def make_optimizer(
     warmup_steps: int,
     total_steps: int,
     min_lr_ratio: float = 0.1,
+    fused: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr`` over ``total_steps``."""
+    """AdamW (``fused``: its one-kernel implementation) with linear warm-up then cosine decay to
+    ``min_lr_ratio * lr`` over ``total_steps``."""
     check_positive("lr", lr)
     check_positive("weight_decay", weight_decay, allow_zero=True)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # fused=None, not False, when off: torch then picks its default (foreach) implementation.
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
 
     def factor(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:

@@ -98,9 +98,17 @@ def _context(trainer: Trainer[S], policy: Any, run: TrainingRun) -> StepContext[
     settings = trainer.settings
     params = trainable_parameters(policy)
     broadcast_parameters(params, run.dist_info)  # every rank starts from rank 0's weights
+    if settings.gradient_checkpointing:
+        policy.enable_gradient_checkpointing()
     warmup, final_ratio = settings.lr_schedule()
     optimizer, scheduler = make_optimizer(
-        params, settings.lr, settings.weight_decay, warmup, settings.num_iterations, final_ratio
+        params,
+        settings.lr,
+        settings.weight_decay,
+        warmup,
+        settings.num_iterations,
+        final_ratio,
+        fused=settings.fused_optimizer,
     )
     return StepContext(
         policy=policy,

@@ -69,10 +69,22 @@ class PPOSettings(OnPolicySettings):
     which would inflate the first epoch's clipping"""
     reward: str = "binary"
     """binary (success) or shaped (robosuite's dense reward + success)"""
+    micro_batch_size: int | None = None
+    """split each minibatch into passes of this many samples whose gradients add up to the minibatch's
+    (the same update, with the activations of one micro-batch in memory at a time); null: one pass"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("trainer.kl_coef", self.kl_coef, allow_zero=True)
+        if self.micro_batch_size is not None and (
+            not isinstance(self.micro_batch_size, int)
+            or isinstance(self.micro_batch_size, bool)
+            or self.micro_batch_size < 1
+        ):
+            raise BadInputError(
+                f"trainer.micro_batch_size must be a positive integer or null (whole minibatch), "
+                f"got {self.micro_batch_size!r}"
+            )
         if self.reward not in {"binary", "shaped"}:
             raise BadInputError(f"trainer.reward must be 'binary' or 'shaped', got {self.reward!r}")
 
@@ -91,6 +103,96 @@ def behaviour_log_probs(
         scored = policy.score(batch[idx].to(device), tokens[idx].to(device), temperature=temperature)
         out.append(scored.log_prob.float().cpu())
     return torch.cat(out)
+
+
+@dataclass
+class MinibatchData:
+    """One minibatch of a rollout, on the CPU: inputs, sampled tokens, and what the update compares to."""
+
+    batch: Any
+    tokens: torch.Tensor
+    old_logp: torch.Tensor
+    advantages: torch.Tensor  # already normalised when norm_adv is on
+    old_values: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def part(self, idx: torch.Tensor) -> MinibatchData:
+        return MinibatchData(
+            self.batch[idx],
+            self.tokens[idx],
+            self.old_logp[idx],
+            self.advantages[idx],
+            self.old_values[idx],
+            self.returns[idx],
+        )
+
+
+def ppo_loss(
+    policy: Any, settings: PPOSettings, data: MinibatchData, pg_active: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped PPO loss of ``data`` (a mean over its samples) and its metrics (means too)."""
+    device = next(policy.parameters()).device
+    mb_tokens = data.tokens.to(device)
+    mb = data.batch.to(device)
+    # Score under the sampling temperature: the ratio must compare the same distributions.
+    scored = policy.score(mb, mb_tokens, temperature=settings.temperature)
+    logratio = scored.log_prob.float() - data.old_logp.to(device)
+    ratio = logratio.exp()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - logratio).mean()  # Schulman's k3 estimator of KL(old || new)
+        clipfrac = ((ratio - 1).abs() > settings.clip_coef).float().mean()
+    mb_adv = data.advantages.to(device)
+    pg_loss = torch.max(
+        -mb_adv * ratio, -mb_adv * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
+    ).mean()
+    new_v = scored.value.float()
+    mb_ret = data.returns.to(device)
+    if settings.clip_vloss:
+        old_v = data.old_values.to(device)
+        v_clipped = old_v + (new_v - old_v).clamp(-settings.clip_coef, settings.clip_coef)
+        v_loss = 0.5 * torch.max((new_v - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((new_v - mb_ret) ** 2).mean()
+    entropy = scored.entropy.float().mean()
+    if pg_active:
+        loss = pg_loss - settings.ent_coef * entropy + settings.vf_coef * v_loss
+    else:
+        loss = settings.vf_coef * v_loss
+    metrics = {
+        "pg_loss": pg_loss,
+        "v_loss": v_loss,
+        "entropy": entropy,
+        "approx_kl": approx_kl,
+        "clipfrac": clipfrac,
+    }
+    if settings.kl_coef > 0:
+        with torch.no_grad(), policy.reference():
+            ref_logits = policy.score(mb, mb_tokens, temperature=settings.temperature).logits
+        kl = token_kl(ref_logits, scored.logits).mean()
+        loss = loss + settings.kl_coef * kl
+        metrics["kl_to_pi0"] = kl
+    return loss, metrics
+
+
+def accumulate_minibatch(
+    policy: Any, settings: PPOSettings, data: MinibatchData, pg_active: bool
+) -> dict[str, float]:
+    """Backpropagate the minibatch's loss in micro-batches of ``settings.micro_batch_size`` samples
+    (gradients add up in ``.grad``), each weighted by its share of the minibatch: the gradient is the
+    whole minibatch's. Returns the minibatch's ``loss`` and metrics (means over its samples)."""
+    size = settings.micro_batch_size or len(data)
+    totals: dict[str, float] = {}
+    for start in range(0, len(data), size):
+        idx = torch.arange(start, min(start + size, len(data)))
+        weight = len(idx) / len(data)
+        loss, metrics = ppo_loss(policy, settings, data.part(idx), pg_active)
+        (loss * weight).backward()
+        for key, value in {"loss": loss, **metrics}.items():
+            totals[key] = totals.get(key, 0.0) + weight * float(value.detach())
+    return totals
 
 
 def ppo_update(
@@ -116,7 +218,6 @@ def ppo_update(
     old_values = rollout.values.reshape(n)
     adv_all = advantages.reshape(n)
     ret_all = returns.reshape(n)
-    device = next(policy.parameters()).device
     stats: dict[str, list[float]] = {
         k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "kl_to_pi0", "grad_norm")
     }
@@ -133,7 +234,8 @@ def ppo_update(
     logprob_gap = float("nan")
     if settings.recompute_logprobs:
         cached = old_logp
-        old_logp = behaviour_log_probs(policy, batch, tokens, settings.minibatch_size, settings.temperature)
+        chunk = settings.micro_batch_size or settings.minibatch_size
+        old_logp = behaviour_log_probs(policy, batch, tokens, chunk, settings.temperature)
         logprob_gap = float((old_logp - cached).abs().max())
     policy.train()
     stop = False
@@ -141,50 +243,25 @@ def ppo_update(
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, settings.minibatch_size):
             idx = order[start : start + settings.minibatch_size]
-            mb = batch[idx].to(device)
-            mb_tokens = tokens[idx].to(device)
-            # Score under the sampling temperature: the ratio must compare the same distributions.
-            scored = policy.score(mb, mb_tokens, temperature=settings.temperature)
-            logratio = scored.log_prob.float() - old_logp[idx].to(device)
-            ratio = logratio.exp()
-            with torch.no_grad():
-                approx_kl = ((ratio - 1) - logratio).mean()  # Schulman's k3 estimator of KL(old || new)
-                clipfrac = ((ratio - 1).abs() > settings.clip_coef).float().mean()
-            mb_adv = adv_all[idx].to(device)
+            mb_adv = adv_all[idx]
             if settings.norm_adv and len(idx) > 1:
+                # Over the whole minibatch, before any split into micro-batches.
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-            pg_loss = torch.max(
-                -mb_adv * ratio, -mb_adv * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
-            ).mean()
-            new_v = scored.value.float()
-            mb_ret = ret_all[idx].to(device)
-            if settings.clip_vloss:
-                v_clipped = old_values[idx].to(device) + (new_v - old_values[idx].to(device)).clamp(
-                    -settings.clip_coef, settings.clip_coef
-                )
-                v_loss = 0.5 * torch.max((new_v - mb_ret) ** 2, (v_clipped - mb_ret) ** 2).mean()
-            else:
-                v_loss = 0.5 * ((new_v - mb_ret) ** 2).mean()
-            entropy = scored.entropy.float().mean()
-            if pg_active:
-                loss = pg_loss - settings.ent_coef * entropy + settings.vf_coef * v_loss
-            else:
-                loss = settings.vf_coef * v_loss
-            if settings.kl_coef > 0:
-                with torch.no_grad(), policy.reference():
-                    ref_logits = policy.score(mb, mb_tokens, temperature=settings.temperature).logits
-                kl = token_kl(ref_logits, scored.logits).mean()
-                loss = loss + settings.kl_coef * kl
-                stats["kl_to_pi0"].append(float(kl.detach()))
+            optimizer.zero_grad(set_to_none=True)
+            mb_stats = accumulate_minibatch(
+                policy,
+                settings,
+                MinibatchData(batch[idx], tokens[idx], old_logp[idx], mb_adv, old_values[idx], ret_all[idx]),
+                pg_active,
+            )
+            loss = mb_stats.pop("loss")
             # Decided over all ranks: a rank that raised alone would leave the others waiting forever
             # in the next all-reduce.
-            if any_rank(not torch.isfinite(loss), dist_info):
+            if any_rank(not np.isfinite(loss), dist_info):
                 raise NonFiniteLossError(
-                    f"non-finite PPO loss ({float(loss.detach())} on rank {dist_info.rank}) in epoch {_epoch}, "
+                    f"non-finite PPO loss ({loss} on rank {dist_info.rank}) in epoch {_epoch}, "
                     f"minibatch starting at {start}"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             all_reduce_gradients(params, dist_info)
             if not pg_active:
                 for p in params:
@@ -195,16 +272,10 @@ def ppo_update(
                 raise NonFiniteLossError(f"non-finite PPO gradient norm in epoch {_epoch}, minibatch {start}")
             stats["grad_norm"].append(grad_norm)
             optimizer.step()
-            for key, value in (
-                ("pg_loss", pg_loss),
-                ("v_loss", v_loss),
-                ("entropy", entropy),
-                ("approx_kl", approx_kl),
-                ("clipfrac", clipfrac),
-            ):
-                stats[key].append(float(value.detach()))
+            for key, value in mb_stats.items():
+                stats[key].append(value)
             # The early stop is decided on the mean approx_kl over ranks, so all ranks stop together.
-            if settings.target_kl is not None and mean_over_ranks(float(approx_kl), dist_info) > (
+            if settings.target_kl is not None and mean_over_ranks(mb_stats["approx_kl"], dist_info) > (
                 settings.target_kl
             ):
                 stop = True

@@ -65,6 +65,9 @@ class TinyPolicyConfig:
     """torch device"""
     render_profile: str = "full"
     """the render profile of the images it trains on (full | fast; vla_razor/envs/render_profiles.py)"""
+    decode: str = "eager"
+    """how act() runs the decoder: eager | static (preallocated KV cache) | compiled (static + torch.compile
+    of the one-token step); the same tokens in every mode (vla_razor/policies/decoding.py)"""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TinyPolicyConfig:

@@ -90,6 +90,7 @@ class TinyVLAPolicy(VLAPolicy):
             instruction_template=c.instruction_template,
             value_head_dims=list(c.value_head_dims),
             render_profile=c.render_profile,
+            decode=c.decode,
         )
         return cls(model, tokenizer, settings, stats)
 
