@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from vla_razor.errors import BadInputError
+from vla_razor.trainers.bc import BCSettings
 from vla_razor.trainers.checkpoint import save_checkpoint
 from vla_razor.workflows.sweep import scheduled_checkpoints
 
@@ -15,8 +19,8 @@ class _Policy:
         (path / "weights.safetensors").write_text("w")
 
 
-def _save(run: Path, step: int, save_every: int | None, total: int) -> None:
-    config = {"trainer": {"save_every": save_every, "num_iterations": total}}
+def _save(run: Path, step: int, save_every: int | None, total: int, save_at: list[int] | None = None) -> None:
+    config = {"trainer": {"save_every": save_every, "num_iterations": total, "save_at": save_at}}
     save_checkpoint(run, step, policy=_Policy(), trainer_state={"step": step}, config=config)
 
 
@@ -42,3 +46,19 @@ def test_the_last_step_counts_even_off_the_period_and_without_one(tmp_path) -> N
     for step in (4, 9):
         _save(only_last, step, save_every=None, total=9)
     assert [pid.rsplit("/", 1)[1] for pid, _ in scheduled_checkpoints(only_last)] == ["step_000009"]
+
+
+def test_log_spaced_checkpoints_are_on_the_schedule(tmp_path) -> None:
+    run = tmp_path / "bc_lr1e-05_seed0"
+    log_spaced = [20, 60, 200, 600]
+    for step in (20, 60, 200, 333, 600, 2000):  # 333: an interruption
+        _save(run, step, save_every=None, total=2000, save_at=log_spaced)
+    kept = [pid.rsplit("_", 1)[1] for pid, _ in scheduled_checkpoints(run)]
+    assert kept == ["000020", "000060", "000200", "000600", "002000"]
+
+
+def test_the_loop_saves_on_the_schedule_and_bad_schedules_are_one_line(tmp_path) -> None:
+    settings = BCSettings(num_iterations=2000, save_every=0, save_at=[20, 600])
+    assert [s for s in range(1, 2001) if settings.saves_at(s)] == [20, 600, 2000]
+    with pytest.raises(BadInputError, match=r"trainer.save_at=\[0, 20\] must list updates between 1 and"):
+        BCSettings(num_iterations=2000, save_at=[0, 20])

@@ -48,6 +48,8 @@ class TrainerSettings:
     """the maximum global gradient norm (0: no clipping)"""
     save_every: int
     """checkpoint every N updates (and at the end)"""
+    save_at: list[int] | None = None
+    """checkpoint at these updates too, e.g. log-spaced [20, 60, 200, 600, 2000] (null: none)"""
     keep_last: int | None = 3
     """checkpoints kept on disk (null: all)"""
     eval_every: int = 0
@@ -96,8 +98,20 @@ class TrainerSettings:
         """(warm-up steps, final learning rate / lr) of the schedule; constant unless a trainer says so."""
         return 0, 1.0
 
+    def saves_at(self, update: int) -> bool:
+        """Whether ``update`` is on the run's checkpoint schedule."""
+        return on_save_schedule(update, self.num_iterations, self.save_every, self.save_at)
+
     def _check(self) -> None:
         check_positive("trainer.lr", self.lr)
+        if self.save_at is not None:
+            steps = list(self.save_at)
+            if not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 < s <= self.num_iterations for s in steps
+            ):
+                raise BadInputError(
+                    f"trainer.save_at={steps!r} must list updates between 1 and num_iterations={self.num_iterations}"
+                )
         if self.kl_budget is not None:
             check_positive("trainer.kl_budget", self.kl_budget)
             if self.kl_every <= 0:
@@ -118,6 +132,13 @@ class TrainerSettings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise BadInputError(f"trainer.{name} must be > 0, got {value!r}")
+
+
+def on_save_schedule(update: int, total: int, save_every: int | None, save_at: list[int] | None) -> bool:
+    """A run's checkpoint schedule: every ``save_every`` updates, at each of ``save_at``, and at the end."""
+    return (
+        update == total or (bool(save_every) and update % int(save_every) == 0) or update in (save_at or ())
+    )
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:

@@ -65,8 +65,7 @@ def run_training(trainer: Trainer[S], policy: Any, run: TrainingRun) -> Metrics:
             # Read once, so the checkpoint and the exit below agree; and over all ranks, so a signal that
             # reached one rank first never leaves the others in the checkpoint's gathers without it.
             stopping = any_rank(bool(interrupted), ctx.dist_info)
-            saving = bool(settings.save_every and ctx.step % settings.save_every == 0)
-            saving = saving or ctx.step == total or stopping
+            saving = settings.saves_at(ctx.step) or stopping
             kl = None
             if ctx.monitor.due(ctx.step, saving):
                 kl = ctx.monitor.metrics(ctx.monitor.measure(policy))  # the mean over ranks

@@ -15,6 +15,7 @@ from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.file_checks import RETRAIN, read_yaml
 from vla_razor.trainers.checkpoint import load_checkpoint
+from vla_razor.trainers.common import on_save_schedule
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _check_entry(entry: dict[str, Any]) -> None:
 
 
 def scheduled_checkpoints(run_dir: str | Path, all_checkpoints: bool = True) -> list[tuple[str, Path]]:
-    """The run's checkpoints on its save schedule: every ``save_every`` steps, and the last.
+    """The run's checkpoints on its save schedule: every ``save_every`` steps, each of ``save_at``, the last.
 
     A checkpoint written because the run was interrupted (Ctrl-C, a session that ended) is a resume
     point, not a point of the committed sweep design: recorded, it would give its run an extra point in
@@ -110,16 +111,13 @@ def scheduled_checkpoints(run_dir: str | Path, all_checkpoints: bool = True) -> 
     assert latest is not None  # expand_checkpoints refused a run without checkpoints
     # The resolved config, not trainer_state.pt: that one also holds the optimizer state (GBs for a 7B model).
     trainer = read_yaml(latest / "config.yaml", RETRAIN).get("trainer") or {}
-    every, total = trainer.get("save_every"), trainer.get("num_iterations")
+    total = trainer.get("num_iterations")
     if total is None:  # checkpoints written before the trainers shared one budget name
         return checkpoints
-
-    def on_schedule(step: int) -> bool:
-        return step == total or (bool(every) and step % every == 0)
-
     kept = []
     for pid, path in checkpoints:
-        if on_schedule(int(pid.rsplit("step_", 1)[1])):
+        step = int(pid.rsplit("step_", 1)[1])
+        if on_save_schedule(step, int(total), trainer.get("save_every"), trainer.get("save_at")):
             kept.append((pid, path))
         else:
             log.info("%s was saved on an interruption, off the run's save schedule: not in the study", pid)
