@@ -29,6 +29,10 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
     "learning_margins.py": (["--seeds", "1", "--iterations", "2"], "after min"),
     "policy_throughput.py": (["--batches", "1", "--repeats", "1"], "reference overhead with LoRA"),
     "profile_sensitivity.py": (["--episodes", "1", "--tasks", "lift"], "McNemar"),
+    "relabel_takeover.py": (
+        ["--policy", "vla_razor/assets/pi0_tiny", "--task", "lift", "--episodes", "1", "--takeover", "3"],
+        "expert success on graspable",
+    ),
     "render_profile.py": (["--tasks", "lift", "--steps", "2", "--repeats", "1", "--quick"], "fast (shipped)"),
     "train_throughput.py": (
         ["--num-envs", "2", "--updates", "1", "--num-steps", "2", "--bc-steps", "1", "--skip-previous"],
