@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
+from ray.cluster_utils import Cluster
 
 from vla_razor.config import config_dir, register_resolvers
 from vla_razor.errors import BadInputError
+from vla_razor.folder_lock import OWNER_NAME
 from vla_razor.rollouts import EngineSettings
 from vla_razor.schemas import register_schemas
 from vla_razor.workflows.study import StudyConfig, run_study
@@ -140,6 +147,84 @@ def test_submitit_units_equal_the_in_process_study(in_process, tmp_path, sweep: 
     # submitit kept each job's log beside its pickled unit and result.
     logs = list((tmp_path / "runs" / "razor" / "units" / "submitit").glob("*_log.out"))
     assert len(logs) == len(SWEEPS[sweep])
+
+
+@pytest.fixture
+def two_nodes(ray_machine: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A Ray cluster of two nodes on this machine, one CPU each (one unit each), and a head node that
+    runs none: Ray's own multi-node test cluster, each node a raylet of its own."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def on_ray(cluster: Cluster) -> list[str]:
+    return ["units.backend=ray", f"units.address='{cluster.address}'"]
+
+
+@pytest.mark.slow
+def test_ray_units_on_two_nodes_equal_the_in_process_study(in_process, two_nodes, tmp_path) -> None:
+    reference = in_process("ppo+bc")
+    seed_pi0(reference, tmp_path)
+    run_in(tmp_path, "ppo+bc", *on_ray(two_nodes))
+    assert_same_units(reference, tmp_path, "ppo+bc")
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    while pid > 1:
+        chain.append(pid)
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return chain
+
+
+def _node_running(cluster: Cluster, pid: int) -> Any:
+    """The worker node whose raylet started the process ``pid`` (a Ray worker is its raylet's child)."""
+    ancestors = set(_ancestors(pid))
+    for node in cluster.worker_nodes:
+        if any(info.process.pid in ancestors for info in node.all_processes["raylet"]):
+            return node
+    raise AssertionError(f"process {pid} runs on no worker node of the cluster")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["worker", "node"])
+def test_a_unit_lost_with_its_ray_worker_or_node_runs_again_and_resumes(
+    in_process, two_nodes, tmp_path, victim: str
+) -> None:
+    """SIGKILL of the Ray worker training a unit (what the OOM killer does), or the loss of its whole node
+    (every process of that raylet killed): Ray runs the unit again, on the node left, and it resumes its
+    training from the checkpoint the lost one saved. The recorded unit is the uninterrupted one."""
+    reference = in_process("ppo")
+    seed_pi0(reference, tmp_path)
+    run_dir = tmp_path / "runs" / "razor" / "train" / RUN_NAMES["ppo"]
+    killed: list[int] = []
+
+    def kill_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + 600
+        while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(json.loads((run_dir / OWNER_NAME).read_text())["pid"])  # the training's process
+        if victim == "worker":
+            os.kill(pid, signal.SIGKILL)
+        else:
+            two_nodes.remove_node(_node_running(two_nodes, pid), allow_graceful=False)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    run_in(tmp_path, "ppo", *on_ray(two_nodes))
+    killer.join(timeout=5)
+    assert killed, "the unit finished before it could be killed"
+    assert_same_units(reference, tmp_path, "ppo")
+    unit = json.loads((tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").read_text())
+    assert unit["compute"]["train_resumed"] is True  # the second run resumed from the first one's checkpoint
 
 
 def test_unit_settings_are_checked_in_one_line() -> None:
