@@ -20,6 +20,11 @@ if "MUJOCO_GL" not in os.environ:
     os.environ["MUJOCO_GL"] = "egl"
 if "PYOPENGL_PLATFORM" not in os.environ and os.environ["MUJOCO_GL"] in ("egl", "osmesa"):
     os.environ["PYOPENGL_PLATFORM"] = os.environ["MUJOCO_GL"]
+# robosuite's EGL picks its device from CUDA_VISIBLE_DEVICES and fails on an empty one ("invalid literal for
+# int()"), which is what a job without GPUs gets from submitit and SLURM. Device 0 is the one it would take
+# with the variable unset (on a machine without GPUs, Mesa's); CUDA_VISIBLE_DEVICES itself is kept.
+if os.environ.get("CUDA_VISIBLE_DEVICES") == "" and "MUJOCO_EGL_DEVICE_ID" not in os.environ:
+    os.environ["MUJOCO_EGL_DEVICE_ID"] = "0"
 
 
 def _install_private_macros() -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -14,3 +20,12 @@ import torch  # noqa: E402
 
 # Several test processes (vector-env workers) share 2 cores; oversubscription only slows everything.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def ray_machine() -> Iterator[None]:
+    """One Ray cluster on this machine at a time: `make test` runs test files in two processes, and a
+    module's teardown (`ray stop --force`) stops every Ray process of the machine, another module's too."""
+    with open(Path(tempfile.gettempdir()) / "vla-razor-tests-ray.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from vla_razor.config import config_dir, register_resolvers
-from vla_razor.errors import UserError
+from vla_razor.errors import DISK_FULL_ERRNOS, DiskFullError, UserError
 from vla_razor.preemption import exit_code_on_preemption
 
 VERBS: dict[str, str] = {
@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
             # Bad input is reported as one line. Anything else is a bug and keeps its traceback: a
             # ValueError from deep inside torch or robosuite must not read like a typo in a config.
             raise SystemExit(f"error: {exc}") from None
+        except OSError as exc:  # a full disk is the user's to fix, like bad input: one line
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            raise SystemExit(f"error: {DiskFullError(exc)}") from None
 
     _task.__module__ = module.__name__
     register_resolvers()

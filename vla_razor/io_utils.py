@@ -43,6 +43,11 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write() names no file (a full disk): name the one being written
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

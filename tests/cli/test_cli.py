@@ -382,3 +382,36 @@ def test_razor_warm_start_entries(tmp_path) -> None:
     (step / "trainer_state.pt").write_bytes(b"")
     _, overrides = train_overrides(ppo, suite, "pi0", tmp_path, tmp_path / "d.hdf5", [])
     assert f"policy.pretrained={step / 'policy'}" in overrides
+
+
+@pytest.mark.slow  # two training jobs started through submitit: about 80 s on 2 cores
+def test_train_sweep_runs_its_jobs_through_hydras_submitit_launcher(tmp_path) -> None:
+    """`vla-razor train -m hydra/launcher=submitit_local`: what `hydra/launcher=submitit_slurm` does on a
+    cluster (each sweep job pickled, started as a job of its own, its result brought back), with local
+    processes for sbatch."""
+    sweep = tmp_path / "sweep"
+    out = cli(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=20",
+        "hydra.launcher.cpus_per_task=1",
+        "trainer=ppo",
+        "seed=0,1",
+        "trainer.num_iterations=1",
+        "trainer.num_steps=6",
+        "trainer.minibatch_size=6",
+        "trainer.save_every=1",
+        "task.env.horizon=6",
+        "logging.tensorboard=false",
+        "engine.num_workers=1",
+        f"hydra.sweep.dir={sweep}",
+        f"out_dir={sweep}/ppo_seed${{seed}}",
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Submitit 'local' sweep output dir" in out.stdout + out.stderr
+    for seed in (0, 1):
+        assert (sweep / f"ppo_seed{seed}" / "checkpoints" / "step_000001" / "policy").is_dir()
+    # Each job ran as a submitit job: its pickled call, its result and its log.
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2

@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
+def cluster(ray_machine: None, tmp_path_factory: pytest.TempPathFactory):
     """A one-node Ray cluster started the way a multi-machine one is (``ray start --head``), on 127.0.0.1."""
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")

@@ -39,9 +39,12 @@ class StepData:
         parts = [p for p in parts if len(p)]
         if not parts:
             raise BadInputError("no demonstration steps to train on (all demo files/splits empty)")
-        keys = set(parts[0].obs)
+        # The first file's key order, never a set's: BC's augmentation draws its random shifts key by key,
+        # and a set of strings iterates in an order that changes with each process's hash seed, so a
+        # run's batches (and weights) differed between two processes started alike.
+        keys = list(parts[0].obs)
         for p in parts[1:]:
-            if set(p.obs) != keys:
+            if set(p.obs) != set(keys):
                 raise BadInputError(
                     f"demo files disagree on observation keys: {sorted(keys)} vs {sorted(p.obs)}"
                 )

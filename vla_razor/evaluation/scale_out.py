@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = (None, "ray")
 # Rendering and thread settings a unit's env workers need on any node (set before they start).
-_FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
+FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def run_units_on_ray(
         return
     started_here = not ray.is_initialized()
     if started_here:
-        env_vars = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         ray.init(
             address=settings.address,
             include_dashboard=False,

@@ -145,9 +145,14 @@ def _append_line(path: Path, row: dict[str, Any]) -> None:
         with open(path, "rb") as fh:
             fh.seek(-1, 2)
             prefix = "" if fh.read(1) == b"\n" else "\n"
-    with open(path, "a") as fh:
-        fh.write(prefix + json.dumps(row) + "\n")
-        fh.flush()
+    try:
+        with open(path, "a") as fh:
+            fh.write(prefix + json.dumps(row) + "\n")
+            fh.flush()
+    except OSError as exc:
+        if exc.filename is None:  # a failed write() names no file (a full disk): name the log
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

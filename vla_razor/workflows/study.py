@@ -12,22 +12,20 @@ The report itself is ``evaluation.study``; this module wires training and evalua
 from __future__ import annotations
 
 import logging
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from vla_razor.checkpoints import list_checkpoints, resolve_policy_dir
-from vla_razor.config import config_dir
+from vla_razor.checkpoints import resolve_policy_dir
 from vla_razor.data.demos import ensure_demos
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.runner import EvalConfig, run_suite
-from vla_razor.evaluation.store import ResultsStore
 from vla_razor.evaluation.study import (
     load_results,
     study_document,
@@ -43,21 +41,25 @@ from vla_razor.machine import describe_machine
 from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EngineSettings, EnvPool, policy_env_kwargs
-from vla_razor.schemas import register_schemas
-from vla_razor.stopwatch import AwakeStopwatch
+from vla_razor.rollouts.pool import config_task_specs
+from vla_razor.workflows.study_units import (
+    STATES_DIR,
+    UnitResult,
+    UnitSpec,
+    evaluate_run,
+    restore_from_study,
+    train_run,
+    unit_results_dir,
+)
 from vla_razor.workflows.sweep import (
     SFT_TRAINERS,
     check_entries,
-    finished,
     run_name,
-    scheduled_checkpoints,
     train_overrides,
 )
-from vla_razor.workflows.training import run_training
+from vla_razor.workflows.unit_dispatch import PlannedUnit, UnitSettings, run_units
 
 log = logging.getLogger(__name__)
-
-STATES_DIR = "states"  # the study's cached KL states (pi0's own rollouts), kept beside its units
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,16 @@ class StudyConfig:
     # The new task's expert demos for bc / bc_kl: how many, and the expert's action noise.
     sft_episodes: int
     sft_noise_std: float
+    # Where the units run: here, one after another (local), or as jobs on Ray or submitit (SLURM).
+    units: UnitSettings = field(default_factory=UnitSettings)
+
+    def __post_init__(self) -> None:
+        scale_out = self.evaluation.scale_out
+        if self.units.backend != "local" and scale_out is not None and scale_out.backend is not None:
+            raise BadInputError(
+                f"units.backend={self.units.backend} with scale_out.backend={scale_out.backend}: a study spreads "
+                "either whole units (units.backend) or its evaluation's episodes (scale_out); set one to local/null"
+            )
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> StudyConfig:
@@ -95,6 +107,9 @@ class StudyConfig:
             train_overrides=[str(o) for o in cfg.train_overrides],
             sft_episodes=int(cfg.sft_demos.episodes),
             sft_noise_std=float(cfg.sft_demos.noise_std),
+            units=UnitSettings.from_mapping(OmegaConf.to_container(cfg.units, resolve=True))
+            if cfg.get("units") is not None
+            else UnitSettings(),
         )
 
 
@@ -118,8 +133,16 @@ def run_study(config: StudyConfig, engine: EngineSettings) -> dict[str, Any]:
         folder_lock(config.evaluation.out_dir, "results folder"),
     ):
         # One env pool for the whole study: demos, in-training evaluation and the suite reuse its envs.
+        demos = None
         with EnvPool(engine) as pool:
-            _study(config, pool)
+            pi0_hash = _begin(config, pool)
+            if config.units.backend == "local":
+                _units_here(config, pool, pi0_hash)
+            else:
+                demos = _demos(config, pool)
+        # Units elsewhere start their own pools: this one's workers are gone, and their CPUs with them.
+        if config.units.backend != "local":
+            _units_elsewhere(config, engine, demos, pi0_hash)
         document = study_document(config.study_dir)
         table = results_table(document)
         print(table)
@@ -130,7 +153,8 @@ def run_study(config: StudyConfig, engine: EngineSettings) -> dict[str, Any]:
     return document
 
 
-def _study(config: StudyConfig, pool: EnvPool) -> None:
+def _begin(config: StudyConfig, pool: EnvPool) -> str:
+    """Check the sweep, then evaluate and record pi0 (or take it from the study); pi0's content hash."""
     entries, evaluation, study_dir = config.sweep, config.evaluation, config.study_dir
     suite = evaluation.suite
     check_entries(entries, config.runs)
@@ -143,54 +167,106 @@ def _study(config: StudyConfig, pool: EnvPool) -> None:
     # cached states are not played again (another CPU could round a greedy action differently).
     pi0_dir = resolve_policy_dir(evaluation.pi0)
     profile = evaluation.render_profile or read_policy_record(pi0_dir).get("render_profile", "full")
-    restore_from_study(study_dir, results, suite, policy_content_hash(pi0_dir), profile)
+    pi0_hash = policy_content_hash(pi0_dir)
+    restore_from_study(study_dir, results, suite, pi0_hash, profile)
     # pi0 first: its new-task success decides whether on-policy RL has any signal to work with.
     document = run_suite(evaluation, [], pool)
     write_study_unit(study_dir, "pi0", document, ["pi0"])
     keep_states(results, study_dir)
     _report_pi0(document, suite, entries)
+    return pi0_hash
+
+
+def _units_here(config: StudyConfig, pool: EnvPool, pi0_hash: str) -> None:
+    """Every unit in this process, one after another, on the command's env pool."""
+    entries, study_dir = config.sweep, config.study_dir
     for run_dir in config.runs:  # already-trained runs (e.g. a `vla-razor train -m` sweep)
         compute = {"machine": describe_machine()}
         _record_run(config, pool, Path(run_dir).name, str(run_dir), compute)
-    demos = _sft_demos(config, pool) if any(e["trainer"] in SFT_TRAINERS for e in entries) else None
+    demos = _demos(config, pool)
     for entry in entries:
         name = run_name(entry)
-        if study_unit_exists(study_dir, name, document["pi0"]["hash"]):
+        if study_unit_exists(study_dir, name, pi0_hash):
             log.info("run %s is already recorded in %s", name, study_dir)
             continue
-        run_dir, overrides = train_overrides(
-            entry,
-            suite,
-            str(evaluation.pi0),
-            config.out_dir / "train",
-            demos or Path("no_demos.hdf5"),
-            config.train_overrides,
-        )
+        run_dir, overrides = _overrides(config, entry, demos)
         # What the unit cost, in this process: a resumed run counts only the training after its resume.
-        compute: dict[str, Any] = {"machine": describe_machine()}
-        if not finished(run_dir):
-            resumed = bool(list_checkpoints(run_dir))
-            if resumed:
-                overrides.append("resume=true")
-            with AwakeStopwatch() as watch:  # a study paused with SIGSTOP does not count the pause
-                _train(overrides, pool)
-            compute.update(train_s=round(watch.seconds, 1), train_resumed=resumed)
+        compute: dict[str, Any] = {"machine": describe_machine(), **train_run(overrides, run_dir, pool)}
         _record_run(config, pool, name, run_dir, compute)
 
 
-def restore_from_study(
-    study_dir: Path, results: Path, suite: SuiteSpec, pi0_hash: str, render_profile: str
-) -> None:
-    """Seed an empty results folder with the study's recorded pi0 and its cached KL states."""
-    if not study_unit_exists(study_dir, "pi0", pi0_hash):
-        return
-    store = ResultsStore(results, suite, pi0_hash, render_profile=render_profile)
-    if store.policy_record("pi0", pi0_hash) is None:
-        store.append_policy_record(load_results(study_dir)["policies"]["pi0"])
-        log.info("pi0's record restored from %s", study_dir)
-    for cache in sorted((study_dir / STATES_DIR).glob("kl_states*.npz")):
-        if not (results / cache.name).is_file():
-            shutil.copyfile(cache, results / cache.name)
+def _units_elsewhere(config: StudyConfig, engine: EngineSettings, demos: Path | None, pi0_hash: str) -> None:
+    """Every unit as a job of its own on Ray or submitit; each is recorded here as it finishes."""
+    planned = []
+    for run_dir in config.runs:  # already trained: evaluated only, as in-process
+        name = Path(run_dir).name
+        planned.append(PlannedUnit(name, partial(_unit_spec, config, engine, name, str(run_dir), None)))
+    for entry in config.sweep:
+        name = run_name(entry)
+        if study_unit_exists(config.study_dir, name, pi0_hash):
+            log.info("run %s is already recorded in %s", name, config.study_dir)
+            continue
+        planned.append(
+            PlannedUnit(
+                name, partial(_entry_spec, config, engine, entry, demos), after=entry.get("warm_start")
+            )
+        )
+    log.info(
+        "%d unit(s) on %s, %d CPU(s) each", len(planned), config.units.backend, config.units.cpus_per_unit
+    )
+
+    def record(result: UnitResult) -> None:
+        path = write_study_unit(
+            config.study_dir, result.name, result.document, list(result.policy_ids), result.compute
+        )
+        log.info("recorded %s (%d checkpoints) in %s", result.name, len(result.policy_ids), path)
+
+    run_units(planned, config.units, record, config.out_dir / "units" / "submitit")
+
+
+def _entry_spec(
+    config: StudyConfig, engine: EngineSettings, entry: dict[str, Any], demos: Path | None
+) -> UnitSpec:
+    run_dir, overrides = _overrides(config, entry, demos)
+    return _unit_spec(config, engine, run_name(entry), run_dir, overrides)
+
+
+def _unit_spec(
+    config: StudyConfig, engine: EngineSettings, name: str, run_dir: str, overrides: list[str] | None
+) -> UnitSpec:
+    cpus = config.units.cpus_per_unit
+    return UnitSpec(
+        name=name,
+        run_dir=run_dir,
+        train_overrides=None if overrides is None else tuple(overrides),
+        evaluation=replace(
+            config.evaluation, out_dir=unit_results_dir(config.out_dir, name), progress=False, scale_out=None
+        ),
+        study_dir=str(config.study_dir),
+        all_checkpoints=config.all_checkpoints,
+        # The unit's CPUs: one env worker each; its policy decodes and renders on one thread, as the
+        # engine's defaults would give on a machine of exactly those CPUs.
+        engine=replace(engine, num_workers=cpus, torch_threads=1, render_threads=1),
+        cwd=os.getcwd(),
+        task_specs=config_task_specs(),
+    )
+
+
+def _overrides(config: StudyConfig, entry: dict[str, Any], demos: Path | None) -> tuple[str, list[str]]:
+    """A sweep entry's run folder and its `train` overrides."""
+    return train_overrides(
+        entry,
+        config.evaluation.suite,
+        str(config.evaluation.pi0),
+        config.out_dir / "train",
+        demos or Path("no_demos.hdf5"),
+        config.train_overrides,
+    )
+
+
+def _demos(config: StudyConfig, pool: EnvPool) -> Path | None:
+    """The SFT demos, collected once, when a sweep entry needs them."""
+    return _sft_demos(config, pool) if any(e["trainer"] in SFT_TRAINERS for e in config.sweep) else None
 
 
 def keep_states(results: Path, study_dir: Path) -> None:
@@ -206,12 +282,9 @@ def keep_states(results: Path, study_dir: Path) -> None:
 def _record_run(config: StudyConfig, pool: EnvPool, name: str, run_dir: str, compute: dict[str, Any]) -> None:
     """Evaluate a run's scheduled checkpoints and record the unit, with its wall time (``eval_s`` counts
     the episodes this process played; stored ones from an interrupted evaluation are reused, not timed)."""
-    checkpoints = scheduled_checkpoints(run_dir, config.all_checkpoints)
-    with AwakeStopwatch() as watch:
-        document = run_suite(config.evaluation, checkpoints, pool)
-    compute = {**compute, "eval_s": round(watch.seconds, 1)}
-    path = write_study_unit(config.study_dir, name, document, [pid for pid, _ in checkpoints], compute)
-    log.info("recorded %s (%d checkpoints) in %s", name, len(checkpoints), path)
+    document, ids, eval_s = evaluate_run(config.evaluation, run_dir, config.all_checkpoints, pool)
+    path = write_study_unit(config.study_dir, name, document, ids, {**compute, "eval_s": eval_s})
+    log.info("recorded %s (%d checkpoints) in %s", name, len(ids), path)
 
 
 def _report_pi0(document: dict[str, Any], suite: SuiteSpec, entries: list[dict[str, Any]]) -> None:
@@ -229,17 +302,6 @@ def _report_pi0(document: dict[str, Any], suite: SuiteSpec, entries: list[dict[s
             "(task.env.reward=shaped), or a short BC warm-up first (a bc entry, then ppo from it)",
             suite.new_task,
         )
-
-
-def _train(overrides: list[str], pool: EnvPool) -> None:
-    register_schemas()  # a no-op under the CLI, needed when called from Python
-    if GlobalHydra.instance().is_initialized():  # inside `vla-razor razor`: same config dir, compose directly
-        cfg = compose(config_name="train", overrides=overrides)
-    else:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="razor_train"):
-            cfg = compose(config_name="train", overrides=overrides)
-    log.info("training: %s", " ".join(overrides))
-    run_training(cfg, pool)
 
 
 def _sft_demos(config: StudyConfig, pool: EnvPool) -> Path:

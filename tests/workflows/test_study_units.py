@@ -1,0 +1,246 @@
+"""A study's units on an existing engine, for real: submitit's local executor (jobs as processes on this
+machine) and a two-node Ray cluster on this machine give the same units as the in-process study.
+
+Every study here is toy-sized (one task besides the new one, one episode per task, two updates of six
+steps). The units are compared whole, episodes, hashes of the trained weights and metrics included,
+except what a unit cost (``compute``: its wall times). They are equal, not merely close: a unit's
+process trains from the same seeds, on one torch thread, with the same number of env workers as the
+in-process study (``units.cpus_per_unit`` = ``engine.num_workers`` = 1). That number matters: training
+rollouts are batched by how the envs split over the workers (``rollouts.splits.split_envs``: 2 envs on
+one worker decode as two batches of one, on two workers as one batch of two), and a batch of one samples
+and rounds otherwise than a batch of two, so runs with different worker counts differ, in-process too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from ray.cluster_utils import Cluster
+
+from vla_razor.config import config_dir, register_resolvers
+from vla_razor.errors import BadInputError
+from vla_razor.folder_lock import OWNER_NAME
+from vla_razor.rollouts import EngineSettings
+from vla_razor.schemas import register_schemas
+from vla_razor.workflows.study import StudyConfig, run_study
+from vla_razor.workflows.unit_dispatch import UnitSettings
+
+TOY = [
+    "suite.prior_tasks=[lift]",
+    "suite.episodes=1",
+    "suite.kl_states=4",
+    "suite.kl_state_seeds=1",
+    "videos=0",
+    "out_dir=runs/razor",
+    "study_dir=study",
+    "sft_demos.episodes=2",
+]
+PPO = [
+    "trainer.num_iterations=2",
+    "trainer.num_steps=6",
+    "trainer.minibatch_size=6",
+    "trainer.save_every=1",
+    "task.env.horizon=6",
+    "logging.tensorboard=false",
+]
+BC = [
+    "trainer.num_iterations=2",
+    "trainer.save_every=1",
+    "trainer.minibatch_size=4",
+    "trainer.warmup_steps=1",
+]
+SWEEPS = {
+    "ppo": [("ppo", PPO)],
+    "ppo+bc": [("ppo", PPO), ("bc", [*BC, "logging.tensorboard=false"])],
+}
+RUN_NAMES = {"ppo": "ppo_lr1e-05_seed0", "bc": "bc_lr1e-05_seed0"}
+
+
+def study_config(sweep: str, *overrides: str) -> StudyConfig:
+    """The razor config at toy size, composed as `vla-razor razor` composes it (relative paths: the cwd)."""
+    entries = ", ".join(
+        f"{{trainer: {trainer}, lr: 1.0e-5, seed: 0, overrides: [{', '.join(repr(o) for o in run)}]}}"
+        for trainer, run in SWEEPS[sweep]
+    )
+    register_resolvers()
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="units_test"):
+        cfg = compose(config_name="razor", overrides=[*TOY, f"sweep=[{entries}]", *overrides])
+    return StudyConfig.from_cfg(cfg)
+
+
+def run_in(cwd: Path, sweep: str, *overrides: str) -> dict[str, Any]:
+    with contextlib.chdir(cwd):
+        # The driver's engine as a unit's (one worker, one torch and render thread; see the docstring).
+        engine = EngineSettings(num_workers=1, torch_threads=1, render_threads=1)
+        return run_study(study_config(sweep, *overrides), engine)
+
+
+def seed_pi0(reference: Path, cwd: Path) -> None:
+    """Give a new study the reference study's recorded pi0 and KL states, as a study resumed on another
+    machine has them: its driver then plays no pi0 episode, and only the units differ in how they ran."""
+    (cwd / "study").mkdir(parents=True)
+    shutil.copyfile(reference / "study" / "pi0.json", cwd / "study" / "pi0.json")
+    shutil.copytree(reference / "study" / "states", cwd / "study" / "states")
+
+
+def recorded_units(cwd: Path) -> dict[str, str]:
+    """Each recorded run's unit without its wall times, as JSON (NaN standard errors compare equal)."""
+    units = {}
+    for path in sorted((cwd / "study" / "runs").glob("*.json")):
+        unit = json.loads(path.read_text())
+        compute = unit.pop("compute")
+        assert compute["eval_s"] > 0 and compute["machine"].endswith("usable cores")
+        units[path.stem] = json.dumps(unit, sort_keys=True)
+    return units
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory):
+    """The in-process study of each sweep (run once per module): the units every backend must give."""
+    done: dict[str, Path] = {}
+
+    def get(sweep: str) -> Path:
+        if sweep not in done:
+            cwd = tmp_path_factory.mktemp(f"in-process-{sweep}")
+            run_in(cwd, sweep)
+            done[sweep] = cwd
+        return done[sweep]
+
+    return get
+
+
+def assert_same_units(reference: Path, cwd: Path, sweep: str) -> None:
+    names = sorted(RUN_NAMES[trainer] for trainer, _ in SWEEPS[sweep])
+    expected, got = recorded_units(reference), recorded_units(cwd)
+    assert sorted(expected) == names and sorted(got) == names
+    for name in names:
+        assert got[name] == expected[name], name
+        # Each unit played its episodes in its own process, into a results folder of its own.
+        assert (cwd / "runs" / "razor" / "units" / name / "results" / "episodes.jsonl").is_file()
+    # The driver's results folder holds pi0 alone: no unit ran in the driver.
+    assert not (cwd / "runs" / "razor" / "results" / "episodes.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "sweep",
+    # One PPO unit: the default run's representative (a job started the way SLURM starts one, through
+    # submitit). PPO and BC side by side (two jobs at once, SFT demos shared) with the slow tests.
+    ["ppo", pytest.param("ppo+bc", marks=pytest.mark.slow)],
+)
+def test_submitit_units_equal_the_in_process_study(in_process, tmp_path, sweep: str) -> None:
+    reference = in_process(sweep)
+    seed_pi0(reference, tmp_path)
+    run_in(tmp_path, sweep, "units.backend=submitit", "units.submitit.cluster=local")
+    assert_same_units(reference, tmp_path, sweep)
+    # submitit kept each job's log beside its pickled unit and result.
+    logs = list((tmp_path / "runs" / "razor" / "units" / "submitit").glob("*_log.out"))
+    assert len(logs) == len(SWEEPS[sweep])
+
+
+@pytest.fixture
+def two_nodes(ray_machine: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A Ray cluster of two nodes on this machine, one CPU each (one unit each), and a head node that
+    runs none: Ray's own multi-node test cluster, each node a raylet of its own."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def on_ray(cluster: Cluster) -> list[str]:
+    return ["units.backend=ray", f"units.address='{cluster.address}'"]
+
+
+@pytest.mark.slow
+def test_ray_units_on_two_nodes_equal_the_in_process_study(in_process, two_nodes, tmp_path) -> None:
+    reference = in_process("ppo+bc")
+    seed_pi0(reference, tmp_path)
+    run_in(tmp_path, "ppo+bc", *on_ray(two_nodes))
+    assert_same_units(reference, tmp_path, "ppo+bc")
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    while pid > 1:
+        chain.append(pid)
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return chain
+
+
+def _node_running(cluster: Cluster, pid: int) -> Any:
+    """The worker node whose raylet started the process ``pid`` (a Ray worker is its raylet's child)."""
+    ancestors = set(_ancestors(pid))
+    for node in cluster.worker_nodes:
+        if any(info.process.pid in ancestors for info in node.all_processes["raylet"]):
+            return node
+    raise AssertionError(f"process {pid} runs on no worker node of the cluster")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["worker", "node"])
+def test_a_unit_lost_with_its_ray_worker_or_node_runs_again_and_resumes(
+    in_process, two_nodes, tmp_path, victim: str
+) -> None:
+    """SIGKILL of the Ray worker training a unit (what the OOM killer does), or the loss of its whole node
+    (every process of that raylet killed): Ray runs the unit again, on the node left, and it resumes its
+    training from the checkpoint the lost one saved. The recorded unit is the uninterrupted one."""
+    reference = in_process("ppo")
+    seed_pi0(reference, tmp_path)
+    run_dir = tmp_path / "runs" / "razor" / "train" / RUN_NAMES["ppo"]
+    killed: list[int] = []
+
+    def kill_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + 600
+        while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(json.loads((run_dir / OWNER_NAME).read_text())["pid"])  # the training's process
+        if victim == "worker":
+            os.kill(pid, signal.SIGKILL)
+        else:
+            two_nodes.remove_node(_node_running(two_nodes, pid), allow_graceful=False)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
+    killer.start()
+    run_in(tmp_path, "ppo", *on_ray(two_nodes))
+    killer.join(timeout=5)
+    assert killed, "the unit finished before it could be killed"
+    assert_same_units(reference, tmp_path, "ppo")
+    unit = json.loads((tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").read_text())
+    assert unit["compute"]["train_resumed"] is True  # the second run resumed from the first one's checkpoint
+
+
+def test_unit_settings_are_checked_in_one_line() -> None:
+    with pytest.raises(
+        BadInputError, match=r"units.backend='slurm'; valid: local \(in this process\), ray or submitit"
+    ):
+        UnitSettings(backend="slurm")
+    with pytest.raises(
+        BadInputError, match=r"unknown units setting\(s\) \['nodes'\]; valid: backend, address"
+    ):
+        UnitSettings.from_mapping({"nodes": 2})
+    with pytest.raises(BadInputError, match=r"unknown units.submitit setting\(s\) \['account'\]"):
+        UnitSettings.from_mapping({"submitit": {"account": "lab"}})
+    with pytest.raises(BadInputError, match=r"units.cpus_per_unit=0 must be an integer >= 1"):
+        UnitSettings(cpus_per_unit=0)
+    with pytest.raises(BadInputError, match=r"units.submitit.cluster='pbs'; valid: slurm, local"):
+        UnitSettings.from_mapping({"submitit": {"cluster": "pbs"}})
+    with pytest.raises(BadInputError, match=r"units.backend=ray with scale_out.backend=ray"):
+        study_config("ppo", "units.backend=ray", "scale_out.backend=ray")
