@@ -1,6 +1,7 @@
-"""SIGKILL of an env worker in the middle of a suite evaluation (what the OOM killer or a simulator segfault
-does): the pool replaces the worker, the episodes it was playing are recorded as failures with the reason,
-the evaluation finishes, and every episode recorded before the kill stays as it was."""
+"""SIGKILL of an env worker in the middle of a suite evaluation (what the OOM killer does): the pool
+replaces the worker, the episodes it was playing are played again from their seeds, the evaluation
+finishes with exactly the results of an uninterrupted one, and every episode recorded before the kill
+stays as it was."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from vla_razor.rollouts import EngineSettings, EnvPool
 
 @pytest.mark.slow  # a suite of two policies on a pool of two workers: about 40 s on 2 cores (the engine's
 # own kill test, tests/rollouts/test_engine_robosuite.py, is the fast one)
-def test_sigkill_of_an_env_worker_mid_evaluation_loses_nothing_recorded(pi0_dir, other_dir, tmp_path) -> None:  # noqa: F811
+def test_sigkill_of_an_env_worker_mid_evaluation_changes_no_result(pi0_dir, other_dir, tmp_path) -> None:  # noqa: F811
     suite = SuiteSpec(**{**SUITE, "episodes": 3})
     config = EvalConfig(pi0_dir, suite, tmp_path / "results", progress=False)
     episodes = tmp_path / "results" / "episodes.jsonl"
@@ -43,14 +44,8 @@ def test_sigkill_of_an_env_worker_mid_evaluation_loses_nothing_recorded(pi0_dir,
     lines = episodes.read_text().splitlines()
     assert lines[: len(before_kill)] == before_kill  # nothing recorded before the kill is lost or rewritten
     rows = [json.loads(line) for line in lines]
-    failed = [r for r in rows if r["sim_error"]]
-    assert failed and all(r["policy"] == "ckpt" and not r["success"] for r in failed)
-    assert all("env worker died" in r["sim_error"] for r in failed)
-    # Every (policy, task, seed) is recorded once, and the failures are counted where a reader sees them.
+    assert not any(r["sim_error"] for r in rows)  # the kill is no failure of the policy's
+    # Every (policy, task, seed) is recorded once, with the result of an uninterrupted evaluation.
     assert len(rows) == len({(r["policy"], r["task"], r["seed"]) for r in rows}) == 2 * 2 * 3
-    tasks = document["policies"]["ckpt"]["tasks"]
-    assert sum(t["sim_errors"] for t in tasks.values()) == len(failed)
-    # The same command again plays nothing: the failures stay recorded as failures.
-    again = run_suite(config, [("ckpt", other_dir)])
-    assert episodes.read_text().splitlines() == lines
-    assert json.dumps(again["policies"]["ckpt"]["tasks"]) == json.dumps(tasks)
+    clean = run_suite(EvalConfig(pi0_dir, suite, tmp_path / "clean", progress=False), [("ckpt", other_dir)])
+    assert json.dumps(document["policies"]) == json.dumps(clean["policies"])

@@ -35,6 +35,10 @@ from vla_razor.sampling import GREEDY, Sampling
 log = logging.getLogger(__name__)
 
 
+# Times an episode is restarted after its env worker died before it counts as a failure.
+EPISODE_REPLAYS = 1
+
+
 @dataclass(frozen=True)
 class EpisodeJob:
     """One seeded episode: the env to play it in (``envs.make_env`` kwargs, task included) and its seed."""
@@ -123,6 +127,7 @@ class _Run:
         self.slots = make_slots(pool.num_workers, settings.slots_per_worker, self.groups)
         self.queue = deque(range(len(self.jobs)))
         self.played: dict[int, PlayedEpisode] = {}
+        self.replays: dict[int, int] = {}  # job -> times it was restarted after its worker died
         self.stats = EngineStats()
 
     # ------------------------------------------------------------------ jobs
@@ -210,11 +215,26 @@ class _Run:
             slot.obs = result.obs
 
     def lose_worker(self, worker: int, died: WorkerDied) -> None:
-        """Every episode the dead worker was playing ends as a failure; its slots take new jobs."""
+        """The episodes the dead worker was playing are played again from their seeds on its replacement
+        (a killed process says nothing about the policy); an episode whose worker dies again ends as a
+        failure with ``sim_error`` (a crash its own actions cause, as a simulator segfault would)."""
         self.stats.worker_failures += 1
         for slot in self.slots:
-            if slot.worker == worker and slot.job is not None:
+            if slot.worker != worker or slot.job is None:
+                continue
+            job = slot.job
+            self.replays[job] = self.replays.get(job, 0) + 1
+            if self.replays[job] > EPISODE_REPLAYS:
                 self.finish(slot, False, f"env worker died: {died.reason}")
+                continue
+            log.warning(
+                "%s seed %d: env worker died (%s); playing the episode again",
+                self.jobs[job].task,
+                self.jobs[job].seed,
+                died.reason,
+            )
+            self.queue.appendleft(job)
+            self.assign(slot)
 
     # ------------------------------------------------------------------ policy
     def decide(self, group: int) -> None:
@@ -283,7 +303,8 @@ def play_episodes(
 
     The policy acts as ``sampling`` says (greedy by default). ``on_episode`` is called as each episode finishes (append-only result files). With
     ``keep_observations`` every observation the policy saw is kept with its episode (e.g. the new-task
-    states of KL measurements). An episode whose worker died ends as a failure with ``sim_error`` set.
+    states of KL measurements). An episode whose worker died is played again from its seed (once); if its
+    worker dies again, it ends as a failure with ``sim_error`` set.
     """
     if not jobs:
         return []
