@@ -479,6 +479,16 @@ def section_render(run: Run, size: Size) -> None:
         run.report(f"render_{backend}_renderer", result["renderer"])
 
 
+# Without numba (the simulator bundle leaves it out: benchmarks/sim_bundle.py), robosuite's controller
+# kernels run as Python and the culler takes its numpy path. Measured on the 2-core AMD EPYC of the
+# README, 300 random-action steps per task, two policy cameras at 64 px, interleaved with numba.
+NO_NUMBA_NOTE = (
+    "env steps 1.5-1.7x slower than with numba where measured (2-core AMD EPYC: lift 16.6 -> 28.1 ms, "
+    "grasp_lift_bread 26.0 -> 38.9 ms per step; ~10 ms of it robosuite's controller kernels as Python, "
+    "~1 ms per culled render in numpy): simulator-bound figures here are pessimistic"
+)
+
+
 def describe(run: Run, device: torch.device, argv: list[str]) -> None:
     run.report("command", shlex.join([Path(sys.executable).name, *sys.argv[:1], *argv]))
     run.report("python", platform.python_version())
@@ -495,6 +505,13 @@ def describe(run: Run, device: torch.device, argv: list[str]) -> None:
     run.report("device_name", card)
     run.report("cpu_cores", len(os.sched_getaffinity(0)))
     run.report("mujoco_gl", os.environ.get("MUJOCO_GL", "(unset: egl)"))
+    try:
+        from numba import njit  # noqa: F401
+    except ImportError:  # the simulator bundle's placeholder (benchmarks/sim_bundle.py)
+        run.report("sim_kernels", "python/numpy (no numba)")
+        run.report("sim_kernels_note", NO_NUMBA_NOTE)
+    else:
+        run.report("sim_kernels", "numba")
 
 
 def main(argv: list[str] | None = None) -> None:

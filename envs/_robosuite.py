@@ -27,6 +27,15 @@ if os.environ.get("CUDA_VISIBLE_DEVICES") == "" and "MUJOCO_EGL_DEVICE_ID" not i
     os.environ["MUJOCO_EGL_DEVICE_ID"] = "0"
 
 
+def _numba_imports() -> bool:
+    """Whether numba is installed for real (the simulator bundle's placeholder raises ImportError)."""
+    try:
+        from numba import njit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _install_private_macros() -> None:
     """Register an in-memory ``robosuite.macros_private`` so robosuite finds it without site-packages writes."""
     if "robosuite.macros_private" in sys.modules:
@@ -37,8 +46,9 @@ def _install_private_macros() -> None:
     # Only real problems reach the console; robosuite logs every controller load at INFO.
     macros.CONSOLE_LOGGING_LEVEL = "ERROR"
     macros.FILE_LOGGING_LEVEL = None
-    # Numba JIT-compiles on first use in every process, which slows worker start-up for small gains.
-    macros.ENABLE_NUMBA = True
+    # robosuite's controller kernels are numba-compiled (cached on disk) where numba imports; without it
+    # (benchmarks/sim_bundle.py's bundle ships a placeholder numba module) they run as plain Python.
+    macros.ENABLE_NUMBA = _numba_imports()
     macros.CACHE_NUMBA = True
     sys.modules["robosuite.macros_private"] = macros
 

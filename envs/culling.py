@@ -32,6 +32,9 @@ invisible geoms), then restored: the scene is exactly the one the model would gi
 The tests are numba kernels (a decision, not a result: their floating point need not match anything, only
 err on the safe side): 25-60 us per render here, against 2-12 ms of drawing saved. The first use on a
 machine compiles them (about 5 s), then numba's cache (``envs/__pycache__``) loads them in milliseconds.
+Where numba is not installed (the simulator bundle of ``benchmarks/sim_bundle.py`` leaves it out),
+``_hidden_numpy`` decides instead: the same float operations in the same order, vectorised, so the same
+geoms (``tests/envs/test_culling_numpy.py`` compares both on real scenes); about 1 ms per render here.
 
 Measured (``benchmarks/env_throughput.py --profile``, AMD EPYC, 2 cores; ms per step, draw + read-back
 of both policy cameras): lift 20.3 -> 9.5, grasp_lift_bread 25.0 -> 18.0. Of the ~170k triangles,
@@ -41,12 +44,17 @@ agentview still draws ~100-140k (the arm and pedestal it sees) and the eye-in-ha
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import mujoco
-import numba
 import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # no numba (benchmarks/sim_bundle.py's bundle): _hidden_numpy decides instead
+    njit = None
 
 # The 8 corners of a unit box, as signs of the half-sizes.
 _BOX_CORNERS = np.array([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])
@@ -56,6 +64,11 @@ MIN_OCCLUDER_HALF_M = 0.05  # box faces smaller than 10 cm x 10 cm are not worth
 SPLIT, SPLIT_MIN_TRIANGLES = 4, 5000  # big meshes are also tested in SPLIT^3 pieces
 # Faces of a box (-x, +x, -y, +y, -z, +z): the axis normal to the face and the two in-face axes.
 _FACE_AXES = ((0, 1, 2), (0, 1, 2), (1, 0, 2), (1, 0, 2), (2, 0, 1), (2, 0, 1))
+
+
+def _compiled(func: Any) -> Any:
+    """``func`` compiled by numba (cached on disk) where numba is importable, else left as it is."""
+    return func if njit is None else njit(cache=True)(func)
 
 
 class SceneCuller:
@@ -123,7 +136,7 @@ class SceneCuller:
             ],
             dtype=np.float64,
         )
-        return _hidden_kernel(
+        return _hidden(
             self.meshes,
             self.local_corners,
             self.local_pieces,
@@ -145,7 +158,7 @@ class SceneCuller:
         )
 
 
-@numba.njit(cache=True)
+@_compiled
 def _drawn_opaque(geom, geom_rgba, geom_matid, mat_rgba, geom_group, groups):  # pragma: no cover - compiled
     """Drawn (enabled group) and fully opaque (alpha 1 on the geom and on its material, if any)."""
     group = min(max(geom_group[geom], 0), groups.shape[0] - 1)
@@ -155,7 +168,7 @@ def _drawn_opaque(geom, geom_rgba, geom_matid, mat_rgba, geom_group, groups):  #
     return mat < 0 or mat_rgba[mat, 3] == 1.0
 
 
-@numba.njit(cache=True)
+@_compiled
 def _to_world(local, rot, pos):  # pragma: no cover - compiled
     """(8, 3) corners in a geom's frame -> world, with the geom's xmat (9,) and xpos (3,)."""
     world = np.empty((8, 3))
@@ -170,7 +183,7 @@ def _to_world(local, rot, pos):  # pragma: no cover - compiled
     return world
 
 
-@numba.njit(cache=True)
+@_compiled
 def _box_status(world, view, faces):  # pragma: no cover - compiled
     """For one box's (8, 3) world corners: (hidden, partly outside the frustum, partly beyond a face).
 
@@ -230,7 +243,7 @@ def _box_status(world, view, faces):  # pragma: no cover - compiled
     return False, partly_outside, partly_beyond
 
 
-@numba.njit(cache=True)
+@_compiled
 def _hidden_kernel(
     meshes,
     local_corners,
@@ -325,6 +338,178 @@ def _hidden_kernel(
                     break
         hidden[m] = gone
     return meshes[hidden]
+
+
+def _drawn_opaque_numpy(
+    geoms: np.ndarray,
+    geom_rgba: np.ndarray,
+    geom_matid: np.ndarray,
+    mat_rgba: np.ndarray,
+    geom_group: np.ndarray,
+    groups: np.ndarray,
+) -> np.ndarray:
+    """:func:`_drawn_opaque` for an array of geoms."""
+    group = np.clip(geom_group[geoms], 0, groups.shape[0] - 1)
+    mat = geom_matid[geoms]
+    mat_alpha = mat_rgba[np.maximum(mat, 0), 3] if mat_rgba.shape[0] else np.ones(len(geoms))
+    return (groups[group] != 0) & (geom_rgba[geoms, 3] == 1.0) & ((mat < 0) | (mat_alpha == 1.0))
+
+
+def _to_world_numpy(local: np.ndarray, rot: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """:func:`_to_world` for boxes (..., 8, 3) with rotations (..., 9) and positions (..., 3), in the
+    same order of operations."""
+    world = np.empty(local.shape)
+    for i in range(3):
+        world[..., i] = (
+            pos[..., None, i]
+            + rot[..., None, 3 * i] * local[..., 0]
+            + rot[..., None, 3 * i + 1] * local[..., 1]
+            + rot[..., None, 3 * i + 2] * local[..., 2]
+        )
+    return world
+
+
+def _box_status_numpy(
+    world: np.ndarray, view: tuple[np.ndarray, ...], faces: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_box_status` for boxes (B, 8, 3): (hidden, partly outside, partly beyond a face), each (B,).
+
+    The same float operations in the same order, per corner and face; only the early exits differ,
+    and they never change the answer (hidden by any test, or partly so).
+    """
+    eye, axes, planes, occluder_depths = view
+    normal, centre, axis_a, axis_b, half_a, half_b, eye_dist = faces
+    rx, ry, rz = world[..., 0] - eye[0], world[..., 1] - eye[1], world[..., 2] - eye[2]
+    x = rx * axes[0, 0] + ry * axes[0, 1] + rz * axes[0, 2]
+    y = rx * axes[1, 0] + ry * axes[1, 1] + rz * axes[1, 2]
+    depth = rx * axes[2, 0] + ry * axes[2, 1] + rz * axes[2, 2]
+    out = np.stack(
+        [
+            depth < planes[0],
+            depth > planes[1],
+            x < planes[2] * depth,
+            x > planes[3] * depth,
+            y < planes[4] * depth,
+            y > planes[5] * depth,
+        ],
+        axis=1,
+    ).sum(axis=2)  # (B, 6): corners outside each plane
+    outside = (out == 8).any(axis=1)
+    partly_outside = (out > 0).any(axis=1)
+    # (N, F, 8) signed distances beyond each face's plane, of the corners of the N boxes still in view.
+    rest = np.flatnonzero(~outside)
+    world, depth = world[rest], depth[rest]
+    dist = (world[:, None, :, 0] - centre[None, :, None, 0]) * normal[None, :, None, 0]
+    dist = dist + (world[:, None, :, 1] - centre[None, :, None, 1]) * normal[None, :, None, 1]
+    dist = dist + (world[:, None, :, 2] - centre[None, :, None, 2]) * normal[None, :, None, 2]
+    beyond = dist < -MARGIN_M
+    partly_beyond = np.zeros(outside.shape, dtype=np.bool_)
+    partly_beyond[rest] = beyond.any(axis=(1, 2))
+    # A face can hide a box only if every corner is beyond it: the rest of the test for those pairs only.
+    box, face = np.nonzero(beyond.all(axis=2))
+    shadowed = np.zeros(outside.shape, dtype=np.bool_)
+    if box.size:
+        d, ed = dist[box, face], eye_dist[face, None]  # (K, 8), (K, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = ed / (ed - d)
+            td = t * depth[box]
+            hit = eye + t[..., None] * (world[box] - eye) - centre[face, None]  # (K, 8, 3)
+        seen = (occluder_depths[0] < td) & (td < occluder_depths[1])
+        a, b = axis_a[face, None], axis_b[face, None]
+        u = hit[..., 0] * a[..., 0] + hit[..., 1] * a[..., 1] + hit[..., 2] * a[..., 2]
+        v = hit[..., 0] * b[..., 0] + hit[..., 1] * b[..., 1] + hit[..., 2] * b[..., 2]
+        inside = (np.abs(u) <= half_a[face, None]) & (np.abs(v) <= half_b[face, None])
+        shadowed[rest[box[(seen & inside).all(axis=1)]]] = True
+    return outside | shadowed, partly_outside, partly_beyond
+
+
+def _hidden_numpy(
+    meshes: np.ndarray,
+    local_corners: np.ndarray,
+    local_pieces: np.ndarray,
+    split: np.ndarray,
+    boxes: np.ndarray,
+    geom_xpos: np.ndarray,
+    geom_xmat: np.ndarray,
+    geom_size: np.ndarray,
+    geom_rgba: np.ndarray,
+    geom_matid: np.ndarray,
+    mat_rgba: np.ndarray,
+    geom_group: np.ndarray,
+    groups: np.ndarray,
+    eye: np.ndarray,
+    forward: np.ndarray,
+    up: np.ndarray,
+    frustum: np.ndarray,
+) -> np.ndarray:
+    """:func:`_hidden_kernel` in numpy, for where numba is not installed: the same ids, from the same
+    float operations in the same order (``tests/envs/test_culling_numpy.py``), vectorised over meshes,
+    corners and faces. Slower than the kernel, but far cheaper than drawing what it culls."""
+
+    # Scalar arithmetic as the kernel's: its np.sum over 3 values adds them left to right, its np.cross
+    # is a1 * b2 - a2 * b1 (and so on) like numpy's.
+    def cross(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float]:
+        return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+    f0, f1, f2 = (float(value) for value in forward)
+    norm = math.sqrt(f0 * f0 + f1 * f1 + f2 * f2)
+    fwd = (f0 / norm, f1 / norm, f2 / norm)
+    r0, r1, r2 = cross(fwd, tuple(float(value) for value in up))
+    norm = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+    right = (r0 / norm, r1 / norm, r2 / norm)
+    axes = np.array([right, cross(right, fwd), fwd])
+    k = FRUSTUM_SLACK
+    near = frustum[0]
+    mid_x, half_x = 0.5 * (frustum[2] + frustum[3]), 0.5 * (frustum[3] - frustum[2])
+    mid_y, half_y = 0.5 * (frustum[4] + frustum[5]), 0.5 * (frustum[5] - frustum[4])
+    planes = np.array(
+        [
+            near / k,
+            frustum[1] * k,
+            (mid_x - k * half_x) / near,
+            (mid_x + k * half_x) / near,
+            (mid_y - k * half_y) / near,
+            (mid_y + k * half_y) / near,
+        ]
+    )
+    occluder_depths = np.array([near * k + MARGIN_M, frustum[1] / k])
+    # Occluder faces, in the kernel's order (boxes, then faces -x, +x, -y, +y, -z, +z).
+    opaque = boxes[_drawn_opaque_numpy(boxes, geom_rgba, geom_matid, mat_rgba, geom_group, groups)]
+    rot, pos, size = geom_xmat[opaque], geom_xpos[opaque], geom_size[opaque]
+    n_axis, a_axis, b_axis = (np.array(column) for column in zip(*_FACE_AXES, strict=True))
+    sign = np.array([-1.0, 1.0] * 3)
+    # (boxes, 6, 3): column j of the rotation is xmat[3 * i + j].
+    normal = sign[None, :, None] * rot[:, 3 * np.arange(3)[None] + n_axis[:, None]]
+    centre = pos[:, None] + size[:, n_axis, None] * normal
+    offset = (eye - centre) * normal
+    dist = offset[..., 0] + offset[..., 1] + offset[..., 2]
+    half_a, half_b = size[:, a_axis] - MARGIN_M, size[:, b_axis] - MARGIN_M
+    use = (half_a > 0) & (half_b > 0) & (dist > MARGIN_M)  # the camera faces this side, off its plane
+    axis_a = rot[:, 3 * np.arange(3)[None] + a_axis[:, None]]
+    axis_b = rot[:, 3 * np.arange(3)[None] + b_axis[:, None]]
+    faces = (normal[use], centre[use], axis_a[use], axis_b[use], half_a[use], half_b[use], dist[use])
+    view = (eye, axes, planes, occluder_depths)
+    drawn = _drawn_opaque_numpy(meshes, geom_rgba, geom_matid, mat_rgba, geom_group, groups)
+    index = np.flatnonzero(drawn)
+    rot, pos = geom_xmat[meshes[index]], geom_xpos[meshes[index]]
+    gone, partly_outside, partly_beyond = _box_status_numpy(
+        _to_world_numpy(local_corners[index], rot, pos), view, faces
+    )
+    # Maybe hidden by the frustum and a face together: then every piece is hidden by one of them.
+    retry = ~gone & split[index] & partly_outside & partly_beyond
+    if retry.any():
+        pieces = local_pieces[index[retry]]  # (R, P, 8, 3)
+        count = pieces.shape[1]
+        world = _to_world_numpy(pieces, rot[retry, None], pos[retry, None]).reshape(-1, 8, 3)
+        gone[retry] = _box_status_numpy(world, view, faces)[0].reshape(-1, count).all(axis=1)
+    hidden = np.zeros(meshes.shape[0], dtype=np.bool_)
+    hidden[index] = gone
+    return meshes[hidden]
+
+
+# The decision used by SceneCuller: the compiled kernel, or its numpy twin without numba.
+_hidden = _hidden_numpy if njit is None else _hidden_kernel
+NUMBA = njit is not None
 
 
 @contextlib.contextmanager
