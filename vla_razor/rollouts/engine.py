@@ -35,10 +35,6 @@ from vla_razor.sampling import GREEDY, Sampling
 log = logging.getLogger(__name__)
 
 
-# Times an episode is restarted after its env worker died before it counts as a failure.
-EPISODE_REPLAYS = 1
-
-
 @dataclass(frozen=True)
 class EpisodeJob:
     """One seeded episode: the env to play it in (``envs.make_env`` kwargs, task included) and its seed."""
@@ -127,12 +123,14 @@ class _Run:
         self.slots = make_slots(pool.num_workers, settings.slots_per_worker, self.groups)
         self.queue = deque(range(len(self.jobs)))
         self.played: dict[int, PlayedEpisode] = {}
-        self.replays: dict[int, int] = {}  # job -> times it was restarted after its worker died
+        # Jobs in flight when their worker died (suspects): waiting to be played again, or being played.
+        self.suspects: deque[int] = deque()
+        self.suspected: set[int] = set()
         self.stats = EngineStats()
 
     # ------------------------------------------------------------------ jobs
     def assign(self, slot: _Slot) -> None:
-        slot.job = self.queue.popleft() if self.queue else None
+        slot.job = self.next_job()
         slot.obs = slot.action = None
         slot.needs_reset = slot.job is not None
         slot.length = 0
@@ -141,18 +139,29 @@ class _Run:
                 self.jobs[slot.job], SeededEpisode(self.jobs[slot.job].seed, False, 0)
             )
 
+    def next_job(self) -> int | None:
+        """The next job to play: a suspect (an episode in flight when its worker died) only while no other
+        suspect is in flight, so that a second death can be blamed on exactly one episode."""
+        if self.suspects and not any(s.job in self.suspected for s in self.slots if s.job is not None):
+            return self.suspects.popleft()
+        return self.queue.popleft() if self.queue else None
+
     def finish(self, slot: _Slot, success: bool, sim_error: str | None) -> None:
+        self.finish_without_assign(slot, success, sim_error)
+        self.assign(slot)
+
+    def finish_without_assign(self, slot: _Slot, success: bool, sim_error: str | None) -> None:
         assert slot.job is not None
         played = self.played[slot.job]
         played.episode = SeededEpisode(played.job.seed, bool(success), slot.length, sim_error or None)
         self.stats.episodes += 1
+        self.suspected.discard(slot.job)
         if sim_error:
             log.warning("%s seed %d: %s (counted as a failure)", played.job.task, played.job.seed, sim_error)
         if self.progress is not None:
             self.progress.update(1)
         if self.on_episode is not None:
             self.on_episode(played.job, played.episode)
-        self.assign(slot)
 
     def busy(self) -> bool:
         return any(s.job is not None for s in self.slots) or any(
@@ -216,24 +225,27 @@ class _Run:
 
     def lose_worker(self, worker: int, died: WorkerDied) -> None:
         """The episodes the dead worker was playing are played again from their seeds on its replacement
-        (a killed process says nothing about the policy); an episode whose worker dies again ends as a
-        failure with ``sim_error`` (a crash its own actions cause, as a simulator segfault would)."""
+        (a killed process says nothing about the policy), one at a time among such suspects. A suspect
+        whose worker dies again ends as a failure with ``sim_error``: a crash its own actions cause, as a
+        simulator segfault would."""
         self.stats.worker_failures += 1
-        for slot in self.slots:
-            if slot.worker != worker or slot.job is None:
-                continue
+        lost = [slot for slot in self.slots if slot.worker == worker and slot.job is not None]
+        for slot in lost:
             job = slot.job
-            self.replays[job] = self.replays.get(job, 0) + 1
-            if self.replays[job] > EPISODE_REPLAYS:
-                self.finish(slot, False, f"env worker died: {died.reason}")
-                continue
-            log.warning(
-                "%s seed %d: env worker died (%s); playing the episode again",
-                self.jobs[job].task,
-                self.jobs[job].seed,
-                died.reason,
-            )
-            self.queue.appendleft(job)
+            assert job is not None
+            if job in self.suspected:  # a suspect, played among no other suspect: it killed the worker
+                self.finish_without_assign(slot, False, f"env worker died: {died.reason}")
+            else:
+                self.suspected.add(job)
+                self.suspects.append(job)
+                log.warning(
+                    "%s seed %d: env worker died (%s); the episode will be played again",
+                    self.jobs[job].task,
+                    self.jobs[job].seed,
+                    died.reason,
+                )
+            slot.job = None
+        for slot in lost:
             self.assign(slot)
 
     # ------------------------------------------------------------------ policy
@@ -303,8 +315,8 @@ def play_episodes(
 
     The policy acts as ``sampling`` says (greedy by default). ``on_episode`` is called as each episode finishes (append-only result files). With
     ``keep_observations`` every observation the policy saw is kept with its episode (e.g. the new-task
-    states of KL measurements). An episode whose worker died is played again from its seed (once); if its
-    worker dies again, it ends as a failure with ``sim_error`` set.
+    states of KL measurements). An episode whose worker died is played again from its seed, among no other
+    such episode; if its worker dies again, it ends as a failure with ``sim_error`` set.
     """
     if not jobs:
         return []
