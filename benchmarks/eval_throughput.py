@@ -49,7 +49,7 @@ def main():
         cfg |= {"kl_states": int(kl_states)}
     if tasks:
         cfg |= {"prior_tasks": tasks.split(",")}
-    suite = SuiteSpec(**{**cfg, "prior_tasks": tuple(cfg["prior_tasks"])})
+    suite = SuiteSpec.from_mapping(cfg)  # the suite config's own pi0 entry is not part of the suite
     checkpoints = [(Path(c).name, Path(c)) for c in ckpts]
     config = EvalConfig(pi0, suite, out, videos=0, progress=False, render_profile=profile)
     start = time.perf_counter()
