@@ -126,6 +126,11 @@ def main(mode: str, out: Path, demos: str | None) -> None:
         sum(p.detach().double().sum() for p in policy.trainable_parameters() if type(p) is torch.nn.Parameter)
     )
     (out / f"rank{info.rank}.json").write_text(json.dumps({"checksum": checksum, "world": info.world_size}))
+    # Every rank done before any tears the group down: a rank that destroyed it while the other was still
+    # in FSDP's last collective aborted at exit on a loaded machine ("terminate called without an active
+    # exception", once in a fresh-clone run).
+    if info.enabled:
+        torch.distributed.barrier()
     shutdown(info)
 
 
