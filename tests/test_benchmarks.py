@@ -34,6 +34,10 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
         "expert success on graspable",
     ),
     "render_profile.py": (["--tasks", "lift", "--steps", "2", "--repeats", "1", "--quick"], "fast (shipped)"),
+    "sampled_success.py": (
+        ["--policy", "vla_razor/assets/pi0_tiny", "--tasks", "lift", "--episodes", "1", "--workers", "1"],
+        "McNemar p",
+    ),
     "train_throughput.py": (
         ["--num-envs", "2", "--updates", "1", "--num-steps", "2", "--bc-steps", "1", "--skip-previous"],
         "env-steps/s",

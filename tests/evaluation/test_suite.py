@@ -10,6 +10,7 @@ import pytest
 
 from tests.trainers.conftest import tiny_policy_cfg
 from vla_razor.checkpoints import expand_checkpoints
+from vla_razor.errors import BadInputError
 from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.study import load_results, merge_results, write_report
 from vla_razor.evaluation.suite_spec import SuiteSpec
@@ -179,8 +180,6 @@ def test_results_name_policies_by_hash_and_portable_names(results, pi0_dir) -> N
 
 
 def test_changed_checkpoint_is_reevaluated_and_another_pi0_refused(pi0_dir, tmp_path) -> None:
-    from vla_razor.errors import BadInputError
-
     words = ["lift", "the", "red", "cube", "grasp", "and", "can"]
     ckpt = tmp_path / "run" / "ckpt"
     build_policy(tiny_policy_cfg(extra_words=words, seed=3)).save_pretrained(ckpt)
@@ -227,3 +226,17 @@ def test_duplicate_ids_tiny_kl_state_counts_and_mixed_studies_are_one_line(
         study_unit_exists(tmp_path / "study", "r", "sha256:b")
     with pytest.raises(BadInputError, match="recorded with another suite or pi0"):
         write_study_unit(tmp_path / "study", "pi0", {**doc, "pi0": {"hash": "sha256:b"}}, ["pi0"])
+
+
+def test_suite_decode_setting() -> None:
+    greedy = SuiteSpec(**SUITE)
+    assert greedy.sampling.greedy and "decode" not in greedy.identity()  # folders from before still match
+    sampled = SuiteSpec(**{**SUITE, "decode": "sampled", "temperature": 0.7})
+    assert not sampled.sampling.greedy and sampled.sampling.temperature == 0.7
+    assert sampled.sampling.episode_seed == sampled.seed
+    assert sampled.identity()["decode"] == "sampled" and sampled.identity() != greedy.identity()
+    assert SuiteSpec.from_mapping({**SUITE, "decode": "sampled"}).decode == "sampled"
+    with pytest.raises(BadInputError, match="suite.decode='beam' is not one of greedy, sampled"):
+        SuiteSpec(**{**SUITE, "decode": "beam"})
+    with pytest.raises(BadInputError, match="suite.temperature must be > 0"):
+        SuiteSpec(**{**SUITE, "decode": "sampled", "temperature": 0.0})

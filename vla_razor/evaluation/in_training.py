@@ -1,5 +1,5 @@
-"""In-training evaluation: every N updates, new-task success on fixed held-out seeds (greedy actions)
-and the divergence of the current policy from pi0 on a cached set of new-task states.
+"""In-training evaluation: every N updates, new-task success on fixed held-out seeds (greedy actions, or
+sampled per episode as the suite can: ``eval.decode``) and the divergence of the current policy from pi0 on a cached set of new-task states.
 
 Results are logged and written beside the checkpoints (``<run>/eval/step_<N>.json``): the raw material
 of the forgetting-vs-KL study. The trainers receive this object as a plain ``(policy, step) -> metrics``
@@ -18,8 +18,10 @@ from vla_razor.errors import BadInputError
 from vla_razor.evaluation.divergences import measure_divergences
 from vla_razor.evaluation.kl_states import collect_kl_states, load_kl_states, save_kl_states
 from vla_razor.evaluation.success import evaluate_success
+from vla_razor.evaluation.suite_spec import DECODE_MODES
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.rollouts import EnvPool
+from vla_razor.sampling import GREEDY, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,18 @@ class InTrainingEvaluator:
         kl_state_seeds: int = 8,
         logger: StepLogger | None = None,
         enabled: bool = True,
+        decode: str = "greedy",
+        temperature: float = 1.0,
     ) -> None:
         if episodes <= 0:
             raise BadInputError(f"eval.episodes must be > 0, got {episodes}")
+        if decode not in DECODE_MODES:
+            raise BadInputError(f"eval.decode={decode!r} is not one of {', '.join(DECODE_MODES)}")
+        self.sampling = (
+            GREEDY
+            if decode == "greedy"
+            else Sampling(greedy=False, temperature=temperature, episode_seed=seed)
+        )
         self.run_dir = Path(run_dir)
         self.env_kwargs = dict(env_kwargs)
         self.task = str(self.env_kwargs.pop("task"))
@@ -79,7 +90,13 @@ class InTrainingEvaluator:
         policy.eval()
         try:
             success = evaluate_success(
-                policy, self.pool, [self.task], self.env_kwargs, self.seeds, progress=False
+                policy,
+                self.pool,
+                [self.task],
+                self.env_kwargs,
+                self.seeds,
+                progress=False,
+                sampling=self.sampling,
             )[self.task]
             successes = np.array([e.success for e in success.episodes], dtype=float)
             result = {

@@ -180,6 +180,7 @@ def _play_on_ray(
         env_kwargs,
         scale_out.seeds_per_unit,
         lambda pid, phash, task: set(store.finished(pid, phash, task)),
+        config.suite.sampling,
     )
     log.info("scale-out: %d units of <= %d seeds on Ray", len(units), scale_out.seeds_per_unit)
     run_units_on_ray(

@@ -35,6 +35,7 @@ from vla_razor.policies import load_policy
 from vla_razor.rollouts import EngineSettings, EnvPool, SeededEpisode
 from vla_razor.rollouts.pool import config_task_specs
 from vla_razor.rollouts.worker import RobosuiteEnvFactory
+from vla_razor.sampling import GREEDY, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Unit:
     task: str
     seeds: tuple[int, ...]
     env_kwargs: dict[str, Any]
+    sampling: Sampling = GREEDY
 
     def describe(self) -> str:
         return f"({self.policy_id}, {self.task}, seeds {self.seeds[0]}..{self.seeds[-1]})"
@@ -96,6 +98,7 @@ def plan_units(
     env_kwargs: dict[str, Any],
     seeds_per_unit: int,
     done: Callable[[str, str, str], set[int]],
+    sampling: Sampling = GREEDY,
 ) -> list[Unit]:
     """Units for every (policy, task, seed block) with episodes still missing from the store.
 
@@ -110,7 +113,7 @@ def plan_units(
                 block = tuple(missing[start : start + seeds_per_unit])
                 # Absolute: a unit runs in a Ray worker whose working directory is not the driver's.
                 folder = str(Path(policy_dir).resolve())
-                units.append(Unit(policy_id, policy_hash, folder, task, block, dict(env_kwargs)))
+                units.append(Unit(policy_id, policy_hash, folder, task, block, dict(env_kwargs), sampling))
     return units
 
 
@@ -131,7 +134,13 @@ def play_unit(
     factory = RobosuiteEnvFactory(task_specs)
     with EnvPool(EngineSettings(num_workers=workers), env_factory=factory) as pool:
         results = evaluate_success(
-            policy, pool, [unit.task], unit.env_kwargs, list(unit.seeds), progress=False
+            policy,
+            pool,
+            [unit.task],
+            unit.env_kwargs,
+            list(unit.seeds),
+            progress=False,
+            sampling=unit.sampling,
         )
     return [asdict(e) for e in results[unit.task].episodes]
 

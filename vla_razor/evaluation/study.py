@@ -33,6 +33,7 @@ from vla_razor.evaluation.report_checks import (
     transfer_by_fold_lines,
     within_method_rank_lines,
 )
+from vla_razor.evaluation.table import decode_note
 from vla_razor.file_checks import DELETE_UNIT, REEVALUATE, read_json_object
 from vla_razor.io_utils import atomic_path, ensure_writable_dir
 
@@ -547,7 +548,8 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         f"# RL's Razor study: suite `{suite['name']}`",
         "",
         f"New task: `{suite['new_task']}`; prior skills: {', '.join(f'`{t}`' for t in suite['prior_tasks'])}. "
-        f"{n_ckpt} fine-tuned checkpoints + pi0; N = {document['n_per_task']} held-out episodes per task and policy.",
+        f"{n_ckpt} fine-tuned checkpoints + pi0; N = {document['n_per_task']} held-out episodes per task and policy"
+        f"{decode_note(suite)}.",
         "",
         "## Pareto: new-task success vs prior-skill success",
         "",

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from vla_razor.errors import BadInputError
 from vla_razor.rollouts import EnvPool, EpisodeJob, SeededEpisode, play_episodes
-from vla_razor.sampling import GREEDY
+from vla_razor.sampling import GREEDY, Sampling
 from vla_razor.seeds import HELDOUT_SEED_START
 
 
@@ -66,9 +66,11 @@ def evaluate_success(
     on_episode: Callable[[str, SeededEpisode], None] | None = None,
     record: int = 0,
     progress: bool | str = True,
+    sampling: Sampling = GREEDY,
 ) -> dict[str, SuccessResult]:
-    """One greedy episode per (task, seed) with ``env_kwargs`` (cameras, image size, ...); results in seed
-    order. Success is measured with greedy actions: no sampling seed to fix, one outcome per seed.
+    """One episode per (task, seed) with ``env_kwargs`` (cameras, image size, ...); results in seed
+    order. Success is measured with greedy actions by default: no sampling seed to fix, one outcome per
+    seed. ``sampling`` changes that (``benchmarks/sampled_success.py`` compares the two).
 
     ``done`` holds episodes already played (a resumed evaluation): they are not played again.
     ``on_episode(task, episode)`` runs as each new episode finishes. The first ``record`` seeds of every
@@ -96,7 +98,7 @@ def evaluate_success(
             policy,
             pool,
             jobs,
-            sampling=GREEDY,
+            sampling=sampling,
             on_episode=None if on_episode is None else (lambda job, ep: on_episode(job.task, ep)),
             progress=bar,
         )

@@ -1,6 +1,6 @@
 """Evaluate one policy on the held-out suite: success on every prior-skill task and on the new task.
 
-N greedy episodes per task on the suite's held-out seeds, resumed from the results store's episode log
+N episodes per task on the suite's held-out seeds (greedy, or sampled as ``suite.decode`` says), resumed from the results store's episode log
 (each episode is logged as it finishes), with the standard error and the 95% Wilson interval; recorded
 episodes are saved as videos. How far the policy moved from pi0 is ``evaluation.divergences``, what it
 forgot is ``evaluation.forgetting``, and ``evaluation.runner`` evaluates pi0 and a list of checkpoints.
@@ -45,6 +45,7 @@ def evaluate_policy(
         on_episode=lambda task, ep: store.append_episode(policy_id, policy_hash, task, ep),
         record=videos if video_dir is not None else 0,
         progress=policy_id[:24] if progress else False,
+        sampling=suite.sampling,
     )
     if video_dir is not None:
         _save_videos(tasks, video_dir, policy_id)

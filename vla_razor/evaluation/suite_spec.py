@@ -12,11 +12,13 @@ from typing import Any
 
 from vla_razor.envs import TASKS
 from vla_razor.errors import BadInputError
+from vla_razor.sampling import GREEDY, Sampling
 from vla_razor.seeds import HELDOUT_SEED_START
 
 log = logging.getLogger(__name__)
 
 SUITE_BASE_POLICY_KEY = "pi0"
+DECODE_MODES = ("greedy", "sampled")
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,18 @@ class SuiteSpec:
     seed: int
     kl_states: int
     kl_state_seeds: int
+    # How success episodes pick actions: "greedy" (each token its argmax) or "sampled" at ``temperature``,
+    # each episode from its own generator seeded by (suite seed, task, env seed), so a sampled suite is as
+    # reproducible as a greedy one. Sampled is the policy RL optimises and KL measures; greedy can hide a
+    # skill a policy holds with probability under 1/2 per step (README "Greedy or sampled").
+    decode: str = "greedy"
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise BadInputError(f"suite.decode={self.decode!r} is not one of {', '.join(DECODE_MODES)}")
+        if not self.temperature > 0:
+            raise BadInputError(f"suite.temperature must be > 0, got {self.temperature}")
         for task in (self.new_task, *self.prior_tasks):
             if task not in TASKS:
                 raise BadInputError(
@@ -68,9 +80,21 @@ class SuiteSpec:
         start = self.seed + self.episodes
         return list(range(start, start + self.kl_state_seeds))
 
+    @property
+    def sampling(self) -> Sampling:
+        """How the suite's success episodes pick their actions."""
+        if self.decode == "greedy":
+            return GREEDY
+        return Sampling(greedy=False, temperature=self.temperature, episode_seed=self.seed)
+
     def identity(self) -> dict[str, Any]:
-        """What must match for results to be comparable (used to refuse mixing suites in one folder)."""
-        return asdict(self) | {"prior_tasks": list(self.prior_tasks)}
+        """What must match for results to be comparable (used to refuse mixing suites in one folder).
+
+        A greedy suite's identity has no decode entries, so folders written before they existed match."""
+        identity = asdict(self) | {"prior_tasks": list(self.prior_tasks)}
+        if self.decode == "greedy":
+            del identity["decode"], identity["temperature"]
+        return identity
 
     @classmethod
     def from_mapping(cls, cfg: Any) -> SuiteSpec:
@@ -88,4 +112,6 @@ class SuiteSpec:
             seed=int(cfg["seed"]),
             kl_states=int(cfg["kl_states"]),
             kl_state_seeds=int(cfg["kl_state_seeds"]),
+            decode=str(cfg.get("decode", "greedy")),
+            temperature=float(cfg.get("temperature", 1.0)),
         )

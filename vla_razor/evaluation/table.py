@@ -44,7 +44,8 @@ def results_table(document: dict[str, Any]) -> str:
     n = document["n_per_task"]
     states = next((r.get("divergence", {}).get("kl_states") for r in document["policies"].values()), None)
     lines.append(
-        f"\nN = {n} held-out episodes per task and policy (seeds {document['seeds'][0]}..{document['seeds'][-1]}); "
+        f"\nN = {n} held-out episodes per task and policy (seeds {document['seeds'][0]}..{document['seeds'][-1]}"
+        f"{decode_note(document.get('suite', {}))}); "
         f"KL over {int(states or 0)} cached new-task states from pi0's rollouts (SE clustered by episode); "
         "success with its 95% Wilson interval; forgetting ± its SE paired over seeds; "
         "prior-state KL = forward KL on each prior task's states from pi0's rollouts, averaged."
@@ -56,3 +57,11 @@ def _num(value: float | None, sem: float | None = None) -> str:
     if value is None:
         return "-"
     return f"{value:.3g} ± {sem:.2g}" if sem is not None else f"{value:.3g}"
+
+
+def decode_note(suite: dict) -> str:
+    """How the suite's episodes picked actions, where it is not greedy (greedy suites, study 1's among
+    them, record no decode entry, and their reports keep their words)."""
+    if suite.get("decode", "greedy") == "greedy":
+        return ""
+    return f", actions sampled at temperature {suite.get('temperature', 1.0):g}, one stream per episode"

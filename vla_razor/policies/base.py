@@ -32,7 +32,7 @@ from vla_razor.policies.batch import PolicyBatch
 from vla_razor.policies.decoding import StaticDecoders, check_decode_mode
 from vla_razor.policies.lora import LoraSettings, apply_lora, base_state_dict
 from vla_razor.policies.value_head import ValueHead
-from vla_razor.sampling import check_generator_device
+from vla_razor.sampling import check_generator_device, row_gumbel
 
 POLICY_CONFIG_NAME = "policy_config.json"
 VALUE_HEAD_NAME = "value_head.safetensors"
@@ -271,14 +271,21 @@ class VLAPolicy(nn.Module, ABC):
         *,
         temperature: float = 1.0,
         greedy: bool = False,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> ActOutput:
         """Sample (or argmax) 7 action tokens with the KV cache: one prompt pass + 6 one-token passes,
-        run as ``settings.decode`` says (:mod:`vla_razor.policies.decoding`)."""
+        run as ``settings.decode`` says (:mod:`vla_razor.policies.decoding`).
+
+        ``generator`` is one generator for the whole batch, or a sequence of CPU generators, one per row
+        (each row then samples from its own stream: :func:`vla_razor.sampling.row_gumbel`).
+        """
         if not greedy and not temperature > 0:
             raise BadInputError(f"temperature={temperature} must be > 0 when sampling (use greedy=True)")
         temperature = float(temperature) if temperature > 0 else 1.0
-        if not greedy:
+        per_row = isinstance(generator, Sequence)
+        if per_row and len(generator) != len(batch):
+            raise ValueError(f"{len(generator)} row generators for a batch of {len(batch)}")
+        if not greedy and not per_row:
             check_generator_device(generator, self.device)
         model = self._active_model()
         batch = batch.to(self.device)
@@ -295,6 +302,8 @@ class VLAPolicy(nn.Module, ABC):
             logp = F.log_softmax(self._action_logits(model, hidden) / temperature, dim=-1)
             if greedy:
                 slot = logp.argmax(-1)
+            elif per_row:
+                slot = (logp + row_gumbel(generator, logp.shape[-1], logp.device)).argmax(-1)
             else:
                 slot = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
             slots.append(slot)

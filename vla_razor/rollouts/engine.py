@@ -19,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -105,7 +104,7 @@ class _Run:
         policy: Any,
         pool: EnvPool,
         jobs: Sequence[EpisodeJob],
-        act: Callable[[Any], Any],
+        sampling: Sampling,
         on_episode: Callable[[EpisodeJob, SeededEpisode], None] | None,
         keep_observations: bool,
         progress: Any,
@@ -114,7 +113,9 @@ class _Run:
         self.pool = pool
         self.jobs = list(jobs)
         self.keys = [env_key(dict(job.env_kwargs)) for job in self.jobs]
-        self.act = act
+        self.sampling = sampling
+        # Per-episode generators (``sampling.episode_seed``), by job; a replayed job starts its stream again.
+        self.generators: dict[int, torch.Generator | None] = {}
         self.on_episode = on_episode
         self.keep_observations = keep_observations
         self.progress = progress
@@ -135,9 +136,9 @@ class _Run:
         slot.needs_reset = slot.job is not None
         slot.length = 0
         if slot.job is not None:
-            self.played[slot.job] = PlayedEpisode(
-                self.jobs[slot.job], SeededEpisode(self.jobs[slot.job].seed, False, 0)
-            )
+            job = self.jobs[slot.job]
+            self.played[slot.job] = PlayedEpisode(job, SeededEpisode(job.seed, False, 0))
+            self.generators[slot.job] = self.sampling.episode_generator(job.task, job.seed)
 
     def next_job(self) -> int | None:
         """The next job to play: a suspect (an episode in flight when its worker died) only while no other
@@ -258,7 +259,9 @@ class _Run:
                 assert s.job is not None
                 self.played[s.job].observations.append(copy_obs(s.obs))  # type: ignore[arg-type]
         t0 = time.perf_counter()
-        out = self.act(policy_batch(self.policy, stack_obs([s.obs for s in ready])))  # type: ignore[misc]
+        batch = policy_batch(self.policy, stack_obs([s.obs for s in ready]))  # type: ignore[misc]
+        rows = None if self.sampling.episode_seed is None else [self.generators[s.job] for s in ready]  # type: ignore[index]
+        out = self.sampling.act(self.policy, batch, rows)
         self.stats.policy_seconds += time.perf_counter() - t0
         actions = np.asarray(out.actions, dtype=np.float32)
         for s, action in zip(ready, actions, strict=True):
@@ -323,7 +326,7 @@ def play_episodes(
     was_training = policy.training
     policy.eval()
     try:
-        run = _Run(policy, pool, jobs, partial(sampling.act, policy), on_episode, keep_observations, progress)
+        run = _Run(policy, pool, jobs, sampling, on_episode, keep_observations, progress)
         with policy_threads(pool.settings.threads):
             played = run.run()
     finally:

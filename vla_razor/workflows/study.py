@@ -290,7 +290,7 @@ def _record_run(config: StudyConfig, pool: EnvPool, name: str, run_dir: str, com
 def _report_pi0(document: dict[str, Any], suite: SuiteSpec, entries: list[dict[str, Any]]) -> None:
     new = document["policies"]["pi0"]["tasks"][suite.new_task]
     line = (
-        f"pi0 on the new task {suite.new_task!r}: {new['success_rate']:.0%} greedy success "
+        f"pi0 on the new task {suite.new_task!r}: {new['success_rate']:.0%} {suite.decode} success "
         f"(95% Wilson interval {new['wilson_low']:.0%}..{new['wilson_high']:.0%}, N = {new['n']})"
     )
     print(line)

@@ -155,6 +155,8 @@ def _train(
             seed=int(cfg.eval.seed),
             kl_states=int(cfg.eval.kl_states),
             kl_state_seeds=int(cfg.eval.kl_state_seeds),
+            decode=str(cfg.eval.get("decode", "greedy")),
+            temperature=float(cfg.eval.get("temperature", 1.0)),
             logger=logger,
             enabled=dist_info.is_main,
         )
