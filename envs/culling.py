@@ -159,6 +159,28 @@ class SceneCuller:
 
 
 @_compiled
+def _frustum_bounds(frustum):  # pragma: no cover - compiled
+    """The frustum as depth bounds and slopes x/depth, y/depth at the near plane, grown by the slack;
+    and the depths between which an occluder face hides anything (it hides only where it is drawn:
+    between the near and far planes, with margins). Shared by the kernel and its numpy twin."""
+    k = FRUSTUM_SLACK
+    near = frustum[0]
+    mid_x, half_x = 0.5 * (frustum[2] + frustum[3]), 0.5 * (frustum[3] - frustum[2])
+    mid_y, half_y = 0.5 * (frustum[4] + frustum[5]), 0.5 * (frustum[5] - frustum[4])
+    planes = np.array(
+        [
+            near / k,
+            frustum[1] * k,
+            (mid_x - k * half_x) / near,
+            (mid_x + k * half_x) / near,
+            (mid_y - k * half_y) / near,
+            (mid_y + k * half_y) / near,
+        ]
+    )
+    return planes, np.array([near * k + MARGIN_M, frustum[1] / k])
+
+
+@_compiled
 def _drawn_opaque(geom, geom_rgba, geom_matid, mat_rgba, geom_group, groups):  # pragma: no cover - compiled
     """Drawn (enabled group) and fully opaque (alpha 1 on the geom and on its material, if any)."""
     group = min(max(geom_group[geom], 0), groups.shape[0] - 1)
@@ -272,23 +294,7 @@ def _hidden_kernel(
     axes[0] = right
     axes[1] = np.cross(right, fwd)
     axes[2] = fwd
-    # The frustum as depth bounds and slopes x/depth, y/depth at the near plane, grown by the slack.
-    k = FRUSTUM_SLACK
-    near = frustum[0]
-    mid_x, half_x = 0.5 * (frustum[2] + frustum[3]), 0.5 * (frustum[3] - frustum[2])
-    mid_y, half_y = 0.5 * (frustum[4] + frustum[5]), 0.5 * (frustum[5] - frustum[4])
-    planes = np.array(
-        [
-            near / k,
-            frustum[1] * k,
-            (mid_x - k * half_x) / near,
-            (mid_x + k * half_x) / near,
-            (mid_y - k * half_y) / near,
-            (mid_y + k * half_y) / near,
-        ]
-    )
-    # An occluder face hides only where it is drawn: between the near and far planes, with margins.
-    occluder_depths = np.array([near * k + MARGIN_M, frustum[1] / k])
+    planes, occluder_depths = _frustum_bounds(frustum)
     # Occluders: the faces of drawn, opaque boxes that the camera sees from the front, shrunk by the
     # margin (normal, centre, in-face axes a and b, their half-extents, the eye's distance to the plane).
     nmax = 6 * boxes.shape[0]
@@ -458,21 +464,7 @@ def _hidden_numpy(
     norm = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
     right = (r0 / norm, r1 / norm, r2 / norm)
     axes = np.array([right, cross(right, fwd), fwd])
-    k = FRUSTUM_SLACK
-    near = frustum[0]
-    mid_x, half_x = 0.5 * (frustum[2] + frustum[3]), 0.5 * (frustum[3] - frustum[2])
-    mid_y, half_y = 0.5 * (frustum[4] + frustum[5]), 0.5 * (frustum[5] - frustum[4])
-    planes = np.array(
-        [
-            near / k,
-            frustum[1] * k,
-            (mid_x - k * half_x) / near,
-            (mid_x + k * half_x) / near,
-            (mid_y - k * half_y) / near,
-            (mid_y + k * half_y) / near,
-        ]
-    )
-    occluder_depths = np.array([near * k + MARGIN_M, frustum[1] / k])
+    planes, occluder_depths = _frustum_bounds(frustum)
     # Occluder faces, in the kernel's order (boxes, then faces -x, +x, -y, +y, -z, +z).
     opaque = boxes[_drawn_opaque_numpy(boxes, geom_rgba, geom_matid, mat_rgba, geom_group, groups)]
     rot, pos, size = geom_xmat[opaque], geom_xpos[opaque], geom_size[opaque]
