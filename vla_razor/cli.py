@@ -25,7 +25,8 @@ VERBS: dict[str, str] = {
     "train": "fine-tune a policy: trainer=bc|bc_kl|ppo|rft task=... policy=tiny|openvla [resume=true]",
     "pretrain": "train the tiny VLA's base policy pi0 on the suite's prior skills (multi-task BC)",
     "eval": "held-out suite: prior-skill success, new-task success, KL(pi0||pi) for pi0 and checkpoints",
-    "razor": "the RL's Razor study: train a sweep, evaluate every checkpoint, write report.md (--from-results DIR)",
+    "razor": "the RL's Razor study: train a sweep, evaluate every checkpoint, write report.md "
+    "(--from-results DIR [--compare OTHER])",
     "forecast": "forgetting from new-task KL alone: calibrate on evaluated results, forecast checkpoints",
     "quickstart": "the main job on the built-in default (see README)",
 }
@@ -39,20 +40,28 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+# Flag sugar -> (hydra key, what the flag's value is, for the error when it is missing).
+FLAGS = {
+    "--from-results": ("from_results", "a results directory"),
+    "--compare": ("compare", "a second recorded study's directory"),
+}
+
+
 def _translate_flags(argv: list[str]) -> list[str]:
-    """``--from-results DIR`` (razor) is sugar for the hydra override ``from_results=DIR``."""
+    """``--from-results DIR`` and ``--compare DIR`` (razor) are sugar for the hydra overrides
+    ``from_results=DIR`` and ``compare=DIR``."""
     out: list[str] = []
     it = iter(argv)
     for arg in it:
-        if arg == "--from-results":
-            value = next(it, None)
-            if value is None:
-                raise SystemExit("error: --from-results needs a results directory")
-            out.append(f"from_results={value}")
-        elif arg.startswith("--from-results="):
-            out.append(f"from_results={arg.split('=', 1)[1]}")
-        else:
+        flag, eq, inline = arg.partition("=")
+        if flag not in FLAGS:
             out.append(arg)
+            continue
+        key, what = FLAGS[flag]
+        value = inline if eq else next(it, None)
+        if value is None:
+            raise SystemExit(f"error: {flag} needs {what}")
+        out.append(f"{key}={value}")
     return out
 
 

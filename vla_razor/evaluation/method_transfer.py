@@ -128,3 +128,51 @@ def transfer_interval(
         for idx in bootstrap.stratified_indices(run_labels, labels)
     ]
     return bootstrap.interval(draws)
+
+
+def fold_r2(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike,
+    kind: FitKind = "quadratic",
+    *,
+    clip: tuple[float, float] | None = None,
+) -> dict[str, float]:
+    """Each held-out group's own R²: 1 - its forecast SSE / its points' spread around the mean of ALL points.
+
+    Below 0, the curve fitted on the other groups forecasts this group worse than the pooled mean does: the
+    curve does not hold for that group, however well the pooled R² looks. NaN where the group's points all
+    sit at the pooled mean (nothing to explain) or the fold's fit is undetermined."""
+    xa, ya, labels = _finite_points(x, y, groups)
+    score = leave_one_group_out(xa, ya, labels, kind, clip=clip)
+    sst = float(np.sum((ya - ya.mean()) ** 2)) if ya.size else 0.0
+    out: dict[str, float] = {}
+    for name, share in score.fold_share.items():
+        spread = float(np.sum((ya[labels.astype(str) == name] - ya.mean()) ** 2))
+        out[name] = 1.0 - share * sst / spread if spread > 0.0 else float("nan")
+    return out
+
+
+def fold_r2_intervals(
+    x: ArrayLike,
+    y: ArrayLike,
+    groups: ArrayLike,
+    runs: ArrayLike,
+    kind: FitKind = "quadratic",
+    *,
+    clip: tuple[float, float] | None = None,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> dict[str, BootstrapInterval]:
+    """Percentile interval of each group's ``fold_r2``, resampling runs within each group (as
+    ``transfer_interval``: every resample keeps every group)."""
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    labels, run_labels = np.asarray(groups), np.asarray(runs)
+    if run_labels.shape != labels.shape:
+        raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
+    draws = [
+        fold_r2(xa[idx], ya[idx], labels[idx], kind, clip=clip)
+        for idx in bootstrap.stratified_indices(run_labels, labels)
+    ]
+    names = [str(g) for g in np.unique(labels)]
+    return {name: bootstrap.interval([d.get(name, float("nan")) for d in draws]) for name in names}

@@ -25,6 +25,7 @@ from vla_razor.checkpoints import resolve_policy_dir
 from vla_razor.data.demos import ensure_demos
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
+from vla_razor.evaluation.replication import load_compared_study, write_replication
 from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.study import (
     load_results,
@@ -113,15 +114,21 @@ class StudyConfig:
         )
 
 
-def rebuild_report(from_results: str, out_dir: Path) -> dict[str, Any]:
-    """``--from-results``: the report again from recorded results (a study folder or results.json)."""
+def rebuild_report(from_results: str, out_dir: Path, compare: str | None = None) -> dict[str, Any]:
+    """``--from-results``: the report again from recorded results (a study folder or results.json).
+
+    With ``compare`` (``--compare OTHER``), also replication.md beside it: every claim of RL's Razor checked
+    in both studies, this one the reference (study A) and ``compare`` the replication (study B)."""
+    # The other study is read first, so that a wrong path fails at once, not after the report's minutes.
+    other = load_compared_study(compare) if compare else None
     document = load_results(from_results)
-    report = write_report(
-        document,
-        from_results if Path(from_results).is_dir() else out_dir,
-        results_table(document),
-    )
+    report_dir = from_results if Path(from_results).is_dir() else out_dir
+    report = write_report(document, report_dir, results_table(document))
     print(f"report rebuilt from saved results: {report}")
+    if other is not None:
+        path = write_replication(document, other, report_dir, (str(from_results), str(compare)))
+        print(path.read_text())
+        print(f"replication: {path}")
     return document
 
 
