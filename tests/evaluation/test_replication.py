@@ -201,12 +201,15 @@ def test_bc_at_several_learning_rates_is_one_method_and_extra_methods_stand_besi
 
 
 @needs_study
-def test_no_shared_new_task_level_is_inconclusive(committed: dict[str, Any]) -> None:
+def test_each_study_is_judged_at_its_own_levels(committed: dict[str, Any]) -> None:
+    """A study whose success levels never meet the reference's (every policy 60 points better on the new
+    task) is judged at its own levels: the same frontiers, shifted, give the same finding."""
     shifted = copy.deepcopy(committed)
-    for rec in shifted["policies"].values():  # every policy 60 points better on the new task
+    for rec in shifted["policies"].values():
         rec["new_task_success"] = min(1.0, rec["new_task_success"] + 0.6)
     rows = replication_rows(committed, shifted, bootstrap=QUICK)
-    assert rows[0].verdict == "inconclusive" and "no new-task success level" in rows[0].reason
+    assert rows[0].study_b.outcome in ("holds", "unclear")
+    assert rows[0].verdict in ("replicated", "inconclusive")
     assert not comparable_levels([{"method": "pi0", "new_task_success": 0.9, "prior_success": 0.9}], [0.5])
 
 
