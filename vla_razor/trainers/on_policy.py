@@ -91,7 +91,7 @@ class SignalWatch:
                     "trainer.num_steps); trainer.reward=shaped (PPO); or start from a policy that sometimes "
                     "succeeds: a short BC warm-up (vla-razor train trainer=bc ...), then policy.pretrained=<its "
                     "checkpoint>; in a study, a sweep entry with warm_start=<the bc entry's run> (its KL from "
-                    "pi0 is part of what the study measures)",
+                    "pi0 is part of what the study measures; configs/warm_start.yaml is a worked recipe)",
                     self.name,
                     int(self.episodes),
                     iteration,

@@ -306,7 +306,8 @@ def _report_pi0(document: dict[str, Any], suite: SuiteSpec, entries: list[dict[s
         log.warning(
             "pi0 never succeeds on %s: on-policy RL with the binary success reward may see no success at "
             "all. Remedies: more episodes per update (num_envs, trainer.num_steps), the shaped reward "
-            "(task.env.reward=shaped), or a short BC warm-up first (a bc entry, then ppo from it)",
+            "(task.env.reward=shaped), or a short BC warm-up first (a bc entry, then ppo from it with "
+            "warm_start; `vla-razor razor --config-name warm_start` is a worked recipe)",
             suite.new_task,
         )
 
