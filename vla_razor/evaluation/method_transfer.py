@@ -18,6 +18,7 @@ out-of-sample R² per predictor. One number hides where a fit fails, so here:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,16 +119,24 @@ def transfer_interval(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
 ) -> BootstrapInterval:
     """Percentile interval of ``leave_one_group_out``'s R², resampling runs within each group."""
+    draws = [
+        leave_one_group_out(xr, yr, lr, kind, clip=clip).r2
+        for xr, yr, lr in _run_resamples(x, y, groups, runs, bootstrap)
+    ]
+    return bootstrap.interval(draws)
+
+
+def _run_resamples(
+    x: ArrayLike, y: ArrayLike, groups: ArrayLike, runs: ArrayLike, bootstrap: Bootstrap
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(x, y, groups) of each bootstrap resample of runs within each group (every resample keeps every group)."""
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y, dtype=np.float64)
     labels, run_labels = np.asarray(groups), np.asarray(runs)
     if run_labels.shape != labels.shape:
         raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
-    draws = [
-        leave_one_group_out(xa[idx], ya[idx], labels[idx], kind, clip=clip).r2
-        for idx in bootstrap.stratified_indices(run_labels, labels)
-    ]
-    return bootstrap.interval(draws)
+    for idx in bootstrap.stratified_indices(run_labels, labels):
+        yield xa[idx], ya[idx], labels[idx]
 
 
 def fold_r2(
@@ -165,14 +174,8 @@ def fold_r2_intervals(
 ) -> dict[str, BootstrapInterval]:
     """Percentile interval of each group's ``fold_r2``, resampling runs within each group (as
     ``transfer_interval``: every resample keeps every group)."""
-    xa = np.asarray(x, dtype=np.float64)
-    ya = np.asarray(y, dtype=np.float64)
-    labels, run_labels = np.asarray(groups), np.asarray(runs)
-    if run_labels.shape != labels.shape:
-        raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
     draws = [
-        fold_r2(xa[idx], ya[idx], labels[idx], kind, clip=clip)
-        for idx in bootstrap.stratified_indices(run_labels, labels)
+        fold_r2(xr, yr, lr, kind, clip=clip) for xr, yr, lr in _run_resamples(x, y, groups, runs, bootstrap)
     ]
-    names = [str(g) for g in np.unique(labels)]
+    names = [str(g) for g in np.unique(np.asarray(groups))]
     return {name: bootstrap.interval([d.get(name, float("nan")) for d in draws]) for name in names}
