@@ -39,7 +39,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: system-deps $(VENV)/.installed
 
-## The main job on the built-in default: the tiny VLA on the default suite, CPU only.
+## The main job on the built-in default: pi0 v2 (the tiny VLA) fine-tuned by PPO and BC on pick_place_milk, CPU only.
 run: setup
 	$(BIN)/vla-razor quickstart
 

@@ -8,7 +8,8 @@ small random LoRA update), in a fresh subprocess with ``render_profile=full`` or
 measured around its ``run_suite`` call. With ``--repeats R`` the passes alternate (full, fast, full,
 ...), so machine load hits both alike; the ratio is the median of per-repeat ratios. The physics is the
 same under both profiles, so the episodes differ only where the policy acts differently on the images;
-the script counts the episodes whose success and length agree. The last line it prints is the ratio,
+the script counts the episodes whose success and length agree, and gives the ratio per env step of the
+recorded episodes beside the wall-time ratio. The last line it prints is the wall-time ratio,
 ``speed-up: N.NNx``.
 """
 
@@ -131,15 +132,32 @@ def main() -> None:
     print(
         f"suite: default, N = {args.episodes} per task, {args.policy.name} + {len(ckpts)} checkpoint(s) (copy, LoRA)"
     )
-    print("| render profile | pass | episodes | seconds | episodes/s |\n|---|---|---|---|---|")
+    print(
+        "| render profile | pass | episodes | env steps | seconds | episodes/s | env steps/s |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for profile in PROFILES:
         for i, r in enumerate(passes[profile]):
+            steps = episode_steps(r)
             print(
-                f"| {profile} | {i} | {r['episodes']} | {r['seconds']:.1f} | {r['episodes'] / r['seconds']:.3f} |"
+                f"| {profile} | {i} | {r['episodes']} | {steps} | {r['seconds']:.1f} | "
+                f"{r['episodes'] / r['seconds']:.3f} | {steps / r['seconds']:.1f} |"
             )
     print(f"same success and length under both profiles in {same} of {len(fast[0]['rows'])} episodes")
+    # Episodes whose length differs between profiles make the wall-time ratio a mix of speed and behaviour;
+    # the per-step ratio is the speed alone (both count only the suite's recorded episodes).
+    per_step = statistics.median(
+        (a["seconds"] / episode_steps(a)) / (b["seconds"] / episode_steps(b))
+        for a, b in zip(full, fast, strict=True)
+    )
+    print(f"speed-up per env step of the suite's episodes: {per_step:.2f}x")
     ratio = statistics.median(a["seconds"] / b["seconds"] for a, b in zip(full, fast, strict=True))
     print(f"speed-up: {ratio:.2f}x")
+
+
+def episode_steps(result: dict) -> int:
+    """Env steps of the suite's recorded episodes in one pass."""
+    return sum(length for _, length in result["rows"].values())
 
 
 if __name__ == "__main__":

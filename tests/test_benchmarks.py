@@ -15,14 +15,17 @@ BENCHMARKS = ROOT / "benchmarks"
 
 # script -> (toy-size arguments, a line fragment its output must contain)
 TOY_RUNS: dict[str, tuple[list[str], str]] = {
-    "engine_cpu.py": (["--task", "lift", "--episodes", "2", "--slots", "1"], "per env step"),
+    "engine_cpu.py": (
+        ["--task", "lift", "--episodes", "1", "--slots", "1", "--render-profiles", "full", "fast"],
+        "plain loop under fast",
+    ),
     "env_throughput.py": (
         ["--tasks", "lift", "--cameras", "policy", "--steps", "2", "--repeats", "1"],
         "render_profile=fast",
     ),
     "eval_throughput.py": (
         ["--episodes", "1", "--tasks", "lift", "--kl-states", "0", "--checkpoints", "0"],
-        "speed-up",
+        "speed-up per env step",
     ),
     # Every section of the GPU scale run (robosuite envs, engine, decode modes, PPO, update levers, render).
     "gpu_scale.py": (["--device", "cpu", "--size", "tiny"], "sections: 7 ok"),

@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from vla_razor.evaluation.learning_curve import learning_curves, two_proportion_test
+from vla_razor.evaluation.learning_curve import arm_labels, learning_curves, two_proportion_test
 from vla_razor.evaluation.method_identity import ancova, beyond_label, label_r2, partial_correlation
 from vla_razor.evaluation.method_transfer import leave_one_group_out, transfer_interval, transfer_without
 from vla_razor.evaluation.predictor_fits import leave_one_run_out_r2
 from vla_razor.evaluation.rank_correlation import fisher_z_interval, rank_correlation, spearman
-from vla_razor.evaluation.report_checks import with_progress
+from vla_razor.evaluation.report_checks import demo_loss_lines, with_progress
 from vla_razor.evaluation.stats import Bootstrap, stratified_run_indices
 from vla_razor.evaluation.study import matched_success_table
 
@@ -122,8 +122,8 @@ def test_two_proportion_test_by_hand() -> None:
     assert math.isnan(two_proportion_test(0, 5, 0, 5).z)
 
 
-def _record(trainer: str, step: int, successes: list[int]) -> dict:
-    return {"trainer": trainer, "step": step, "tasks": {"new": {"successes": successes}}}
+def _record(trainer: str, step: int, successes: list[int], lr: float = 1e-4, **extra) -> dict:
+    return {"trainer": trainer, "lr": lr, "step": step, "tasks": {"new": {"successes": successes}}, **extra}
 
 
 def test_learning_curves_pool_runs_per_step() -> None:
@@ -149,6 +149,47 @@ def test_learning_curves_pool_runs_per_step() -> None:
     )
     test = curve.first_vs_last()
     assert test is not None and test.difference == pytest.approx(3 / 8)
+
+
+def test_a_trainer_at_several_learning_rates_is_one_arm_per_rate() -> None:
+    records = {
+        "bc_a/step_1": _record("bc", 1, [1], lr=1e-5),
+        "bc_b/step_1": _record("bc", 1, [0], lr=1e-4),
+        "ppo_a/step_1": _record("ppo", 1, [1], lr=1e-5),
+    }
+    assert arm_labels(records) == {
+        "bc_a/step_1": "bc lr 1e-05",
+        "bc_b/step_1": "bc lr 0.0001",
+        "ppo_a/step_1": "ppo",
+    }
+    document = {"suite": {"new_task": "new"}, "policies": records}
+    assert sorted(learning_curves(document)) == ["bc lr 0.0001", "bc lr 1e-05", "ppo"]
+
+
+def test_demo_loss_table_means_over_runs_per_arm_and_step() -> None:
+    def losses(train: float, held: float) -> dict:
+        return {"demo_losses": {"train_demos_loss": train, "val_loss": held}}
+
+    document = {
+        "suite": {"new_task": "new"},
+        "policies": {
+            "pi0": {"tasks": {"new": {"successes": [0]}}},
+            "bc_s0/step_20": _record("bc", 20, [0], **losses(2.0, 2.5)),
+            "bc_s1/step_20": _record("bc", 20, [0], **losses(1.0, 1.5)),
+            "bc_s0/step_60": _record("bc", 60, [1], **losses(0.5, 2.0)),
+            "ppo_s0/step_5": _record("ppo", 5, [1]),  # no demo losses: not in the table
+        },
+    }
+    lines = demo_loss_lines(document)
+    assert lines[-2:] == [
+        "| bc | 20 | 1.500 (2.000, 1.000) | 2.000 (2.500, 1.500) | 0.500 (0.500, 0.500) |",
+        "| bc | 60 | 0.500 (0.500) | 2.000 (2.000) | 1.500 (1.500) |",
+    ]
+    without = {
+        **document,
+        "policies": {k: v for k, v in document["policies"].items() if not k.startswith("bc")},
+    }
+    assert demo_loss_lines(without) == []
 
 
 def test_progress_is_the_fraction_of_the_run() -> None:

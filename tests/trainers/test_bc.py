@@ -9,7 +9,8 @@ from tests.trainers.conftest import tiny_policy_cfg
 from vla_razor.data.normalization import ActionNormStats
 from vla_razor.data.steps import StepData, load_steps
 from vla_razor.errors import BadInputError
-from vla_razor.policies import build_policy
+from vla_razor.evaluation.runner import checkpoint_demo_losses
+from vla_razor.policies import build_policy, load_policy
 from vla_razor.trainers.bc import BCSettings, minibatch_sampler, train_bc, validate
 from vla_razor.trainers.checkpoint import load_checkpoint
 from vla_razor.trainers.logger import read_metrics
@@ -40,8 +41,81 @@ def test_bc_lowers_loss_and_raises_token_accuracy(lift_demos, tmp_path) -> None:
     after = validate(policy, train, batch_size=64, max_batches=4)
     assert after["loss"] < 0.7 * before["loss"]
     assert after["token_accuracy"] > before["token_accuracy"] + 0.1
-    logged = [m["train/loss"] for m in read_metrics(tmp_path)]
+    logged = [m["train/loss"] for m in read_metrics(tmp_path) if "train/loss" in m]
     assert logged[-1] < logged[0]
+
+
+def test_every_checkpoint_records_training_and_held_back_demo_loss(lift_demos, tmp_path) -> None:
+    train = load_steps([lift_demos], KEYS, split="train")
+    valid = load_steps([lift_demos], KEYS, split="valid")
+    settings = BCSettings(
+        lr=2e-3,
+        minibatch_size=16,
+        num_iterations=12,
+        warmup_steps=2,
+        log_every=5,
+        val_every=0,  # no periodic validation: checkpoints measure both losses on their own
+        save_every=0,
+        save_at=[3],
+        keep_last=None,
+        val_batches=2,
+        shift_pad=0,
+    )
+    policy = _policy(train)
+    train_bc(policy, train, settings, tmp_path, {}, val_data=valid, progress=False)
+    losses = {
+        step: checkpoint_demo_losses(tmp_path / "checkpoints" / f"step_{step:06d}" / "metrics.json")
+        for step in (3, 12)
+    }
+    for step, measured in losses.items():
+        assert set(measured) == {
+            "train_demos_loss",
+            "val_loss",
+            "train_demos_token_accuracy",
+            "val_token_accuracy",
+        }, step
+    # The last checkpoint's figures are the estimator's on the final weights.
+    assert losses[12]["val_loss"] == pytest.approx(validate(policy, valid, 16, 2)["loss"], rel=1e-5)
+    assert losses[12]["train_demos_loss"] == pytest.approx(validate(policy, train, 16, 2)["loss"], rel=1e-5)
+    assert losses[12]["train_demos_loss"] < losses[3]["train_demos_loss"]
+    # Only the checkpoint steps validated (val_every=0).
+    assert [m["step"] for m in read_metrics(tmp_path) if "val/loss" in m] == [3, 12]
+
+
+def test_validation_spreads_over_the_whole_data_set(monkeypatch) -> None:
+    """validate() samples evenly over the steps, not the first batches, so late episode phases count."""
+
+    class Steps:
+        def __init__(self, n: int) -> None:
+            self.n, self.seen = n, []
+
+        def __len__(self) -> int:
+            return self.n
+
+        def batch(self, index):
+            self.seen.append(np.asarray(index))
+            return None, None, None
+
+    class Policy:
+        training = True
+
+        def eval(self) -> None:
+            self.training = False
+
+        def train(self, mode: bool = True) -> None:
+            self.training = mode
+
+    monkeypatch.setattr(
+        "vla_razor.trainers.bc.bc_batch_loss", lambda *a, **k: (None, {"loss": 1.0, "token_accuracy": 0.5})
+    )
+    data, policy = Steps(1000), Policy()
+    figures = validate(policy, data, batch_size=8, max_batches=2)
+    seen = np.concatenate(data.seen)
+    assert len(seen) == 16 and seen[0] == 0 and seen[-1] == 999 and np.all(np.diff(seen) > 0)
+    assert figures == {"loss": 1.0, "token_accuracy": 0.5} and policy.training  # mode restored
+    small = Steps(5)
+    validate(policy, small, batch_size=8, max_batches=2)
+    assert np.concatenate(small.seen).tolist() == [0, 1, 2, 3, 4]
 
 
 class _StopAt:
@@ -77,15 +151,15 @@ def test_resume_continues_exactly(lift_demos, tmp_path) -> None:
         train_bc(_policy(train), train, settings, cut_dir, {}, evaluator=_StopAt(15), progress=False)
     ckpt = load_checkpoint(cut_dir)
     assert ckpt.trainer_state["step"] == 10  # the last periodic checkpoint before the "crash"
-    from vla_razor.policies import load_policy
-
     resumed = load_policy(ckpt.policy_dir)
     train_bc(resumed, train, settings, cut_dir, {}, resume_state=ckpt.trainer_state, progress=False)
 
-    full = {m["step"]: m for m in read_metrics(full_dir)}
-    cut = {}
+    full: dict = {}
+    for m in read_metrics(full_dir):
+        full.setdefault(m["step"], {}).update(m)  # a checkpoint step logs several lines
+    cut: dict = {}
     for m in read_metrics(cut_dir):
-        cut[m["step"]] = m  # later entries (after resume) overwrite the pre-crash ones
+        cut.setdefault(m["step"], {}).update(m)  # later entries (after resume) overwrite the pre-crash ones
     for step in (15, 20, 25, 30):
         assert cut[step]["train/loss"] == full[step]["train/loss"], step
         assert cut[step]["train/token_accuracy"] == full[step]["train/token_accuracy"], step

@@ -59,19 +59,38 @@ class LearningCurve:
         return two_proportion_test(a.k, a.n, b.k, b.n)
 
 
+def arm_labels(records: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each record's arm: its trainer, with its learning rate where the trainer ran at several (study 2's
+    BC at 1e-5, 3e-5 and 1e-4 are three arms: pooling their seeds would mix three curves)."""
+    lrs: dict[str, set[Any]] = {}
+    for rec in records.values():
+        lrs.setdefault(str(rec["trainer"]), set()).add(rec.get("lr"))
+    return {
+        pid: f"{rec['trainer']} lr {rec.get('lr')}"
+        if len(lrs[str(rec["trainer"])]) > 1
+        else str(rec["trainer"])
+        for pid, rec in records.items()
+    }
+
+
 def learning_curves(document: dict[str, Any]) -> dict[str, LearningCurve]:
-    """Per method (the recorded trainer), new-task success at each checkpoint step, pooled over its runs.
+    """Per arm (the recorded trainer, and its learning rate where it ran at several), new-task success at
+    each checkpoint step, pooled over its runs.
 
     Counts come from the recorded per-episode outcomes, so k/n is exact. pi0 and records without a step or
     a trainer are left out."""
     new_task = document["suite"]["new_task"]
+    records = {
+        pid: rec
+        for pid, rec in document["policies"].items()
+        if pid != "pi0" and rec.get("step") is not None and rec.get("trainer")
+    }
+    label = arm_labels(records)
     pooled: dict[str, dict[int, dict[str, list[int]]]] = {}
-    for pid, rec in document["policies"].items():
-        if pid == "pi0" or rec.get("step") is None or not rec.get("trainer"):
-            continue
+    for pid, rec in records.items():
         outcomes = [int(s) for s in rec["tasks"][new_task]["successes"]]
         run = pid.rsplit("/", 1)[0]
-        pooled.setdefault(str(rec["trainer"]), {}).setdefault(int(rec["step"]), {})[run] = outcomes
+        pooled.setdefault(label[pid], {}).setdefault(int(rec["step"]), {})[run] = outcomes
     curves = {}
     for method, by_step in sorted(pooled.items()):
         steps = []

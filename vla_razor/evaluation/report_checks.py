@@ -5,7 +5,8 @@
 - how much of forgetting the method label alone explains, and what each predictor adds within methods
   (``method_identity``);
 - Spearman rank correlations within each method (``rank_correlation``);
-- each method's new-task learning curve pooled over seeds (``learning_curve``).
+- each method's new-task learning curve pooled over seeds (``learning_curve``), and for the BC family the
+  loss on the training and the held-back demos at each checkpoint.
 
 The table functions take the study's points without pi0 (its forgetting is 0 by construction) and the
 predictors to show (key -> label); the learning curves take the results document, whose records hold each
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_razor.evaluation.learning_curve import learning_curves
+from vla_razor.evaluation.learning_curve import arm_labels, learning_curves
 from vla_razor.evaluation.method_identity import beyond_label, label_r2
 from vla_razor.evaluation.method_transfer import leave_one_group_out, transfer_interval, transfer_without
 from vla_razor.evaluation.predictor_fits import FitKind
@@ -244,4 +245,43 @@ def learning_curve_lines(document: dict[str, Any]) -> list[str]:
             f"- {method}: {first.success.rate:.1%} at step {first.step} → {last.success.rate:.1%} at step "
             f"{last.step} ({-test.difference * 100:+.1f} points, z = {_num(-test.z)}, p {_p(test.p)})"
         )
+    return lines
+
+
+def demo_loss_lines(document: dict[str, Any]) -> list[str]:
+    """The BC family's action-token loss on its training demos and on the held-back demos at each
+    checkpoint, mean over runs (each run's in brackets): where held-out loss turns up while training loss
+    keeps falling, the run is fitting its demos, not the task. Empty when no record carries the losses."""
+    records = {
+        pid: rec
+        for pid, rec in document["policies"].items()
+        if pid != "pi0" and rec.get("trainer") and rec.get("step") is not None and rec.get("demo_losses")
+    }
+    if not records:
+        return []
+    label = arm_labels(records)
+    table: dict[str, dict[int, list[dict[str, float]]]] = {}
+    for pid, rec in records.items():
+        table.setdefault(label[pid], {}).setdefault(int(rec["step"]), []).append(rec["demo_losses"])
+    lines = [
+        "Action-token cross-entropy (nats per token) on the training demos and on the held-back demos "
+        "(the same evenly spaced sample of each at every checkpoint, no augmentation), mean over runs "
+        "(each run's in brackets):",
+        "",
+        "| arm | step | training demos | held-back demos | held-back - training |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(values: list[float]) -> str:
+        finite = [v for v in values if math.isfinite(v)]
+        if not finite:
+            return "-"
+        return f"{np.mean(finite):.3f} ({', '.join(f'{v:.3f}' for v in finite)})"
+
+    for arm, steps in sorted(table.items()):
+        for step, losses in sorted(steps.items()):
+            train = [d.get("train_demos_loss", float("nan")) for d in losses]
+            held = [d.get("val_loss", float("nan")) for d in losses]
+            gaps = [h - tr for h, tr in zip(held, train, strict=True)]
+            lines.append(f"| {arm} | {step} | {cell(train)} | {cell(held)} | {cell(gaps)} |")
     return lines

@@ -26,7 +26,7 @@ from vla_razor.evaluation.scale_out import ScaleOutSettings, plan_units, run_uni
 from vla_razor.evaluation.store import ResultsStore, run_info
 from vla_razor.evaluation.suite import evaluate_policy
 from vla_razor.evaluation.suite_spec import SuiteSpec
-from vla_razor.file_checks import RETRAIN, check_policy_files, read_yaml
+from vla_razor.file_checks import RETRAIN, check_policy_files, read_json_object, read_yaml
 from vla_razor.folder_lock import folder_lock
 from vla_razor.io_utils import write_json_atomic
 from vla_razor.metrics import merged_weights
@@ -223,10 +223,27 @@ def _training_metadata(policy_dir: Path) -> dict[str, Any]:
         return {}
     cfg = read_yaml(cfg_file, RETRAIN)
     step = policy_dir.parent.name.removeprefix("step_")
-    return {
+    metadata = {
         "trainer": OmegaConf.select(cfg, "trainer.name"),
         "lr": OmegaConf.select(cfg, "trainer.lr"),
         "kl_coef": OmegaConf.select(cfg, "trainer.kl_coef"),
         "seed": OmegaConf.select(cfg, "seed"),
         "step": int(step) if step.isdigit() else None,
     }
+    demo_losses = checkpoint_demo_losses(policy_dir.parent / "metrics.json")
+    if demo_losses:  # BC-family checkpoints: the loss on the training and the held-back demos
+        metadata["demo_losses"] = demo_losses
+    return metadata
+
+
+# What a checkpoint's metrics.json says about fitting the demos (BC and BC+KL write them at each checkpoint).
+DEMO_LOSS_KEYS = ("train_demos_loss", "val_loss", "train_demos_token_accuracy", "val_token_accuracy")
+
+
+def checkpoint_demo_losses(metrics_file: Path) -> dict[str, float]:
+    if not metrics_file.is_file():
+        return {}
+    metrics = read_json_object(metrics_file, RETRAIN)
+    if "train_demos_loss" not in metrics:  # written before checkpoints measured both: val_loss may be stale
+        return {}
+    return {key: float(metrics[key]) for key in DEMO_LOSS_KEYS if isinstance(metrics.get(key), int | float)}

@@ -28,6 +28,7 @@ from vla_razor.evaluation.predictor_fits import (
     r2_meaningful,
 )
 from vla_razor.evaluation.report_checks import (
+    demo_loss_lines,
     learning_curve_lines,
     method_identity_lines,
     transfer_by_fold_lines,
@@ -527,6 +528,11 @@ def _support_section(points: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _section(title: str, body: list[str]) -> list[str]:
+    """A report section, or nothing when it has no body (a study without those records)."""
+    return [f"## {title}", "", *body, ""] if body else []
+
+
 def write_report(document: dict[str, Any], out_dir: str | Path, results_table: str) -> Path:
     """Plots + report.md in ``out_dir``; everything is derived from ``document`` alone."""
     out = ensure_writable_dir(out_dir, what="report directory")
@@ -586,6 +592,7 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         *learning_curve_lines(document),
         "",
+        *_section("Fitting the demos: training and held-back loss", demo_loss_lines(document)),
         "## Forecasting forgetting from forward KL alone",
         "",
         *forecast_lines(document),

@@ -123,13 +123,16 @@ def _device(policy: Any) -> torch.device:
 
 @torch.no_grad()
 def validate(policy: Any, data: StepData, batch_size: int, max_batches: int) -> dict[str, float]:
-    """Loss and action-token accuracy on held-back demos (no augmentation, deterministic order)."""
+    """Loss and action-token accuracy on up to ``batch_size * max_batches`` demo steps spread evenly over
+    ``data`` (every episode phase, not the first few demos), without augmentation: the same estimator for
+    the held-back demos and the training demos, so the two losses compare."""
     was_training = policy.training
     policy.eval()
     totals = {"loss": 0.0, "token_accuracy": 0.0}
     count = 0
-    for start in range(0, min(len(data), batch_size * max_batches), batch_size):
-        index = np.arange(start, min(start + batch_size, len(data)))
+    sample = evenly_spaced(len(data), batch_size * max_batches).numpy()
+    for start in range(0, len(sample), batch_size):
+        index = sample[start : start + batch_size]
         obs, instructions, actions = data.batch(index)
         _, metrics = bc_batch_loss(policy, obs, instructions, actions)
         for k in totals:
@@ -211,18 +214,28 @@ class BehaviourCloning(Trainer[BCSettings]):
 
     def report(self, ctx: StepContext[BCSettings], metrics: Metrics, kl: Metrics | None) -> Metrics:
         """Training metrics every ``log_every`` steps, validation every ``val_every``, each KL
-        measurement on its own line; returns the latest of each."""
+        measurement on its own line; returns the latest of each. At every checkpoint all of them run, and
+        the loss on the training demos too (``train_demos_*``, the held-back demos' estimator): a study
+        reads over- and under-fitting from each checkpoint's record."""
         settings, step, logger = self.settings, ctx.step, ctx.logger
         final = step == settings.num_iterations
-        if step % settings.log_every == 0 or final:
+        checkpoint = settings.saves_at(step)
+        if step % settings.log_every == 0 or final or checkpoint:
             metrics["lr"] = ctx.scheduler.get_last_lr()[0]
             self.last = all_reduce_mean(metrics, ctx.dist_info)
             logger.log(step, self.last, prefix="train/", summary=False)
-        if self.val_data is not None and settings.val_every and (step % settings.val_every == 0 or final):
+        if self.val_data is not None and (
+            checkpoint or (settings.val_every and step % settings.val_every == 0)
+        ):
             val = validate(ctx.policy, self.val_data, settings.minibatch_size, settings.val_batches)
             val = all_reduce_mean(val, ctx.dist_info)
             logger.log(step, val, prefix="val/")
             self.last.update({f"val_{k}": v for k, v in val.items()})
+        if checkpoint:
+            fit = validate(ctx.policy, self.train_data, settings.minibatch_size, settings.val_batches)
+            fit = all_reduce_mean(fit, ctx.dist_info)
+            logger.log(step, fit, prefix="train_demos/")
+            self.last.update({f"train_demos_{k}": v for k, v in fit.items()})
         if kl is not None:
             self.last.update(kl)
             logger.log(step, kl, prefix="train/", summary=False)
