@@ -64,7 +64,7 @@ def test_every_checkpoint_records_training_and_held_back_demo_loss(lift_demos, t
     policy = _policy(train)
     train_bc(policy, train, settings, tmp_path, {}, val_data=valid, progress=False)
     losses = {
-        step: checkpoint_demo_losses(tmp_path / "checkpoints" / f"step_{step:06d}" / "metrics.json")
+        step: checkpoint_demo_losses(tmp_path / "checkpoints" / f"step_{step:06d}" / "metrics.json", step)
         for step in (3, 12)
     }
     for step, measured in losses.items():
@@ -74,6 +74,8 @@ def test_every_checkpoint_records_training_and_held_back_demo_loss(lift_demos, t
             "train_demos_token_accuracy",
             "val_token_accuracy",
         }, step
+    # Losses measured at another step are not this checkpoint's.
+    assert checkpoint_demo_losses(tmp_path / "checkpoints" / "step_000012" / "metrics.json", 13) == {}
     # The last checkpoint's figures are the estimator's on the final weights.
     assert losses[12]["val_loss"] == pytest.approx(validate(policy, valid, 16, 2)["loss"], rel=1e-5)
     assert losses[12]["train_demos_loss"] == pytest.approx(validate(policy, train, 16, 2)["loss"], rel=1e-5)

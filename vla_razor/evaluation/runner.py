@@ -230,7 +230,7 @@ def _training_metadata(policy_dir: Path) -> dict[str, Any]:
         "seed": OmegaConf.select(cfg, "seed"),
         "step": int(step) if step.isdigit() else None,
     }
-    demo_losses = checkpoint_demo_losses(policy_dir.parent / "metrics.json")
+    demo_losses = checkpoint_demo_losses(policy_dir.parent / "metrics.json", metadata["step"])
     if demo_losses:  # BC-family checkpoints: the loss on the training and the held-back demos
         metadata["demo_losses"] = demo_losses
     return metadata
@@ -240,10 +240,12 @@ def _training_metadata(policy_dir: Path) -> dict[str, Any]:
 DEMO_LOSS_KEYS = ("train_demos_loss", "val_loss", "train_demos_token_accuracy", "val_token_accuracy")
 
 
-def checkpoint_demo_losses(metrics_file: Path) -> dict[str, float]:
-    if not metrics_file.is_file():
+def checkpoint_demo_losses(metrics_file: Path, step: int | None) -> dict[str, float]:
+    """The demo losses measured at ``step`` itself; none from a checkpoint that carries older ones (one
+    written on an interruption, or before checkpoints measured them)."""
+    if step is None or not metrics_file.is_file():
         return {}
     metrics = read_json_object(metrics_file, RETRAIN)
-    if "train_demos_loss" not in metrics:  # written before checkpoints measured both: val_loss may be stale
+    if metrics.get("demo_losses_step") != step:
         return {}
     return {key: float(metrics[key]) for key in DEMO_LOSS_KEYS if isinstance(metrics.get(key), int | float)}

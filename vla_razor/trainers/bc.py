@@ -236,6 +236,8 @@ class BehaviourCloning(Trainer[BCSettings]):
             fit = all_reduce_mean(fit, ctx.dist_info)
             logger.log(step, fit, prefix="train_demos/")
             self.last.update({f"train_demos_{k}": v for k, v in fit.items()})
+            # Which step both losses belong to: a checkpoint written on an interruption carries older ones.
+            self.last["demo_losses_step"] = step
         if kl is not None:
             self.last.update(kl)
             logger.log(step, kl, prefix="train/", summary=False)
