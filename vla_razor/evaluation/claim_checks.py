@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vla_razor.evaluation.frontier import frontier_prior_at, matched_prior_gap
+from vla_razor.evaluation.frontier import levels_all_reach, matched_prior_gap
 from vla_razor.evaluation.method_identity import beyond_label
 from vla_razor.evaluation.method_transfer import (
     fold_r2,
@@ -113,20 +113,14 @@ def _pi0(points: Points) -> dict[str, Any] | None:
 
 
 def comparable_levels(points: Points, levels: Sequence[float]) -> tuple[float, ...]:
-    """The levels above pi0's new-task success that the frontier of every RL method and of SFT reaches.
-
-    At or below pi0's own success the anchored frontiers all start from pi0, so a gap there says nothing
-    about fine-tuning; above a method's best checkpoint its frontier has no value."""
+    """The levels above pi0's new-task success that the frontier of every RL method and of SFT reaches
+    (``frontier.levels_all_reach``)."""
     base = _pi0(points)
-    floor = base["new_task_success"] if base is not None else -math.inf
-    out = []
-    for level in sorted(set(levels)):
-        if level <= floor:
-            continue
-        reached = (frontier_prior_at(*_method_points(points, m)[:2], level)[0] for m in MATCHED_METHODS)
-        if all(np.isfinite(v) for v in reached):
-            out.append(level)
-    return tuple(out)
+    return levels_all_reach(
+        [_method_points(points, m)[:2] for m in MATCHED_METHODS],
+        levels,
+        above=base["new_task_success"] if base is not None else -math.inf,
+    )
 
 
 def claim1_missing(points: Points) -> list[str]:

@@ -11,6 +11,7 @@ Success rates are fractions in [0, 1], so "2 points" is ``tolerance=0.02``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,23 @@ def frontier_prior_at(new: ArrayLike, prior: ArrayLike, levels: ArrayLike) -> Fl
     out = np.interp(at, fs, fp)  # held at fp[0] below fs[0]
     out[at > fs[-1] + _EPS] = np.nan
     return out
+
+
+def levels_all_reach(
+    frontiers: Sequence[tuple[ArrayLike, ArrayLike]], levels: ArrayLike, *, above: float = -np.inf
+) -> tuple[float, ...]:
+    """The levels (sorted, unique) above ``above`` that every (new, prior) frontier reaches.
+
+    A comparison of methods at matched new-task success needs each method's frontier at each level;
+    ``above`` is pi0's own new-task success, where anchored frontiers all start from pi0 and a gap says
+    nothing about fine-tuning."""
+    at = sorted({float(v) for v in np.atleast_1d(np.asarray(levels, dtype=np.float64))})
+    return tuple(
+        level
+        for level in at
+        if level > above
+        and all(np.isfinite(frontier_prior_at(new, prior, level)[0]) for new, prior in frontiers)
+    )
 
 
 @dataclass(frozen=True)

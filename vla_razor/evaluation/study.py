@@ -21,6 +21,7 @@ from vla_razor.evaluation.forecast import (
 )
 from vla_razor.evaluation.frontier import matched_prior_success
 from vla_razor.evaluation.lr_choice import learning_rate_lines
+from vla_razor.evaluation.mechanism import mechanism_lines
 from vla_razor.evaluation.plots import forgetting_plot, pareto_plot
 from vla_razor.evaluation.predictor_fits import (
     MIN_POINTS_FOR_R2,
@@ -595,6 +596,10 @@ def write_report(document: dict[str, Any], out_dir: str | Path, results_table: s
         "",
         *_section("Fitting the demos: training and held-back loss", demo_loss_lines(document)),
         *_section("Which BC learning rate did best", learning_rate_lines(document)),
+        *_section(
+            "Where states and labels come from: BC, DAgger, RFT",
+            mechanism_lines(points, matched_levels(points)),
+        ),
         "## Forecasting forgetting from forward KL alone",
         "",
         *forecast_lines(document),
