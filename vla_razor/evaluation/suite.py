@@ -44,7 +44,7 @@ def evaluate_policy(
         done={t: store.finished(policy_id, policy_hash, t) for t in suite.tasks},
         on_episode=lambda task, ep: store.append_episode(policy_id, policy_hash, task, ep),
         record=videos if video_dir is not None else 0,
-        progress=policy_id[:24] if progress else False,
+        progress=policy_id if progress else False,
         sampling=suite.sampling,
     )
     if video_dir is not None:
