@@ -21,6 +21,10 @@ above 0 and no DAgger-minus-BC interval does; **both** when both gaps' intervals
 **unclear** otherwise. The reading is decisive only when the anchored and unanchored frontiers agree.
 Forward KL(pi0||pi) on new-task states of the checkpoints that beat pi0 on the new task is shown beside,
 because RL's Razor explains forgetting by it.
+
+BC's frontier pools its runs at every learning rate (as the report's matched-success table and RL's
+Razor's SFT frontier do), while DAgger runs at one: the comparison gives BC the best of its sweep, which
+leans against finding that on-policy states protect.
 """
 
 from __future__ import annotations
