@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -30,12 +30,12 @@ from vla_razor.evaluation.method_transfer import (
     leave_one_group_out,
     transfer_interval,
 )
+from vla_razor.evaluation.points import Points, method_points, pi0_anchor, pi0_floor
 from vla_razor.evaluation.predictor_fits import compare_predictors, r2_meaningful
 from vla_razor.evaluation.stats import DEFAULT_BOOTSTRAP, FORGETTING_RANGE, Bootstrap, BootstrapInterval
 from vla_razor.evaluation.study import format_r2_difference, matched_success_table, measured_metrics
 
 Outcome = Literal["holds", "fails", "unclear", "untestable"]
-Points = list[dict[str, Any]]
 
 RL_METHODS = ("ppo", "rft")
 SFT_METHOD = "bc"
@@ -103,23 +103,11 @@ def _combine(outcomes: Sequence[Outcome]) -> Outcome:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _method_points(points: Points, method: str) -> tuple[list[float], list[float], list[str]]:
-    pts = [p for p in points if p["method"] == method]
-    return [p["new_task_success"] for p in pts], [p["prior_success"] for p in pts], [p["run"] for p in pts]
-
-
-def _pi0(points: Points) -> dict[str, Any] | None:
-    return next((p for p in points if p["method"] == "pi0"), None)
-
-
 def comparable_levels(points: Points, levels: Sequence[float]) -> tuple[float, ...]:
     """The levels above pi0's new-task success that the frontier of every RL method and of SFT reaches
     (``frontier.levels_all_reach``)."""
-    base = _pi0(points)
     return levels_all_reach(
-        [_method_points(points, m)[:2] for m in MATCHED_METHODS],
-        levels,
-        above=base["new_task_success"] if base is not None else -math.inf,
+        [method_points(points, m)[:2] for m in MATCHED_METHODS], levels, above=pi0_floor(points)
     )
 
 
@@ -155,17 +143,16 @@ def matched_success_finding(
         return untestable(_single_run_reason(single_run(points, MATCHED_METHODS)))
     if not levels:
         return untestable("no new-task success level above pi0's that every RL method and SFT reaches")
-    base = _pi0(points)
-    sft = _method_points(points, SFT_METHOD)
+    sft = method_points(points, SFT_METHOD)
     parts: list[Outcome] = []
     texts, details = [], []
     for with_pi0 in (True, False):
-        anchor = (base["new_task_success"], base["prior_success"]) if with_pi0 and base else None
+        anchor = pi0_anchor(points) if with_pi0 else None
         gaps: list[tuple[float, BootstrapInterval]] = []
         cells = []
         for method in RL_METHODS:
             gap = matched_prior_gap(
-                _method_points(points, method), sft, levels, bootstrap=bootstrap, anchor=anchor
+                method_points(points, method), sft, levels, bootstrap=bootstrap, anchor=anchor
             )
             gaps += list(zip(gap.gap, gap.intervals, strict=True))
             cells.append(

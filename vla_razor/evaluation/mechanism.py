@@ -32,14 +32,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from vla_razor.evaluation.frontier import MatchedGap, levels_all_reach, matched_prior_gap
+from vla_razor.evaluation.points import Points, method_points, pi0_anchor, pi0_floor
 from vla_razor.evaluation.stats import DEFAULT_BOOTSTRAP, Bootstrap, clustered_mean
 
-Points = list[dict[str, Any]]
 Reading = Literal["on-policy states", "labels", "both", "unclear"]
 
 SOURCES: dict[str, tuple[str, str]] = {
@@ -72,15 +72,6 @@ class MechanismReading:
         """The reading when anchored and unanchored frontiers agree, else ``unclear``."""
         with_pi0, without = self.readings[True], self.readings[False]
         return with_pi0 if with_pi0 == without else "unclear"
-
-
-def _method(points: Points, method: str) -> tuple[list[float], list[float], list[str]]:
-    pts = [p for p in points if p["method"] == method]
-    return [p["new_task_success"] for p in pts], [p["prior_success"] for p in pts], [p["run"] for p in pts]
-
-
-def _pi0(points: Points) -> dict[str, Any] | None:
-    return next((p for p in points if p["method"] == "pi0"), None)
 
 
 def missing_methods(points: Points) -> list[str]:
@@ -116,25 +107,20 @@ def mechanism_reading(
     None when a method is missing (``missing_methods``) or no level is shared."""
     if missing_methods(points):
         return None
-    base = _pi0(points)
     shared = levels_all_reach(
-        [_method(points, m)[:2] for m in SOURCES],
-        levels,
-        above=base["new_task_success"] if base is not None else -math.inf,
+        [method_points(points, m)[:2] for m in SOURCES], levels, above=pi0_floor(points)
     )
     if not shared:
         return None
     states_gap, labels_gap, readings = {}, {}, {}
     for with_pi0 in (True, False):
-        anchor = (base["new_task_success"], base["prior_success"]) if with_pi0 and base else None
-
-        def gap(pair: tuple[str, str], anchor: tuple[float, float] | None = anchor) -> MatchedGap:
-            a, b = pair
-            return matched_prior_gap(
-                _method(points, a), _method(points, b), shared, bootstrap=bootstrap, anchor=anchor
+        anchor = pi0_anchor(points) if with_pi0 else None
+        states_gap[with_pi0], labels_gap[with_pi0] = (
+            matched_prior_gap(
+                method_points(points, a), method_points(points, b), shared, bootstrap=bootstrap, anchor=anchor
             )
-
-        states_gap[with_pi0], labels_gap[with_pi0] = gap(STATES_GAP), gap(LABELS_GAP)
+            for a, b in (STATES_GAP, LABELS_GAP)
+        )
         readings[with_pi0] = classify(states_gap[with_pi0], labels_gap[with_pi0])
     return MechanismReading(shared, states_gap, labels_gap, readings)
 
@@ -155,8 +141,7 @@ def _gap_cells(gap: MatchedGap) -> list[str]:
 def forward_kl_lines(points: Points) -> list[str]:
     """Forward KL of each method's checkpoints that beat pi0 on the new task: mean, with its SE clustered
     by run (checkpoints of one run are not independent)."""
-    base = _pi0(points)
-    floor = base["new_task_success"] if base is not None else -math.inf
+    floor = pi0_floor(points)
     lines = [
         "Forward KL(pi0‖pi) on new-task states of the checkpoints that beat pi0 on the new task "
         "(mean ± SE clustered by run):",

@@ -23,6 +23,7 @@ from vla_razor.evaluation.frontier import matched_prior_success
 from vla_razor.evaluation.lr_choice import learning_rate_lines
 from vla_razor.evaluation.mechanism import mechanism_lines
 from vla_razor.evaluation.plots import forgetting_plot, pareto_plot
+from vla_razor.evaluation.points import method_points, pi0_anchor
 from vla_razor.evaluation.predictor_fits import (
     MIN_POINTS_FOR_R2,
     assess_predictor,
@@ -406,20 +407,13 @@ def matched_success_table(
     the table without it shows how much of a matched value that line supplies."""
     methods = sorted({p["method"] for p in points if p["method"] != "pi0"})
     # pi0's point belongs to every method's frontier: it is where each starts, reached with no training.
-    base = next((p for p in points if p["method"] == "pi0"), None) if with_pi0 else None
-    anchor = None if base is None else (base["new_task_success"], base["prior_success"])
+    anchor = pi0_anchor(points) if with_pi0 else None
     header = "| method | " + " | ".join(f"new-task {lv:.0%}" for lv in levels) + " |"
     lines = [header, "|---|" + "---|" * len(levels)]
     for method in methods:
-        pts = [p for p in points if p["method"] == method]
-        matched = matched_prior_success(
-            [p["new_task_success"] for p in pts],
-            [p["prior_success"] for p in pts],
-            [p["run"] for p in pts],
-            levels,
-            anchor=anchor,
-        )
-        n_runs = len({p["run"] for p in pts})
+        new, prior, runs = method_points(points, method)
+        matched = matched_prior_success(new, prior, runs, levels, anchor=anchor)
+        n_runs = len(set(runs))
         one_run = n_runs < 2  # resampling one run has no spread to show
         cells = []
         for value, ci in zip(matched.prior, matched.intervals, strict=True):
