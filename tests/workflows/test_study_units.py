@@ -30,6 +30,8 @@ from ray.cluster_utils import Cluster
 
 from vla_razor.config import config_dir, register_resolvers
 from vla_razor.errors import BadInputError
+from vla_razor.evaluation.lr_choice import learning_rate_scores
+from vla_razor.evaluation.study import study_document
 from vla_razor.folder_lock import OWNER_NAME
 from vla_razor.rollouts import EngineSettings
 from vla_razor.schemas import register_schemas
@@ -244,3 +246,39 @@ def test_unit_settings_are_checked_in_one_line() -> None:
         UnitSettings.from_mapping({"submitit": {"cluster": "pbs"}})
     with pytest.raises(BadInputError, match=r"units.backend=ray with scale_out.backend=ray"):
         study_config("ppo", "units.backend=ray", "scale_out.backend=ray")
+
+
+DAGGER = [
+    "trainer.num_iterations=1",
+    "trainer.num_steps=6",
+    "trainer.updates_per_iteration=1",
+    "trainer.minibatch_size=4",
+    "trainer.save_every=1",
+    "task.env.horizon=6",
+    "logging.tensorboard=false",
+]
+
+
+@pytest.mark.slow  # three toy units (about 30 s); the rule's parts are in the default run (test_lr_rule.py)
+def test_a_learning_rate_rule_trains_at_the_rate_the_recorded_units_pick(tmp_path: Path) -> None:
+    """Study 2's DAgger entry at toy size: two BC rates are trained and recorded first, then the rule reads
+    them and DAgger trains (and is recorded) under the picked rate's name, with that rate."""
+    bc = ", ".join(repr(o) for o in [*BC, "logging.tensorboard=false"])
+    dagger = ", ".join(repr(o) for o in DAGGER)
+    sweep = (
+        f"sweep=[{{trainer: bc, lr: 1.0e-5, seed: 0, overrides: [{bc}]}}, "
+        f"{{trainer: bc, lr: 3.0e-5, seed: 0, overrides: [{bc}]}}, "
+        f"{{trainer: dagger, lr: {{best_of: bc}}, seed: 0, overrides: [{dagger}]}}]"
+    )
+    register_resolvers()
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="units_test"):
+        cfg = compose(config_name="razor", overrides=[*TOY, sweep])
+    with contextlib.chdir(tmp_path):
+        run_study(StudyConfig.from_cfg(cfg), EngineSettings(num_workers=1, torch_threads=1, render_threads=1))
+    document = study_document(tmp_path / "study")
+    best = learning_rate_scores(document, "bc")[0]
+    runs = sorted(p.stem for p in (tmp_path / "study" / "runs").glob("*.json"))
+    assert runs == sorted(["bc_lr1e-05_seed0", "bc_lr3e-05_seed0", f"dagger_lr{best.lr:g}_seed0"])
+    dagger_lrs = {rec["lr"] for pid, rec in document["policies"].items() if pid.startswith("dagger")}
+    assert dagger_lrs == {best.lr}

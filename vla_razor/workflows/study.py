@@ -25,6 +25,7 @@ from vla_razor.checkpoints import resolve_policy_dir
 from vla_razor.data.demos import ensure_demos
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
+from vla_razor.evaluation.lr_choice import learning_rate_scores
 from vla_razor.evaluation.replication import load_compared_study, write_replication
 from vla_razor.evaluation.runner import EvalConfig, run_suite
 from vla_razor.evaluation.study import (
@@ -55,8 +56,11 @@ from vla_razor.workflows.study_units import (
 from vla_razor.workflows.sweep import (
     SFT_TRAINERS,
     check_entries,
+    lr_rule,
+    rule_inputs,
     run_name,
     train_overrides,
+    with_lr,
 )
 from vla_razor.workflows.unit_dispatch import PlannedUnit, UnitSettings, run_units
 
@@ -191,7 +195,13 @@ def _units_here(config: StudyConfig, pool: EnvPool, pi0_hash: str) -> None:
         compute = {"machine": describe_machine()}
         _record_run(config, pool, Path(run_dir).name, str(run_dir), compute)
     demos = _demos(config, pool)
-    for entry in entries:
+    for planned in entries:
+        # Entries run in order, so the runs a learning-rate rule reads are recorded when its turn comes.
+        entry = _resolved(config, planned, pi0_hash)
+        if entry is None:
+            raise RuntimeError(
+                f"sweep entry {planned}: the runs its learning-rate rule reads are not recorded"
+            )
         name = run_name(entry)
         if study_unit_exists(study_dir, name, pi0_hash):
             log.info("run %s is already recorded in %s", name, study_dir)
@@ -209,14 +219,17 @@ def _units_elsewhere(config: StudyConfig, engine: EngineSettings, demos: Path | 
         name = Path(run_dir).name
         planned.append(PlannedUnit(name, partial(_unit_spec, config, engine, name, str(run_dir), None)))
     for entry in config.sweep:
-        name = run_name(entry)
-        if study_unit_exists(config.study_dir, name, pi0_hash):
+        # A learning-rate rule whose runs are not all recorded yet waits for them; it is applied when its
+        # unit is submitted (``_entry_spec``).
+        resolved = _resolved(config, entry, pi0_hash)
+        name = run_name(resolved or entry)
+        if resolved is not None and study_unit_exists(config.study_dir, name, pi0_hash):
             log.info("run %s is already recorded in %s", name, config.study_dir)
             continue
+        after = tuple(rule_inputs(entry, config.sweep)) if resolved is None else ()
+        after += (str(entry["warm_start"]),) if entry.get("warm_start") else ()
         planned.append(
-            PlannedUnit(
-                name, partial(_entry_spec, config, engine, entry, demos), after=entry.get("warm_start")
-            )
+            PlannedUnit(name, partial(_entry_spec, config, engine, entry, demos, pi0_hash), after=after)
         )
     log.info(
         "%d unit(s) on %s, %d CPU(s) each", len(planned), config.units.backend, config.units.cpus_per_unit
@@ -231,9 +244,34 @@ def _units_elsewhere(config: StudyConfig, engine: EngineSettings, demos: Path | 
     run_units(planned, config.units, record, config.out_dir / "units" / "submitit")
 
 
+def _resolved(config: StudyConfig, entry: dict[str, Any], pi0_hash: str) -> dict[str, Any] | None:
+    """The entry with its learning-rate rule applied (``sweep.lr_rule``), or None while a run the rule
+    reads is not recorded; an entry without a rule as it is."""
+    trainer = lr_rule(entry)
+    if trainer is None:
+        return entry
+    inputs = rule_inputs(entry, config.sweep)
+    if not all(study_unit_exists(config.study_dir, name, pi0_hash) for name in inputs):
+        return None
+    best = learning_rate_scores(study_document(config.study_dir), trainer)[0]
+    log.info(
+        "%s: %s's best learning rate is %g (mean best new-task success %.1f%% over %d run(s))",
+        run_name(entry),
+        trainer,
+        best.lr,
+        100 * best.mean_best,
+        len(best.runs),
+    )
+    return with_lr(entry, best.lr)
+
+
 def _entry_spec(
-    config: StudyConfig, engine: EngineSettings, entry: dict[str, Any], demos: Path | None
+    config: StudyConfig, engine: EngineSettings, entry: dict[str, Any], demos: Path | None, pi0_hash: str
 ) -> UnitSpec:
+    resolved = _resolved(config, entry, pi0_hash)
+    if resolved is None:  # run_units submits it only after the runs it reads are recorded
+        raise RuntimeError(f"sweep entry {entry}: the runs its learning-rate rule reads are not recorded")
+    entry = resolved
     run_dir, overrides = _overrides(config, entry, demos)
     return _unit_spec(config, engine, run_name(entry), run_dir, overrides)
 

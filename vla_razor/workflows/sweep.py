@@ -2,6 +2,11 @@
 
 Entries are validated before any compute (one line naming the bad key, trainer or warm start), and every
 entry maps to a distinct run folder, which is also the name of its recorded study unit.
+
+An entry's ``lr`` may be a rule instead of a number: ``lr: {best_of: bc}`` takes the learning rate of the
+earlier ``bc`` entries whose runs reached the highest new-task success (``evaluation.lr_choice``, study 2's
+rule for DAgger). It is resolved when the entry's turn comes, once every ``bc`` entry is recorded, so a
+study's design, rule included, is committed before any result and runs to its end unattended.
 """
 
 from __future__ import annotations
@@ -21,12 +26,34 @@ log = logging.getLogger(__name__)
 
 SFT_TRAINERS = ("bc", "bc_kl")
 SWEEP_KEYS = ("trainer", "lr", "seed", "overrides", "warm_start")
+BEST_OF = "best_of"  # lr: {best_of: TRAINER}
 TRAINERS = ("bc", "bc_kl", "ppo", "rft", "dagger")
 
 
+def lr_rule(entry: dict[str, Any]) -> str | None:
+    """The trainer whose best learning rate the entry takes (``lr: {best_of: TRAINER}``), or None."""
+    lr = entry.get("lr")
+    return str(lr[BEST_OF]) if isinstance(lr, dict) else None
+
+
+def with_lr(entry: dict[str, Any], lr: float) -> dict[str, Any]:
+    """The entry with its learning-rate rule resolved to ``lr``."""
+    return {**entry, "lr": lr}
+
+
+def rule_inputs(entry: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
+    """The runs (earlier entries of the rule's trainer) that must be recorded before the rule is applied."""
+    trainer = lr_rule(entry)
+    earlier = entries[: entries.index(entry)]
+    return [run_name(e) for e in earlier if trainer is not None and e["trainer"] == trainer]
+
+
 def run_name(entry: dict[str, Any]) -> str:
-    """The run folder (and study unit) name of a sweep entry: trainer, lr, seed (and its warm start)."""
-    name = "_".join(f"{k}{entry[k]}" for k in ("lr", "seed") if k in entry)
+    """The run folder (and study unit) name of a sweep entry: trainer, lr, seed (and its warm start); an
+    unresolved learning-rate rule is named for what it takes (``dagger_lr-best-of-bc_seed0``)."""
+    rule = lr_rule(entry)
+    values = {**entry, "lr": f"-best-of-{rule}"} if rule else entry
+    name = "_".join(f"{k}{values[k]}" for k in ("lr", "seed") if k in values)
     base = f"{entry['trainer']}_{name}" if name else str(entry["trainer"])
     return f"{base}_from-{entry['warm_start']}" if entry.get("warm_start") else base
 
@@ -46,6 +73,8 @@ def train_overrides(
     entry: dict[str, Any], suite: SuiteSpec, pi0: str, train_dir: Path, demos: Path, extra: list[str]
 ) -> tuple[str, list[str]]:
     trainer = str(entry["trainer"])
+    if lr_rule(entry):
+        raise ValueError(f"sweep entry {entry}: its learning-rate rule must be resolved before training")
     run_dir = train_dir / run_name(entry)
     # A warm-started run (e.g. PPO after a short BC, as RL4VLA does) starts from that run's last checkpoint;
     # the suite still measures its KL and forgetting against pi0, so the warm-up's cost is part of them.
@@ -79,6 +108,7 @@ def check_entries(entries: list[dict[str, Any]], runs: list[str]) -> None:
                 f"sweep entry {entry} warm-starts from {entry['warm_start']!r}, which is not an earlier entry; "
                 f"earlier runs: {', '.join(earlier) or 'none'}"
             )
+        _check_rule(entry, entries[:i])
     names += [run_name(e) for e in entries]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
@@ -96,6 +126,25 @@ def _check_entry(entry: dict[str, Any]) -> None:
     if entry.get("trainer") not in TRAINERS:
         raise BadInputError(
             f"sweep entry {entry} names trainer {entry.get('trainer')!r}; valid: {', '.join(TRAINERS)}"
+        )
+
+
+def _check_rule(entry: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+    """A learning-rate rule names a trainer that earlier entries run at two or more numeric rates."""
+    lr = entry.get("lr")
+    if isinstance(lr, dict) and set(lr) != {BEST_OF}:
+        raise BadInputError(
+            f"sweep entry {entry} gives lr {lr}; valid: a number or {{{BEST_OF}: TRAINER}} (the best learning "
+            "rate of that trainer's earlier entries)"
+        )
+    trainer = lr_rule(entry)
+    if trainer is None:
+        return
+    rates = {e["lr"] for e in earlier if e["trainer"] == trainer and not lr_rule(e) and "lr" in e}
+    if len(rates) < 2:
+        raise BadInputError(
+            f"sweep entry {entry} takes the best learning rate of {trainer!r}, but the earlier entries run "
+            f"{trainer!r} at {len(rates)} learning rate(s); it needs two or more, listed before it"
         )
 
 

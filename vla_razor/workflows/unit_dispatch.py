@@ -120,8 +120,8 @@ class PlannedUnit:
 
     name: str
     spec: Callable[[], UnitSpec]
-    # The unit that must finish first (a warm start), if any.
-    after: str | None = None
+    # The units that must finish first: a warm start, the runs a learning-rate rule reads.
+    after: tuple[str, ...] = ()
 
 
 class UnitsFailed(UserError):
@@ -135,29 +135,34 @@ def run_units(
     job_folder: Path,
 ) -> None:
     """Run every planned unit on ``settings.backend`` (ray or submitit), handing each result to
-    ``on_result`` in this process as its unit finishes; a unit waits for the one it names in ``after``."""
+    ``on_result`` in this process as its unit finishes; a unit waits for the ones it names in ``after``."""
     if not planned:
         return
     backend = _RayBackend(settings) if settings.backend == "ray" else _SubmititBackend(settings, job_folder)
     waiting, running = list(planned), {}
+    # A name a unit waits for that is not planned was recorded before: it has nothing to wait for.
+    recorded = {name for u in planned for name in u.after} - {u.name for u in planned}
     done: set[str] = set()
     failed: dict[str, str] = {}
     try:
         while waiting or running:
-            for unit in [u for u in waiting if u.after is None or u.after in done | set(failed)]:
+            for unit in [u for u in waiting if set(u.after) <= recorded | done | set(failed)]:
                 waiting.remove(unit)
-                if unit.after in failed:
-                    failed[unit.name] = f"its warm start {unit.after} failed"
+                before = [name for name in unit.after if name in failed]
+                if before:
+                    failed[unit.name] = f"{', '.join(before)}, which it waits for, failed"
                     continue
                 running[backend.submit(unit.spec())] = unit.name
             if not running:
+                if waiting:  # nothing runs and nothing can start: the units wait for each other
+                    raise RuntimeError(f"units wait on each other: {[(u.name, u.after) for u in waiting]}")
                 continue
             handle, outcome = backend.next_finished(list(running))
             name = running.pop(handle)
             if isinstance(outcome, UnitResult):
                 on_result(outcome)
                 done.add(name)
-                log.info("unit %s done (%d of %d): %s", name, len(done), len(planned), _cost(outcome))
+                log.info("unit %s done (%d of %d): %s", outcome.name, len(done), len(planned), _cost(outcome))
             else:
                 failed[name] = f"{type(outcome).__name__}: {_first_line(outcome)}"
                 log.error("unit %s failed: %s", name, failed[name])
