@@ -83,6 +83,14 @@ def test_the_rule_reads_the_recorded_units_once_all_of_them_exist(tmp_path: Path
         COMMITTED / "runs" / "bc_lr0.0001_seed0.json", tmp_path / "runs" / "bc_lr0.0001_seed0.json"
     )
     assert study_workflow._resolved(study, DAGGER, pi0_hash) == with_lr(DAGGER, 3e-5)
+    # A BC unit outside the rule's entries does not move it (seed 0's 1e-4 copied as an extra run).
+    extra = json.loads((COMMITTED / "runs" / "bc_lr0.0001_seed0.json").read_text())
+    extra["policies"] = {
+        pid.replace("seed0", "seed9"): {**rec, "new_task_success": 1.0}
+        for pid, rec in extra["policies"].items()
+    }
+    (tmp_path / "runs" / "bc_lr0.0001_seed9.json").write_text(json.dumps(extra))
+    assert study_workflow._resolved(study, DAGGER, pi0_hash) == with_lr(DAGGER, 3e-5)
     assert study_workflow._resolved(study, BC[0], pi0_hash) is BC[0]  # no rule: as it is
 
 

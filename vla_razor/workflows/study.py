@@ -253,7 +253,13 @@ def _resolved(config: StudyConfig, entry: dict[str, Any], pi0_hash: str) -> dict
     inputs = rule_inputs(entry, config.sweep)
     if not all(study_unit_exists(config.study_dir, name, pi0_hash) for name in inputs):
         return None
-    best = learning_rate_scores(study_document(config.study_dir), trainer)[0]
+    # The rule reads the runs of the entries before it, not whatever else the study folder holds, so every
+    # seed of the entry gets the same rate however the folder grows.
+    document = study_document(config.study_dir)
+    document["policies"] = {
+        pid: rec for pid, rec in document["policies"].items() if pid.rsplit("/", 1)[0] in inputs
+    }
+    best = learning_rate_scores(document, trainer)[0]
     log.info(
         "%s: %s's best learning rate is %g (mean best new-task success %.1f%% over %d run(s))",
         run_name(entry),
