@@ -4,6 +4,7 @@ applied to the recorded units once every run it reads is recorded, and waited fo
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from vla_razor.config import asset_path, config_dir, register_resolvers
-from vla_razor.errors import BadInputError
+from vla_razor.errors import BadInputError, MissingFileError
+from vla_razor.rollouts import EngineSettings
 from vla_razor.workflows import study as study_workflow
 from vla_razor.workflows import unit_dispatch
 from vla_razor.workflows.study import StudyConfig
@@ -31,11 +33,8 @@ def test_a_rule_is_named_for_what_it_takes_and_resolves_to_a_plain_entry() -> No
     assert run_name(DAGGER) == "dagger_lr-best-of-bc_seed0"
     resolved = with_lr(DAGGER, 3e-5)
     assert lr_rule(resolved) is None and run_name(resolved) == "dagger_lr3e-05_seed0"
-    assert rule_inputs(DAGGER, [*BC, {"trainer": "ppo", "lr": 1e-5, "seed": 0}, DAGGER]) == [
-        "bc_lr1e-05_seed0",
-        "bc_lr3e-05_seed0",
-        "bc_lr0.0001_seed0",
-    ]
+    assert rule_inputs([*BC, {"trainer": "ppo", "lr": 1e-5, "seed": 0}, DAGGER], 4) == BC
+    assert rule_inputs([*BC, DAGGER], 0) == []  # no rule
 
 
 def test_an_unresolved_rule_never_reaches_training(tmp_path: Path) -> None:
@@ -53,10 +52,18 @@ def test_an_unresolved_rule_never_reaches_training(tmp_path: Path) -> None:
         ([BC[0], BC[0] | {"seed": 1}, DAGGER], "at 1 learning rate"),  # one rate: nothing to choose
         ([DAGGER, *BC], "at 0 learning rate"),  # the rule's runs must come first
         ([*BC, {**DAGGER, "lr": {"best_of": "ppo"}}], "'ppo' at 0 learning rate"),
+        ([*BC, {**DAGGER, "lr": {"best_of": "bcc"}}], "TRAINER one of bc, bc_kl"),
+        ([*BC, {"trainer": "bc", "seed": 1}, DAGGER], "entries ['bc_seed1'] give no number for lr"),
+        # An explicit entry where the rule may land would share its run folder.
+        ([*BC, {**DAGGER, "lr": 3e-5}, DAGGER], "['dagger_lr3e-05_seed0'] map to the same run folder"),
+        (
+            [*BC, DAGGER, {"trainer": "ppo", "lr": 1e-5, "warm_start": "dagger_lr-best-of-bc_seed0"}],
+            "whose learning rate is a rule",
+        ),
     ],
 )
 def test_a_bad_rule_is_one_line_before_any_compute(entries: list[dict[str, Any]], message: str) -> None:
-    with pytest.raises(BadInputError, match=message.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(BadInputError, match=re.escape(message)):
         check_entries(entries, [])
 
 
@@ -75,14 +82,11 @@ def test_the_rule_reads_the_recorded_units_once_all_of_them_exist(tmp_path: Path
     pi0_hash = json.loads((tmp_path / "pi0.json").read_text())["pi0"]["hash"]
     study = _study2(tmp_path)
     for entry in BC[:2]:
-        shutil.copyfile(
-            COMMITTED / "runs" / f"{run_name(entry)}.json", tmp_path / "runs" / f"{run_name(entry)}.json"
-        )
-    assert study_workflow._resolved(study, DAGGER, pi0_hash) is None  # lr 1e-4 not recorded yet
-    shutil.copyfile(
-        COMMITTED / "runs" / "bc_lr0.0001_seed0.json", tmp_path / "runs" / "bc_lr0.0001_seed0.json"
-    )
-    assert study_workflow._resolved(study, DAGGER, pi0_hash) == with_lr(DAGGER, 3e-5)
+        _copy_unit(run_name(entry), tmp_path)
+    with pytest.raises(MissingFileError, match=r"\['bc_lr0.0001_seed0'\] are not recorded"):
+        study_workflow._resolved(study, 3, pi0_hash)
+    _copy_unit("bc_lr0.0001_seed0", tmp_path)
+    assert study_workflow._resolved(study, 3, pi0_hash) == with_lr(DAGGER, 3e-5)
     # A BC unit outside the rule's entries does not move it (seed 0's 1e-4 copied as an extra run).
     extra = json.loads((COMMITTED / "runs" / "bc_lr0.0001_seed0.json").read_text())
     extra["policies"] = {
@@ -90,8 +94,43 @@ def test_the_rule_reads_the_recorded_units_once_all_of_them_exist(tmp_path: Path
         for pid, rec in extra["policies"].items()
     }
     (tmp_path / "runs" / "bc_lr0.0001_seed9.json").write_text(json.dumps(extra))
-    assert study_workflow._resolved(study, DAGGER, pi0_hash) == with_lr(DAGGER, 3e-5)
-    assert study_workflow._resolved(study, BC[0], pi0_hash) is BC[0]  # no rule: as it is
+    assert study_workflow._resolved(study, 3, pi0_hash) == with_lr(DAGGER, 3e-5)
+    assert study_workflow._resolved(study, 0, pi0_hash) is BC[0]  # no rule: as it is
+
+
+def _copy_unit(name: str, study_dir: Path) -> None:
+    shutil.copyfile(COMMITTED / "runs" / f"{name}.json", study_dir / "runs" / f"{name}.json")
+
+
+def test_on_a_cluster_the_rule_waits_for_the_unrecorded_runs_it_reads(tmp_path, monkeypatch) -> None:
+    """Units planned for Ray or SLURM: the rule waits for the BC units still to run (not for recorded
+    ones); once all are recorded it is planned under the name of the rate it picks, or skipped if that
+    unit is recorded too."""
+    (tmp_path / "runs").mkdir()
+    shutil.copyfile(COMMITTED / "pi0.json", tmp_path / "pi0.json")
+    pi0_hash = json.loads((tmp_path / "pi0.json").read_text())["pi0"]["hash"]
+    study = _study2(tmp_path)
+    planned: list[PlannedUnit] = []
+    monkeypatch.setattr(study_workflow, "run_units", lambda units, *args: planned.extend(units))
+
+    def plan() -> dict[str, tuple[str, ...]]:
+        planned.clear()
+        study_workflow._units_elsewhere(study, EngineSettings(), None, pi0_hash)
+        return {unit.name: unit.after for unit in planned}
+
+    _copy_unit("bc_lr1e-05_seed0", tmp_path)
+    assert plan() == {
+        "bc_lr3e-05_seed0": (),
+        "bc_lr0.0001_seed0": (),
+        "dagger_lr-best-of-bc_seed0": ("bc_lr3e-05_seed0", "bc_lr0.0001_seed0"),
+    }
+    _copy_unit("bc_lr3e-05_seed0", tmp_path)
+    _copy_unit("bc_lr0.0001_seed0", tmp_path)
+    assert plan() == {"dagger_lr3e-05_seed0": ()}
+    shutil.copyfile(
+        tmp_path / "runs" / "bc_lr3e-05_seed0.json", tmp_path / "runs" / "dagger_lr3e-05_seed0.json"
+    )
+    assert plan() == {}
 
 
 class _InlineBackend:
@@ -126,9 +165,9 @@ def _run(planned: list[PlannedUnit], monkeypatch: pytest.MonkeyPatch, tmp_path: 
     return _InlineBackend.submitted
 
 
-def test_a_unit_waits_for_every_unit_it_names_and_not_for_recorded_ones(monkeypatch, tmp_path) -> None:
+def test_a_unit_waits_for_every_unit_it_names(monkeypatch, tmp_path) -> None:
     planned = [
-        PlannedUnit("rule", lambda: "rule", after=("bc1", "bc0", "recorded")),
+        PlannedUnit("rule", lambda: "rule", after=("bc1", "bc0")),
         PlannedUnit("bc0", lambda: "bc0"),
         PlannedUnit("bc1", lambda: "bc1", after=("bc0",)),
     ]
@@ -140,3 +179,21 @@ def test_a_unit_waiting_for_a_failed_one_fails_with_it(monkeypatch, tmp_path) ->
     with pytest.raises(UnitsFailed, match=r"rule \[bad, which it waits for, failed\]"):
         _run(planned, monkeypatch, tmp_path)
     assert _InlineBackend.submitted == ["bad"]
+
+
+def test_units_that_wait_on_each_other_or_on_no_planned_unit_are_refused(monkeypatch, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"units wait for \['recorded'\], which are not planned"):
+        _run([PlannedUnit("rule", lambda: "rule", after=("recorded",))], monkeypatch, tmp_path)
+    cycle = [PlannedUnit("a", lambda: "a", after=("b",)), PlannedUnit("b", lambda: "b", after=("a",))]
+    with pytest.raises(RuntimeError, match="units wait on each other"):
+        _run(cycle, monkeypatch, tmp_path)
+
+
+def test_a_unit_whose_spec_cannot_be_built_fails_alone(monkeypatch, tmp_path) -> None:
+    def missing() -> str:
+        raise MissingFileError("bc_lr1e-05_seed0 is not recorded")
+
+    planned = [PlannedUnit("rule", missing), PlannedUnit("other", lambda: "other")]
+    with pytest.raises(UnitsFailed, match=r"rule \[MissingFileError: bc_lr1e-05_seed0 is not recorded\]"):
+        _run(planned, monkeypatch, tmp_path)
+    assert _InlineBackend.submitted == ["other"]

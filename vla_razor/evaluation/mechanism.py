@@ -100,6 +100,24 @@ def classify(states_gap: MatchedGap, labels_gap: MatchedGap) -> Reading:
     return "unclear"
 
 
+def _gap(
+    points: Points,
+    pair: tuple[str, str],
+    levels: tuple[float, ...],
+    bootstrap: Bootstrap,
+    anchor: tuple[float, float] | None,
+) -> MatchedGap:
+    """The first method's matched prior-skill success minus the second's."""
+    first, second = pair
+    return matched_prior_gap(
+        method_points(points, first),
+        method_points(points, second),
+        levels,
+        bootstrap=bootstrap,
+        anchor=anchor,
+    )
+
+
 def mechanism_reading(
     points: Points, levels: Sequence[float], *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP
 ) -> MechanismReading | None:
@@ -115,12 +133,8 @@ def mechanism_reading(
     states_gap, labels_gap, readings = {}, {}, {}
     for with_pi0 in (True, False):
         anchor = pi0_anchor(points) if with_pi0 else None
-        states_gap[with_pi0], labels_gap[with_pi0] = (
-            matched_prior_gap(
-                method_points(points, a), method_points(points, b), shared, bootstrap=bootstrap, anchor=anchor
-            )
-            for a, b in (STATES_GAP, LABELS_GAP)
-        )
+        states_gap[with_pi0] = _gap(points, STATES_GAP, shared, bootstrap, anchor)
+        labels_gap[with_pi0] = _gap(points, LABELS_GAP, shared, bootstrap, anchor)
         readings[with_pi0] = classify(states_gap[with_pi0], labels_gap[with_pi0])
     return MechanismReading(shared, states_gap, labels_gap, readings)
 

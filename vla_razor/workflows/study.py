@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vla_razor.checkpoints import resolve_policy_dir
 from vla_razor.data.demos import ensure_demos
-from vla_razor.errors import BadInputError
+from vla_razor.errors import BadInputError, MissingFileError
 from vla_razor.evaluation.identity import policy_content_hash
 from vla_razor.evaluation.lr_choice import learning_rate_scores
 from vla_razor.evaluation.replication import load_compared_study, write_replication
@@ -195,13 +195,9 @@ def _units_here(config: StudyConfig, pool: EnvPool, pi0_hash: str) -> None:
         compute = {"machine": describe_machine()}
         _record_run(config, pool, Path(run_dir).name, str(run_dir), compute)
     demos = _demos(config, pool)
-    for planned in entries:
+    for index in range(len(entries)):
         # Entries run in order, so the runs a learning-rate rule reads are recorded when its turn comes.
-        entry = _resolved(config, planned, pi0_hash)
-        if entry is None:
-            raise RuntimeError(
-                f"sweep entry {planned}: the runs its learning-rate rule reads are not recorded"
-            )
+        entry = _resolved(config, index, pi0_hash)
         name = run_name(entry)
         if study_unit_exists(study_dir, name, pi0_hash):
             log.info("run %s is already recorded in %s", name, study_dir)
@@ -218,18 +214,21 @@ def _units_elsewhere(config: StudyConfig, engine: EngineSettings, demos: Path | 
     for run_dir in config.runs:  # already trained: evaluated only, as in-process
         name = Path(run_dir).name
         planned.append(PlannedUnit(name, partial(_unit_spec, config, engine, name, str(run_dir), None)))
-    for entry in config.sweep:
+    for index, entry in enumerate(config.sweep):
         # A learning-rate rule whose runs are not all recorded yet waits for them; it is applied when its
-        # unit is submitted (``_entry_spec``).
-        resolved = _resolved(config, entry, pi0_hash)
-        name = run_name(resolved or entry)
-        if resolved is not None and study_unit_exists(config.study_dir, name, pi0_hash):
+        # unit is submitted (``_entry_spec``), and recorded under the name of the rate it picks.
+        after = _unrecorded_inputs(config, index, pi0_hash)
+        name = run_name(entry) if after else run_name(_resolved(config, index, pi0_hash))
+        if not after and study_unit_exists(config.study_dir, name, pi0_hash):
             log.info("run %s is already recorded in %s", name, config.study_dir)
             continue
-        after = tuple(rule_inputs(entry, config.sweep)) if resolved is None else ()
-        after += (str(entry["warm_start"]),) if entry.get("warm_start") else ()
+        warm = entry.get("warm_start")
+        if warm and not study_unit_exists(config.study_dir, str(warm), pi0_hash):
+            after.append(str(warm))
         planned.append(
-            PlannedUnit(name, partial(_entry_spec, config, engine, entry, demos, pi0_hash), after=after)
+            PlannedUnit(
+                name, partial(_entry_spec, config, engine, index, demos, pi0_hash), after=tuple(after)
+            )
         )
     log.info(
         "%d unit(s) on %s, %d CPU(s) each", len(planned), config.units.backend, config.units.cpus_per_unit
@@ -244,17 +243,28 @@ def _units_elsewhere(config: StudyConfig, engine: EngineSettings, demos: Path | 
     run_units(planned, config.units, record, config.out_dir / "units" / "submitit")
 
 
-def _resolved(config: StudyConfig, entry: dict[str, Any], pi0_hash: str) -> dict[str, Any] | None:
-    """The entry with its learning-rate rule applied (``sweep.lr_rule``), or None while a run the rule
-    reads is not recorded; an entry without a rule as it is."""
+def _unrecorded_inputs(config: StudyConfig, index: int, pi0_hash: str) -> list[str]:
+    """The runs the learning-rate rule of sweep entry ``index`` reads that are not recorded yet."""
+    inputs = [run_name(e) for e in rule_inputs(config.sweep, index)]
+    return [name for name in inputs if not study_unit_exists(config.study_dir, name, pi0_hash)]
+
+
+def _resolved(config: StudyConfig, index: int, pi0_hash: str) -> dict[str, Any]:
+    """Sweep entry ``index`` with its learning-rate rule applied (``sweep.lr_rule``); an entry without a
+    rule as it is."""
+    entry = config.sweep[index]
     trainer = lr_rule(entry)
     if trainer is None:
         return entry
-    inputs = rule_inputs(entry, config.sweep)
-    if not all(study_unit_exists(config.study_dir, name, pi0_hash) for name in inputs):
-        return None
+    missing = _unrecorded_inputs(config, index, pi0_hash)
+    if missing:
+        raise MissingFileError(
+            f"sweep entry {entry} takes {trainer}'s best learning rate, but {missing} are not recorded in "
+            f"{str(config.study_dir)!r} yet; run the entries before it first"
+        )
     # The rule reads the runs of the entries before it, not whatever else the study folder holds, so every
     # seed of the entry gets the same rate however the folder grows.
+    inputs = {run_name(e) for e in rule_inputs(config.sweep, index)}
     document = study_document(config.study_dir)
     document["policies"] = {
         pid: rec for pid, rec in document["policies"].items() if pid.rsplit("/", 1)[0] in inputs
@@ -272,12 +282,9 @@ def _resolved(config: StudyConfig, entry: dict[str, Any], pi0_hash: str) -> dict
 
 
 def _entry_spec(
-    config: StudyConfig, engine: EngineSettings, entry: dict[str, Any], demos: Path | None, pi0_hash: str
+    config: StudyConfig, engine: EngineSettings, index: int, demos: Path | None, pi0_hash: str
 ) -> UnitSpec:
-    resolved = _resolved(config, entry, pi0_hash)
-    if resolved is None:  # run_units submits it only after the runs it reads are recorded
-        raise RuntimeError(f"sweep entry {entry}: the runs its learning-rate rule reads are not recorded")
-    entry = resolved
+    entry = _resolved(config, index, pi0_hash)
     run_dir, overrides = _overrides(config, entry, demos)
     return _unit_spec(config, engine, run_name(entry), run_dir, overrides)
 

@@ -41,11 +41,11 @@ def with_lr(entry: dict[str, Any], lr: float) -> dict[str, Any]:
     return {**entry, "lr": lr}
 
 
-def rule_inputs(entry: dict[str, Any], entries: list[dict[str, Any]]) -> list[str]:
-    """The runs (earlier entries of the rule's trainer) that must be recorded before the rule is applied."""
-    trainer = lr_rule(entry)
-    earlier = entries[: entries.index(entry)]
-    return [run_name(e) for e in earlier if trainer is not None and e["trainer"] == trainer]
+def rule_inputs(entries: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The entries a learning-rate rule at ``entries[index]`` reads: the earlier entries of its trainer
+    (``check_entries`` makes sure each gives a number, so none is itself a rule). Empty without a rule."""
+    trainer = lr_rule(entries[index])
+    return [e for e in entries[:index] if trainer is not None and e["trainer"] == trainer]
 
 
 def run_name(entry: dict[str, Any]) -> str:
@@ -97,7 +97,8 @@ def train_overrides(
 
 def check_entries(entries: list[dict[str, Any]], runs: list[str]) -> None:
     """Every entry valid, and every run (sweep or given) a distinct unit: two entries that map to one run
-    folder would overwrite each other's checkpoints and record."""
+    folder would overwrite each other's checkpoints and record. A learning-rate rule counts under every
+    name it can resolve to."""
     for entry in entries:
         _check_entry(entry)
     names = [Path(str(r)).name for r in runs]
@@ -108,13 +109,28 @@ def check_entries(entries: list[dict[str, Any]], runs: list[str]) -> None:
                 f"sweep entry {entry} warm-starts from {entry['warm_start']!r}, which is not an earlier entry; "
                 f"earlier runs: {', '.join(earlier) or 'none'}"
             )
-        _check_rule(entry, entries[:i])
-    names += [run_name(e) for e in entries]
+        rule = [e for e in entries[:i] if run_name(e) == entry.get("warm_start") and lr_rule(e)]
+        if rule:
+            raise BadInputError(
+                f"sweep entry {entry} warm-starts from {entry['warm_start']!r}, whose learning rate is a rule: "
+                "its run folder is named only once the rule is applied; warm-start from an entry with a number"
+            )
+        _check_rule(entries, i)
+    for i in range(len(entries)):
+        names += [run_name(e) for e in _resolutions(entries, i)]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise BadInputError(
             f"sweep entries (or runs) {clashes} map to the same run folder; give them different lr or seed"
         )
+
+
+def _resolutions(entries: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The entry itself, or each entry its learning-rate rule can resolve to."""
+    entry = entries[index]
+    if not lr_rule(entry):
+        return [entry]
+    return [with_lr(entry, rate) for rate in sorted({e["lr"] for e in rule_inputs(entries, index)})]
 
 
 def _check_entry(entry: dict[str, Any]) -> None:
@@ -129,18 +145,27 @@ def _check_entry(entry: dict[str, Any]) -> None:
         )
 
 
-def _check_rule(entry: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
-    """A learning-rate rule names a trainer that earlier entries run at two or more numeric rates."""
+def _check_rule(entries: list[dict[str, Any]], index: int) -> None:
+    """A learning-rate rule names a trainer that the earlier entries run at two or more learning rates,
+    each given as a number (the rule reads them and names its run by the one it picks)."""
+    entry = entries[index]
     lr = entry.get("lr")
-    if isinstance(lr, dict) and set(lr) != {BEST_OF}:
+    if isinstance(lr, dict) and (set(lr) != {BEST_OF} or lr[BEST_OF] not in TRAINERS):
         raise BadInputError(
-            f"sweep entry {entry} gives lr {lr}; valid: a number or {{{BEST_OF}: TRAINER}} (the best learning "
-            "rate of that trainer's earlier entries)"
+            f"sweep entry {entry} gives lr {lr}; valid: a number or {{{BEST_OF}: TRAINER}} with TRAINER one of "
+            f"{', '.join(TRAINERS)} (the best learning rate of that trainer's earlier entries)"
         )
     trainer = lr_rule(entry)
     if trainer is None:
         return
-    rates = {e["lr"] for e in earlier if e["trainer"] == trainer and not lr_rule(e) and "lr" in e}
+    inputs = rule_inputs(entries, index)
+    unnumbered = [run_name(e) for e in inputs if not isinstance(e.get("lr"), int | float)]
+    if unnumbered:
+        raise BadInputError(
+            f"sweep entry {entry} takes the best learning rate of {trainer!r}, but the earlier {trainer!r} "
+            f"entries {unnumbered} give no number for lr; give each one"
+        )
+    rates = {e["lr"] for e in inputs}
     if len(rates) < 2:
         raise BadInputError(
             f"sweep entry {entry} takes the best learning rate of {trainer!r}, but the earlier entries run "

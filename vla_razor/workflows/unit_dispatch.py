@@ -139,20 +139,27 @@ def run_units(
     if not planned:
         return
     backend = _RayBackend(settings) if settings.backend == "ray" else _SubmititBackend(settings, job_folder)
+    unknown = sorted({name for u in planned for name in u.after} - {u.name for u in planned})
+    if unknown:  # the caller leaves out what is already recorded: a name here must be a planned unit
+        raise ValueError(f"units wait for {unknown}, which are not planned")
     waiting, running = list(planned), {}
-    # A name a unit waits for that is not planned was recorded before: it has nothing to wait for.
-    recorded = {name for u in planned for name in u.after} - {u.name for u in planned}
     done: set[str] = set()
     failed: dict[str, str] = {}
     try:
         while waiting or running:
-            for unit in [u for u in waiting if set(u.after) <= recorded | done | set(failed)]:
+            for unit in [u for u in waiting if set(u.after) <= done | set(failed)]:
                 waiting.remove(unit)
                 before = [name for name in unit.after if name in failed]
                 if before:
                     failed[unit.name] = f"{', '.join(before)}, which it waits for, failed"
                     continue
-                running[backend.submit(unit.spec())] = unit.name
+                try:  # a spec is built at submission (it may read what earlier units recorded)
+                    spec = unit.spec()
+                except UserError as error:
+                    failed[unit.name] = f"{type(error).__name__}: {_first_line(error)}"
+                    log.error("unit %s failed: %s", unit.name, failed[unit.name])
+                    continue
+                running[backend.submit(spec)] = unit.name
             if not running:
                 if waiting:  # nothing runs and nothing can start: the units wait for each other
                     raise RuntimeError(f"units wait on each other: {[(u.name, u.after) for u in waiting]}")
