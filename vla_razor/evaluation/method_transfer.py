@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vla_razor.evaluation.predictor_fits import FitKind, fit_curve
+from vla_razor.evaluation.predictor_fits import FitKind, held_out_predictions
 from vla_razor.evaluation.stats import (
     DEFAULT_BOOTSTRAP,
     Bootstrap,
@@ -72,13 +72,14 @@ def leave_one_group_out(
     sst = float(np.sum((ya - ya.mean()) ** 2)) if ya.size else 0.0
     if len(names) < 2 or sst == 0.0:
         return TransferScore(float("nan"), {g: float("nan") for g in names}, clip is not None)
+    text_labels = labels.astype(str)
+    forecast = held_out_predictions(xa, ya, text_labels, kind)
+    if clip is not None:
+        forecast = np.clip(forecast, *clip)
     shares: dict[str, float] = {}
     for name in names:
-        held = labels.astype(str) == name
-        forecast = fit_curve(xa[~held], ya[~held], kind)(xa[held])
-        if clip is not None:
-            forecast = np.clip(forecast, *clip)
-        shares[name] = float(np.sum((ya[held] - forecast) ** 2)) / sst
+        held = text_labels == name
+        shares[name] = float(np.sum((ya[held] - forecast[held]) ** 2)) / sst
     return TransferScore(1.0 - float(sum(shares.values())), shares, clip is not None)
 
 
