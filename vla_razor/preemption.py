@@ -32,7 +32,14 @@ class Preempted(KeyboardInterrupt):
         super().__init__(f"preempted by {signal.Signals(signum).name}")
 
 
+# Every preemption signal turned into Preempted, in order. Ray's blocking calls (``ray.wait``, ``ray.get``)
+# catch any KeyboardInterrupt a signal handler raises while they wait and raise a plain KeyboardInterrupt
+# instead, so a driver waiting on Ray would lose which signal stopped it; this record keeps it.
+_raised: list[int] = []
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
+    _raised.append(signum)
     raise Preempted(signum)
 
 
@@ -56,9 +63,16 @@ def stop_on_preemption() -> Iterator[None]:
 def exit_code_on_preemption() -> Iterator[None]:
     """What a command does with :class:`Preempted`: one line, and exit with :data:`PREEMPTED_EXIT_CODE`."""
     with stop_on_preemption():
+        before = len(_raised)
         try:
             yield
-        except Preempted as stop:
+        except KeyboardInterrupt as interrupt:
+            if isinstance(interrupt, Preempted):
+                stop = interrupt
+            elif len(_raised) > before:  # a preemption signal, re-raised as Ctrl-C's by Ray (see _raised)
+                stop = Preempted(_raised[before])
+            else:
+                raise
             # The command's last line, on stderr like an `error:` line (hydra logs to stdout and a file).
             print(
                 f"stopped: {stop}; run the same command again (training: resume=true) to continue",

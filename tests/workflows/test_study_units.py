@@ -13,6 +13,7 @@ and rounds otherwise than a batch of two, so runs with different worker counts d
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
@@ -227,6 +228,38 @@ def test_a_unit_lost_with_its_ray_worker_or_node_runs_again_and_resumes(
     assert_same_units(reference, tmp_path, "ppo")
     unit = json.loads((tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").read_text())
     assert unit["compute"]["train_resumed"] is True  # the second run resumed from the first one's checkpoint
+
+
+@pytest.mark.slow
+def test_a_stopped_driver_lets_its_ray_units_checkpoint_then_resumes(in_process, two_nodes, tmp_path) -> None:
+    """Ctrl-C (or a scheduler's SIGTERM) of the driver while a unit trains on Ray: the unit is asked to stop
+    as Ctrl-C asks and saves its checkpoint after the update in progress, not killed; the same command then
+    records the unit the uninterrupted study records."""
+    reference = in_process("ppo")
+    seed_pi0(reference, tmp_path)
+    run_dir = tmp_path / "runs" / "razor" / "train" / RUN_NAMES["ppo"]
+    interrupted: list[bool] = []
+
+    def interrupt_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + 600
+        while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()  # the driver's Ctrl-C, delivered while it waits on Ray
+        interrupted.append(True)
+
+    interrupter = threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_in(tmp_path, "ppo", *on_ray(two_nodes))
+    interrupter.join(timeout=5)
+    assert not (tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").exists()
+    # The update in progress when the stop came completed and was saved (a kill would have lost it).
+    assert interrupted and (run_dir / "checkpoints" / "step_000002").is_dir()
+    run_in(tmp_path, "ppo", *on_ray(two_nodes))
+    assert_same_units(reference, tmp_path, "ppo")
+    # Its last update was saved on the stop, so the second run had no training left to do.
+    unit = json.loads((tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").read_text())
+    assert "train_s" not in unit["compute"]
 
 
 def test_unit_settings_are_checked_in_one_line() -> None:

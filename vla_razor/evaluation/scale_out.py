@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,6 +31,7 @@ from vla_razor.errors import BadInputError, UserError
 from vla_razor.evaluation.identity import policy_content_hash, short_hash
 from vla_razor.evaluation.success import evaluate_success
 from vla_razor.policies import load_policy
+from vla_razor.ray_connect import connect
 from vla_razor.rollouts import EngineSettings, EnvPool, SeededEpisode
 from vla_razor.rollouts.pool import config_task_specs
 from vla_razor.rollouts.worker import RobosuiteEnvFactory
@@ -40,8 +40,6 @@ from vla_razor.sampling import GREEDY, Sampling
 log = logging.getLogger(__name__)
 
 BACKENDS = (None, "ray")
-# Rendering and thread settings a unit's env workers need on any node (set before they start).
-FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
 
 
 @dataclass(frozen=True)
@@ -176,15 +174,7 @@ def run_units_on_ray(
     ray = _import_ray()
     if not units:
         return
-    started_here = not ray.is_initialized()
-    if started_here:
-        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        ray.init(
-            address=settings.address,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": env_vars} if env_vars else None,
-        )
+    started_here = connect(ray, settings.address)
     remote = ray.remote(play_unit).options(
         num_cpus=settings.workers_per_unit, max_retries=1, retry_exceptions=True
     )

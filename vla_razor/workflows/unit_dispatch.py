@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from vla_razor.errors import BadInputError, UserError
-from vla_razor.evaluation.scale_out import FORWARDED_ENV
+from vla_razor.ray_connect import connect
 from vla_razor.workflows.study_units import UnitResult, UnitSpec, run_unit
 
 log = logging.getLogger(__name__)
@@ -85,6 +84,9 @@ class UnitSettings:
     gpus_per_unit: int = 0
     # ray: how many times a unit lost with its worker or node runs again (resuming from its checkpoints).
     max_retries: int = 2
+    # ray: when the driver is stopped (Ctrl-C, SIGTERM), how long its running units get to stop as Ctrl-C
+    # stops them (training: a checkpoint after the update in progress) before they are killed.
+    stop_grace_s: float = 300.0
     submitit: SubmititSettings = field(default_factory=SubmititSettings)
 
     def __post_init__(self) -> None:
@@ -96,6 +98,9 @@ class UnitSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise BadInputError(f"units.{name}={value!r} must be an integer >= {least}")
+        grace = self.stop_grace_s
+        if not isinstance(grace, int | float) or isinstance(grace, bool) or not 0 <= grace < float("inf"):
+            raise BadInputError(f"units.stop_grace_s={grace!r} must be a number of seconds >= 0")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> UnitSettings:
@@ -216,19 +221,12 @@ def _import(module: str, extra: str) -> Any:
 class _RayBackend:
     """Units as Ray tasks with their CPUs and GPUs declared; a lost worker or node runs the unit again."""
 
-    def __init__(self, settings: UnitSettings) -> None:
+    def __init__(self, settings: UnitSettings, task: Callable[[UnitSpec], UnitResult] = run_unit) -> None:
         self.ray = _import("ray", "ray")
-        self.started_here = not self.ray.is_initialized()
-        if self.started_here:
-            env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            self.ray.init(
-                address=settings.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": env_vars} if env_vars else None,
-            )
+        self.stop_grace_s = settings.stop_grace_s
+        self.started_here = connect(self.ray, settings.address)
         # An error raised by the unit itself (bad input, a failed training) would fail again: not retried.
-        self.remote = self.ray.remote(run_unit).options(
+        self.remote = self.ray.remote(task).options(
             num_cpus=settings.cpus_per_unit,
             num_gpus=settings.gpus_per_unit,
             max_retries=settings.max_retries,
@@ -246,7 +244,22 @@ class _RayBackend:
             return ready[0], error
 
     def cancel(self, handles: list[Any]) -> None:
+        # Ask first: Ray raises KeyboardInterrupt in the task's main thread, through its SIGINT handler,
+        # as Ctrl-C would, so a training saves a checkpoint after its update in progress and an evaluation
+        # keeps its stored episodes. Killing at once would lose the training since its last checkpoint.
+        if not handles:
+            return
         for ref in handles:
+            self.ray.cancel(ref, force=False)
+        log.warning("stopping %d running unit(s): each saves its training's checkpoint first", len(handles))
+        _, left = self.ray.wait(handles, num_returns=len(handles), timeout=self.stop_grace_s)
+        if left:
+            log.warning(
+                "%d unit(s) still running after %.0f s (units.stop_grace_s): killing them",
+                len(left),
+                self.stop_grace_s,
+            )
+        for ref in left:
             self.ray.cancel(ref, force=True)
 
     def close(self) -> None:
