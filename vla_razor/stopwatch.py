@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from types import TracebackType
 
 
@@ -54,3 +55,8 @@ class AwakeStopwatch:
     def seconds(self) -> float:
         with self._lock:
             return self._awake
+
+
+def utc_now() -> str:
+    """This moment in UTC, to the second (ISO 8601): when a unit's process started and ended its work."""
+    return datetime.now(UTC).isoformat(timespec="seconds")

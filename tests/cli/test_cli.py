@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import h5py
@@ -282,6 +283,8 @@ def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> N
     # What the unit cost, and where: trained from scratch here, so its training time is whole.
     cost = unit["compute"]
     assert cost["train_s"] > 0 and cost["eval_s"] > 0 and cost["train_resumed"] is False
+    start, stop = (datetime.fromisoformat(t) for t in cost["span_utc"])  # the process's span, UTC
+    assert start.tzinfo is not None and (stop - start).total_seconds() >= cost["train_s"] + cost["eval_s"] - 2
     assert cost["machine"].endswith("usable cores")
     assert sorted(p.name for p in (study / "states").iterdir()) == [
         "kl_states.npz",

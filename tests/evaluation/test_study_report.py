@@ -120,6 +120,30 @@ def test_matched_levels_include_the_range_every_method_covers() -> None:
     assert matched_levels(points[:1]) == (0.25, 0.5, 0.75)
 
 
+def test_recorded_spans_give_the_wall_time_units_covered_together(tmp_path) -> None:
+    # Three units with spans: a (10:00-11:00) and b (10:30-12:00) ran at once; c (13:00-13:30) alone. Their
+    # union is 2.5 h of wall time against 3.0 h summed; a and b ran beside another unit.
+    doc = {"suite": {"name": "s"}, "pi0": {"hash": "sha256:a"}, "policies": {"pi0": {}}}
+    study = tmp_path / "study"
+    write_study_unit(study, "pi0", doc, ["pi0"])
+    spans = {"a": ("10:00", "11:00"), "b": ("10:30", "12:00"), "c": ("13:00", "13:30")}
+    for run, (start, stop) in spans.items():
+        unit = {**doc, "policies": {f"ppo_{run}/step_1": {"trainer": "ppo"}}}
+        span = [f"2026-12-06T{start}:00+00:00", f"2026-12-06T{stop}:00+00:00"]
+        cost = {"machine": "AMD EPYC, 2 usable cores", "train_s": 60.0, "eval_s": 60.0, "span_utc": span}
+        write_study_unit(study, f"ppo_{run}", unit, [f"ppo_{run}/step_1"], cost)
+    lines = compute_lines(study_document(study))
+    assert (
+        "3 runs recorded the span of the process that ran them: 2.5 h of wall time together, against 3.0 h "
+        "summed. 2 ran beside another unit (e.g. Ray units sharing a machine); their times above include "
+        "the sharing."
+    ) in lines
+    # Units recorded before spans existed add no such line.
+    assert not any(
+        "span" in line for line in compute_lines({"compute": {"x": {"eval_s": 1.0, "method": "bc"}}})
+    )
+
+
 def test_compute_is_summed_per_method_over_the_timed_units(tmp_path) -> None:
     # Two PPO units timed (train 1800 + 1800 s, eval 1800 + 5400 s), one BC unit recorded before timing, and
     # one RFT unit whose run was trained before the process that recorded it (evaluation timed alone).

@@ -105,6 +105,7 @@ def recorded_units(cwd: Path) -> dict[str, str]:
         unit = json.loads(path.read_text())
         compute = unit.pop("compute")
         assert compute["eval_s"] > 0 and compute["machine"].endswith("usable cores")
+        assert compute["span_utc"][0] <= compute["span_utc"][1]  # where the unit ran, it recorded its span
         units[path.stem] = json.dumps(unit, sort_keys=True)
     return units
 

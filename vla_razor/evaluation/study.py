@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +221,35 @@ def compute_lines(document: dict[str, Any]) -> list[str]:
     for method, units in by_method.items():
         cells = [_summed(units, key) for key in ("train_s", "eval_s")]
         lines.append(f"| {method} | {cells[0]} | {cells[1]} |")
+    lines += _span_lines([c["span_utc"] for c in timed.values() if "span_utc" in c])
     machines = sorted({str(c.get("machine")) for c in timed.values()})
     if machines:
         lines += ["", "On: " + "; ".join(machines) + "."]
     return lines
+
+
+def _span_lines(spans: list[list[str]]) -> list[str]:
+    """The wall time the recorded spans cover together (units that ran at once count once), and how many
+    ran beside another: their times in the table above include sharing the machine."""
+    if not spans:
+        return []
+    intervals = sorted((datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in spans)
+    covered, reached = 0.0, intervals[0][0]
+    for start, stop in intervals:  # sorted by start: count only what lies past the furthest end so far
+        covered += max(0.0, (stop - max(start, reached)).total_seconds())
+        reached = max(reached, stop)
+    beside = sum(
+        any(j != i and a < stop and start < b for j, (a, b) in enumerate(intervals))
+        for i, (start, stop) in enumerate(intervals)
+    )
+    summed = sum((stop - start).total_seconds() for start, stop in intervals)
+    runs = f"{len(spans)} run{'s' if len(spans) > 1 else ''}"
+    return [
+        "",
+        f"{runs} recorded the span of the process that ran {'them' if len(spans) > 1 else 'it'}: "
+        f"{_hours(covered)} of wall time together, against {_hours(summed)} summed. {beside} ran beside "
+        "another unit (e.g. Ray units sharing a machine); their times above include the sharing.",
+    ]
 
 
 def merge_results(documents: list[dict[str, Any]]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from vla_razor.policies import load_policy
 from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EngineSettings, EnvPool, policy_env_kwargs
 from vla_razor.rollouts.pool import config_task_specs
+from vla_razor.stopwatch import utc_now
 from vla_razor.workflows.study_units import (
     STATES_DIR,
     UnitResult,
@@ -193,7 +194,7 @@ def _units_here(config: StudyConfig, pool: EnvPool, pi0_hash: str) -> None:
     entries, study_dir = config.sweep, config.study_dir
     for run_dir in config.runs:  # already-trained runs (e.g. a `vla-razor train -m` sweep)
         compute = {"machine": describe_machine()}
-        _record_run(config, pool, Path(run_dir).name, str(run_dir), compute)
+        _record_run(config, pool, Path(run_dir).name, str(run_dir), compute, utc_now())
     demos = _demos(config, pool)
     for index in range(len(entries)):
         # Entries run in order, so the runs a learning-rate rule reads are recorded when its turn comes.
@@ -204,8 +205,9 @@ def _units_here(config: StudyConfig, pool: EnvPool, pi0_hash: str) -> None:
             continue
         run_dir, overrides = _overrides(config, entry, demos)
         # What the unit cost, in this process: a resumed run counts only the training after its resume.
+        started = utc_now()
         compute: dict[str, Any] = {"machine": describe_machine(), **train_run(overrides, run_dir, pool)}
-        _record_run(config, pool, name, run_dir, compute)
+        _record_run(config, pool, name, run_dir, compute, started)
 
 
 def _units_elsewhere(config: StudyConfig, engine: EngineSettings, demos: Path | None, pi0_hash: str) -> None:
@@ -337,11 +339,15 @@ def keep_states(results: Path, study_dir: Path) -> None:
                 shutil.copyfile(cache, tmp)
 
 
-def _record_run(config: StudyConfig, pool: EnvPool, name: str, run_dir: str, compute: dict[str, Any]) -> None:
+def _record_run(
+    config: StudyConfig, pool: EnvPool, name: str, run_dir: str, compute: dict[str, Any], started: str
+) -> None:
     """Evaluate a run's scheduled checkpoints and record the unit, with its wall time (``eval_s`` counts
-    the episodes this process played; stored ones from an interrupted evaluation are reused, not timed)."""
+    the episodes this process played; stored ones from an interrupted evaluation are reused, not timed)
+    and the span of this process's work on it (``started`` to now, UTC)."""
     document, ids, eval_s = evaluate_run(config.evaluation, run_dir, config.all_checkpoints, pool)
-    path = write_study_unit(config.study_dir, name, document, ids, {**compute, "eval_s": eval_s})
+    cost = {**compute, "eval_s": eval_s, "span_utc": [started, utc_now()]}
+    path = write_study_unit(config.study_dir, name, document, ids, cost)
     log.info("recorded %s (%d checkpoints) in %s", name, len(ids), path)
 
 

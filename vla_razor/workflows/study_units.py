@@ -34,7 +34,7 @@ from vla_razor.policies.base import read_policy_record
 from vla_razor.rollouts import EngineSettings, EnvPool
 from vla_razor.rollouts.worker import RobosuiteEnvFactory
 from vla_razor.schemas import register_schemas
-from vla_razor.stopwatch import AwakeStopwatch
+from vla_razor.stopwatch import AwakeStopwatch, utc_now
 from vla_razor.workflows.sweep import finished, scheduled_checkpoints
 from vla_razor.workflows.training import run_training
 
@@ -84,6 +84,7 @@ def run_unit(spec: UnitSpec) -> UnitResult:
             f"unit {spec.name}: the driver's working directory {spec.cwd!r} does not exist on this node "
             f"({describe_machine()}); run `vla-razor razor` from a folder on the shared filesystem"
         )
+    started = utc_now()
     with contextlib.chdir(spec.cwd):
         compute: dict[str, Any] = {"machine": describe_machine()}
         settings, factory = spec.engine, RobosuiteEnvFactory(spec.task_specs)
@@ -101,7 +102,8 @@ def run_unit(spec: UnitSpec) -> UnitResult:
                 profile,
             )
             document, ids, eval_s = evaluate_run(evaluation, spec.run_dir, spec.all_checkpoints, pool)
-    return UnitResult(spec.name, document, tuple(ids), {**compute, "eval_s": eval_s})
+    span = [started, utc_now()]  # this process's part: units that ran at once overlap here
+    return UnitResult(spec.name, document, tuple(ids), {**compute, "eval_s": eval_s, "span_utc": span})
 
 
 def train_run(overrides: list[str], run_dir: str | Path, pool: EnvPool) -> dict[str, Any]:
