@@ -197,6 +197,12 @@ def _node_running(cluster: Cluster, pid: int) -> Any:
     raise AssertionError(f"process {pid} runs on no worker node of the cluster")
 
 
+def _wait_for_the_first_checkpoint(run_dir: Path) -> None:
+    deadline = time.monotonic() + 600
+    while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", ["worker", "node"])
 def test_a_unit_lost_with_its_ray_worker_or_node_runs_again_and_resumes(
@@ -211,9 +217,7 @@ def test_a_unit_lost_with_its_ray_worker_or_node_runs_again_and_resumes(
     killed: list[int] = []
 
     def kill_after_the_first_checkpoint() -> None:
-        deadline = time.monotonic() + 600
-        while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for_the_first_checkpoint(run_dir)
         pid = int(json.loads((run_dir / OWNER_NAME).read_text())["pid"])  # the training's process
         if victim == "worker":
             os.kill(pid, signal.SIGKILL)
@@ -242,9 +246,7 @@ def test_a_stopped_driver_lets_its_ray_units_checkpoint_then_resumes(in_process,
     interrupted: list[bool] = []
 
     def interrupt_after_the_first_checkpoint() -> None:
-        deadline = time.monotonic() + 600
-        while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for_the_first_checkpoint(run_dir)
         _thread.interrupt_main()  # the driver's Ctrl-C, delivered while it waits on Ray
         interrupted.append(True)
 
