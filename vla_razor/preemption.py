@@ -43,6 +43,12 @@ def _raise(signum: int, frame: FrameType | None) -> None:
     raise Preempted(signum)
 
 
+def preemptions_so_far() -> int:
+    """How many preemption signals this process has turned into :class:`Preempted`: one more after a
+    KeyboardInterrupt than before it means the interrupt was a preemption, whatever its type."""
+    return len(_raised)
+
+
 @contextlib.contextmanager
 def stop_on_preemption() -> Iterator[None]:
     """Inside, a preemption signal raises :class:`Preempted` (the training loop defers it to a safe point)."""
@@ -62,8 +68,8 @@ def stop_on_preemption() -> Iterator[None]:
 @contextlib.contextmanager
 def exit_code_on_preemption() -> Iterator[None]:
     """What a command does with :class:`Preempted`: one line, and exit with :data:`PREEMPTED_EXIT_CODE`."""
+    before = len(_raised)
     with stop_on_preemption():
-        before = len(_raised)
         try:
             yield
         except KeyboardInterrupt as interrupt:

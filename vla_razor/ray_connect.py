@@ -34,13 +34,15 @@ def connect(ray: Any, address: str | None) -> bool:
     on_main_thread = threading.current_thread() is threading.main_thread()
     handlers = {sig: signal.getsignal(sig) for sig in _KEPT_SIGNALS} if on_main_thread else {}
     env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": env_vars} if env_vars else None,
-    )
-    for sig, handler in handlers.items():
-        if handler is not None:  # None: set outside Python; nothing to put back
-            signal.signal(sig, handler)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env_vars} if env_vars else None,
+        )
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: set outside Python; nothing to put back
+                signal.signal(sig, handler)
     return True

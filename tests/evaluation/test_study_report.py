@@ -135,8 +135,8 @@ def test_recorded_spans_give_the_wall_time_units_covered_together(tmp_path) -> N
     lines = compute_lines(study_document(study))
     assert (
         "3 runs recorded the span of the process that ran them: 2.5 h of wall time together, against 3.0 h "
-        "summed. 2 ran beside another unit (e.g. Ray units sharing a machine); their times above include "
-        "the sharing."
+        "summed. 2 ran at the same time as another unit (Ray or SLURM units); on one machine, their times "
+        "above include the sharing."
     ) in lines
     # Units recorded before spans existed add no such line.
     assert not any(

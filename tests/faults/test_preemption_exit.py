@@ -11,6 +11,7 @@ import time
 import pytest
 
 from vla_razor.preemption import PREEMPTED_EXIT_CODE, Preempted, exit_code_on_preemption
+from vla_razor.trainers.interrupts import InterruptFlag
 
 
 def _signal_self(sig: signal.Signals) -> None:
@@ -42,3 +43,23 @@ def test_ctrl_c_is_not_taken_for_a_preemption() -> None:
         raise KeyboardInterrupt
     assert not isinstance(stopped.value, Preempted)
     assert signal.getsignal(signal.SIGTERM) is before  # the handler in place before is back
+
+
+def test_a_training_asked_to_stop_twice_still_saves_unless_ctrl_c_is_pressed_twice() -> None:
+    """The training loop's flag: a Ctrl-C after a preemption signal (Ray cancelling a unit its scheduler
+    already signalled) waits for the checkpoint like the first request; only a second Ctrl-C aborts."""
+    flag = InterruptFlag()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the checkpoint is on its way
+        assert flag and isinstance(flag.stop(), Preempted)
+    finally:
+        flag.restore()
+    flag = InterruptFlag()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        flag.restore()

@@ -6,6 +6,7 @@ loop's stop handling (``InterruptFlag``), run as real Ray tasks on a one-node cl
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,18 +15,20 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from vla_razor.errors import BadInputError
+from vla_razor.preemption import PREEMPTION_SIGNALS, stop_on_preemption
 from vla_razor.trainers.interrupts import InterruptFlag
 from vla_razor.workflows.unit_dispatch import UnitSettings, _RayBackend
 
 
 @pytest.fixture(scope="module")
 def address(ray_machine: None) -> Iterator[str]:
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        yield cluster.address
-    finally:
-        cluster.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            yield cluster.address
+        finally:
+            cluster.shutdown()
 
 
 def _wait_for(path: Path, timeout_s: float = 120.0) -> None:
@@ -36,11 +39,12 @@ def _wait_for(path: Path, timeout_s: float = 120.0) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running or sleeping: a killed process its parent has not reaped yet (a zombie) counts as dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
         return False
-    return True
+    return state not in ("Z", "X")
 
 
 def test_a_stopped_driver_lets_its_ray_units_checkpoint_first(address: str, tmp_path: Path) -> None:
@@ -90,6 +94,18 @@ def test_a_unit_that_does_not_stop_is_killed_after_the_grace(address: str, tmp_p
     assert (tmp_path / "asked").exists(), "the unit was killed without being asked first"
     assert 2 <= waited < 30
     assert not _alive(pid), "the unit outlived its grace"
+
+
+def test_a_driver_connected_to_ray_keeps_its_preemption_handlers(address: str) -> None:
+    """ray.init installs its own SIGTERM handler (the process exits at once, nothing saved); connecting puts
+    the command's back, so a scheduler's SIGTERM still stops the driver as a preemption (exit 75)."""
+    with stop_on_preemption():
+        ours = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *PREEMPTION_SIGNALS)}
+        backend = _RayBackend(UnitSettings(backend="ray", address=address))
+        try:
+            assert {sig: signal.getsignal(sig) for sig in ours} == ours
+        finally:
+            backend.close()
 
 
 def test_stop_grace_is_checked_in_one_line() -> None:

@@ -63,9 +63,18 @@ BC = [
     "trainer.minibatch_size=4",
     "trainer.warmup_steps=1",
 ]
+# A BC run long enough to be stopped mid-training, with its checkpoints far apart (steps 200 and 400).
+BC_LONG = [
+    "trainer.num_iterations=400",
+    "trainer.save_every=200",
+    "trainer.minibatch_size=4",
+    "trainer.warmup_steps=1",
+    "logging.tensorboard=false",
+]
 SWEEPS = {
     "ppo": [("ppo", PPO)],
     "ppo+bc": [("ppo", PPO), ("bc", [*BC, "logging.tensorboard=false"])],
+    "bc_long": [("bc", BC_LONG)],
 }
 RUN_NAMES = {"ppo": "ppo_lr1e-05_seed0", "bc": "bc_lr1e-05_seed0"}
 
@@ -199,7 +208,8 @@ def _node_running(cluster: Cluster, pid: int) -> Any:
 
 def _wait_for_the_first_checkpoint(run_dir: Path) -> None:
     deadline = time.monotonic() + 600
-    while not (run_dir / "checkpoints" / "step_000001").is_dir() and time.monotonic() < deadline:
+    while not (run_dir / "checkpoints" / "step_000001").is_dir():
+        assert time.monotonic() < deadline, f"{run_dir.name} saved no first checkpoint in 600 s"
         time.sleep(0.05)
 
 
@@ -238,31 +248,44 @@ def test_a_unit_lost_with_its_ray_worker_or_node_runs_again_and_resumes(
 @pytest.mark.slow
 def test_a_stopped_driver_lets_its_ray_units_checkpoint_then_resumes(in_process, two_nodes, tmp_path) -> None:
     """Ctrl-C (or a scheduler's SIGTERM) of the driver while a unit trains on Ray: the unit is asked to stop
-    as Ctrl-C asks and saves its checkpoint after the update in progress, not killed; the same command then
-    records the unit the uninterrupted study records."""
-    reference = in_process("ppo")
+    as Ctrl-C asks and saves a checkpoint after the step in progress, off its schedule (a kill would leave
+    none before step 200); the same command then resumes from it and records the unit the uninterrupted
+    study records."""
+    reference = in_process("bc_long")
     seed_pi0(reference, tmp_path)
-    run_dir = tmp_path / "runs" / "razor" / "train" / RUN_NAMES["ppo"]
+    run_dir = tmp_path / "runs" / "razor" / "train" / RUN_NAMES["bc"]
     interrupted: list[bool] = []
 
-    def interrupt_after_the_first_checkpoint() -> None:
-        _wait_for_the_first_checkpoint(run_dir)
+    def interrupt_mid_training() -> None:
+        metrics, deadline = run_dir / "metrics.jsonl", time.monotonic() + 600
+        while time.monotonic() < deadline:
+            steps = [json.loads(line).get("step", 0) for line in _lines(metrics)]
+            if steps and max(steps) >= 40:
+                break
+            time.sleep(0.05)
         _thread.interrupt_main()  # the driver's Ctrl-C, delivered while it waits on Ray
         interrupted.append(True)
 
-    interrupter = threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True)
+    interrupter = threading.Thread(target=interrupt_mid_training, daemon=True)
     interrupter.start()
     with pytest.raises(KeyboardInterrupt):
-        run_in(tmp_path, "ppo", *on_ray(two_nodes))
+        run_in(tmp_path, "bc_long", *on_ray(two_nodes))
     interrupter.join(timeout=5)
-    assert not (tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").exists()
-    # The update in progress when the stop came completed and was saved (a kill would have lost it).
-    assert interrupted and (run_dir / "checkpoints" / "step_000002").is_dir()
-    run_in(tmp_path, "ppo", *on_ray(two_nodes))
-    assert_same_units(reference, tmp_path, "ppo")
-    # Its last update was saved on the stop, so the second run had no training left to do.
-    unit = json.loads((tmp_path / "study" / "runs" / f"{RUN_NAMES['ppo']}.json").read_text())
-    assert "train_s" not in unit["compute"]
+    assert interrupted and not (tmp_path / "study" / "runs" / f"{RUN_NAMES['bc']}.json").exists()
+    saved = sorted(int(p.name.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*"))
+    assert saved and 40 <= saved[-1] < 200, f"no checkpoint saved on the stop: {saved}"
+    run_in(tmp_path, "bc_long", *on_ray(two_nodes))
+    assert_same_units(reference, tmp_path, "bc_long")
+    unit = json.loads((tmp_path / "study" / "runs" / f"{RUN_NAMES['bc']}.json").read_text())
+    assert unit["compute"]["train_resumed"] is True
+
+
+def _lines(path: Path) -> list[str]:
+    """The complete lines of a file another process appends to (none while it does not exist)."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    return text.splitlines()[: text.count("\n")]
 
 
 def test_unit_settings_are_checked_in_one_line() -> None:

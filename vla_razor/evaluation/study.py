@@ -230,7 +230,7 @@ def compute_lines(document: dict[str, Any]) -> list[str]:
 
 def _span_lines(spans: list[list[str]]) -> list[str]:
     """The wall time the recorded spans cover together (units that ran at once count once), and how many
-    ran beside another: their times in the table above include sharing the machine."""
+    ran at the same time as another: on one machine, their times in the table above include the sharing."""
     if not spans:
         return []
     intervals = sorted((datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in spans)
@@ -247,8 +247,8 @@ def _span_lines(spans: list[list[str]]) -> list[str]:
     return [
         "",
         f"{runs} recorded the span of the process that ran {'them' if len(spans) > 1 else 'it'}: "
-        f"{_hours(covered)} of wall time together, against {_hours(summed)} summed. {beside} ran beside "
-        "another unit (e.g. Ray units sharing a machine); their times above include the sharing.",
+        f"{_hours(covered)} of wall time together, against {_hours(summed)} summed. {beside} ran at the "
+        "same time as another unit (Ray or SLURM units); on one machine, their times above include the sharing.",
     ]
 
 

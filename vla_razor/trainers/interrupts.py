@@ -31,7 +31,9 @@ class InterruptFlag:
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.fired:
-            if signum == signal.SIGINT:  # second Ctrl-C: stop right away
+            # A second Ctrl-C stops right away. A Ctrl-C after a preemption signal does not: it is how Ray
+            # asks a unit to stop (a stopped driver cancels its units), and that unit's checkpoint is coming.
+            if signum == signal.SIGINT and self.signum == signal.SIGINT:
                 raise KeyboardInterrupt
             log.warning("%s again: the checkpoint is on its way", signal.Signals(signum).name)
             return

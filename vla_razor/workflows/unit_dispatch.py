@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from vla_razor.errors import BadInputError, UserError
+from vla_razor.preemption import preemptions_so_far
 from vla_razor.ray_connect import connect
 from vla_razor.workflows.study_units import UnitResult, UnitSpec, run_unit
 
@@ -251,16 +253,27 @@ class _RayBackend:
             return
         for ref in handles:
             self.ray.cancel(ref, force=False)
-        log.warning("stopping %d running unit(s): each saves its training's checkpoint first", len(handles))
-        _, left = self.ray.wait(handles, num_returns=len(handles), timeout=self.stop_grace_s)
-        if left:
-            log.warning(
-                "%d unit(s) still running after %.0f s (units.stop_grace_s): killing them",
-                len(left),
-                self.stop_grace_s,
-            )
-        for ref in left:
-            self.ray.cancel(ref, force=True)
+        log.warning(
+            "stopping %d unit(s): a training saves its checkpoint first (up to units.stop_grace_s = %.0f s)",
+            len(handles),
+            self.stop_grace_s,
+        )
+        deadline, left = time.monotonic() + self.stop_grace_s, list(handles)
+        try:
+            while left and (remaining := deadline - time.monotonic()) > 0:
+                seen = preemptions_so_far()
+                try:
+                    _, left = self.ray.wait(left, num_returns=len(left), timeout=remaining)
+                except KeyboardInterrupt:
+                    # A scheduler repeats its signal (SLURM: USR1 ahead of the limit, then TERM): the
+                    # checkpoints are coming, keep waiting. A Ctrl-C here means now.
+                    if preemptions_so_far() == seen:
+                        raise
+        finally:
+            if left:
+                log.warning("killing %d unit(s) that had not stopped", len(left))
+            for ref in left:
+                self.ray.cancel(ref, force=True)
 
     def close(self) -> None:
         if self.started_here:
