@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: unknown verb {verb!r}; valid verbs: {', '.join(VERBS)}")
     argv = _translate_flags(argv)
 
+    # Imported once the verb is known, not to break a cycle: `vla-razor --help` and a mistyped verb answer
+    # at once, without loading hydra, torch and the simulator (seconds on a 2-core machine).
     import hydra
     from omegaconf import DictConfig
 
