@@ -24,8 +24,9 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def ray_machine() -> Iterator[None]:
-    """One Ray cluster on this machine at a time: `make test` runs test files in two processes, and a
-    module's teardown (`ray stop --force`) stops every Ray process of the machine, another module's too."""
+    """One test cluster on this machine at a time: `make test` runs test files in two processes, and two
+    clusters' idle services and worker start-ups on 2 cores would slow both past their timeouts. Each
+    module stops only its own cluster, so a study running on the machine's own Ray cluster survives."""
     with open(Path(tempfile.gettempdir()) / "vla-razor-tests-ray.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

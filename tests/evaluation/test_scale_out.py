@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.evaluation.test_suite import SUITE
@@ -30,22 +31,53 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stop_own_cluster(temp: Path, address: str) -> None:
+    """Stop this cluster's processes only. `ray stop --force` would stop every Ray process of the machine,
+    a user's running study included. The cluster's services name its temp dir (or, the client server, its
+    address) on their command line; its workers, renamed ``ray::...``, are the raylet's children."""
+    marks = (str(temp), f"={address}")
+    own = [
+        proc
+        for proc in psutil.process_iter(["cmdline"])
+        if any(mark in " ".join(proc.info["cmdline"] or ()) for mark in marks)
+    ]
+    family = {proc.pid: proc for proc in own}
+    for proc in own:
+        try:
+            family.update({child.pid: child for child in proc.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            continue
+    for proc in family.values():
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(list(family.values()), timeout=15)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+
+
 @pytest.fixture(scope="module")
 def cluster(ray_machine: None, tmp_path_factory: pytest.TempPathFactory):
     """A one-node Ray cluster started the way a multi-machine one is (``ray start --head``), on 127.0.0.1."""
-    port = _free_port()
+    port, client_port = _free_port(), _free_port()
     temp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = [
         str(RAY), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+        f"--ray-client-server-port={client_port}",  # not the default 10001, which a running cluster holds
     ]  # fmt: skip
     out = subprocess.run(start, capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
+    address = f"127.0.0.1:{port}"
     try:
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        _stop_own_cluster(temp, address)
 
 
 @pytest.fixture(scope="module")
