@@ -3,6 +3,7 @@ and results equal to the in-process run's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -43,21 +44,15 @@ def _stop_own_cluster(temp: Path, address: str) -> None:
     ]
     family = {proc.pid: proc for proc in own}
     for proc in own:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             family.update({child.pid: child for child in proc.children(recursive=True)})
-        except psutil.NoSuchProcess:
-            continue
     for proc in family.values():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
-        except psutil.NoSuchProcess:
-            continue
     _, alive = psutil.wait_procs(list(family.values()), timeout=15)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            continue
 
 
 @pytest.fixture(scope="module")
