@@ -78,11 +78,7 @@ def test_a_unit_that_does_not_stop_is_killed_after_the_grace(address: str, tmp_p
             except KeyboardInterrupt:
                 Path(folder, "asked").touch()
 
-    # Ray runs its workers at nice 15, so on a busy machine (CI's pytest workers run at nice 0) the stop
-    # request can take seconds to reach the task: the grace leaves room for that, or the unit is killed
-    # before it was asked, and the test fails for the machine's load, not for the code.
-    grace_s = 10
-    backend = _RayBackend(UnitSettings(backend="ray", address=address, stop_grace_s=grace_s), task=stubborn)
+    backend = _RayBackend(UnitSettings(backend="ray", address=address, stop_grace_s=2), task=stubborn)
     try:
         ref = backend.submit(str(tmp_path))  # type: ignore[arg-type]
         _wait_for(tmp_path / "started")
@@ -96,7 +92,7 @@ def test_a_unit_that_does_not_stop_is_killed_after_the_grace(address: str, tmp_p
     finally:
         backend.close()
     assert (tmp_path / "asked").exists(), "the unit was killed without being asked first"
-    assert grace_s <= waited < grace_s + 30
+    assert 2 <= waited < 30
     assert not _alive(pid), "the unit outlived its grace"
 
 
