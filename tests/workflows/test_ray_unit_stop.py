@@ -22,9 +22,17 @@ from vla_razor.workflows.unit_dispatch import UnitSettings, _RayBackend
 
 @pytest.fixture(scope="module")
 def address(ray_machine: None) -> Iterator[str]:
+    """A one-node cluster started as a batch script's ``ray start --head --block &`` starts one: with SIGINT
+    ignored, which its workers inherit (the harder case: a unit must still be asked before it is killed)."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cluster = Cluster(
+                initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         try:
             yield cluster.address
         finally:

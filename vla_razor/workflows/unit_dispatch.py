@@ -17,8 +17,10 @@ when asked for.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -220,6 +222,25 @@ def _import(module: str, extra: str) -> Any:
         ) from None
 
 
+def _stoppable(task: Callable[[UnitSpec], UnitResult]) -> Callable[[UnitSpec], UnitResult]:
+    """``task`` as a Ray task that a stop request reaches in every phase, however the cluster was started.
+
+    Ray asks a task to stop by interrupting its main thread as Ctrl-C would, which Python honours only
+    where SIGINT has a Python handler. A process started with SIGINT ignored keeps it ignored, and so do
+    the Ray workers of a cluster started from one: ``ray start --head --block &`` in a batch script (a
+    shell's background job ignores SIGINT). Such a unit could not be asked; the driver would wait out the
+    whole grace, then kill it mid-episode. So the task restores Python's own handler first; the training
+    loop's stop handling (``InterruptFlag``) installs its own on top, as everywhere else."""
+
+    @functools.wraps(task)
+    def unit(spec: UnitSpec) -> UnitResult:
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return task(spec)
+
+    return unit
+
+
 class _RayBackend:
     """Units as Ray tasks with their CPUs and GPUs declared; a lost worker or node runs the unit again."""
 
@@ -228,7 +249,7 @@ class _RayBackend:
         self.stop_grace_s = settings.stop_grace_s
         self.started_here = connect(self.ray, settings.address)
         # An error raised by the unit itself (bad input, a failed training) would fail again: not retried.
-        self.remote = self.ray.remote(task).options(
+        self.remote = self.ray.remote(_stoppable(task)).options(
             num_cpus=settings.cpus_per_unit,
             num_gpus=settings.gpus_per_unit,
             max_retries=settings.max_retries,
