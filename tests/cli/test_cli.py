@@ -52,31 +52,51 @@ def test_unknown_task_lists_valid_options(tmp_path) -> None:
     assert "juggle" in out.stderr and "lift" in out.stderr  # hydra lists the available task configs
 
 
+BAD_INPUTS: list[tuple[tuple[str, ...], str]] = [
+    (("demos", "task=lift", "episodes=0"), "episodes must be a positive integer, got 0"),
+    (
+        ("rollout", "task=lift", "policy=tiny", "checkpoint=/nonexistent/ckpt", "episodes=1"),
+        "does not exist",
+    ),
+    (("train", "trainer=bc", "trainer.lr=-1"), "trainer.lr must be a finite number > 0, got -1.0"),
+    (("train", "trainer=bc", "policy.pretrained=/nonexistent"), "does not exist"),
+    (("eval", "suite.episodes=0"), "episodes must be > 0"),
+    # Unknown keys are refused (never dropped) with the list of valid ones.
+    (
+        ("train", "trainer=rft", "+trainer.grad_clip=1.0"),
+        "unknown trainer setting(s) grad_clip for RFTSettings; valid: name, lr,",
+    ),
+    (("pretrain", "+policy.hiden_size=3"), "unknown tiny policy key(s) hiden_size; valid: family,"),
+    (("train", "+policy.vision_grid=4"), "vision_grid have no effect on the saved policy"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_ends(tmp_path_factory) -> list:
+    """How each bad command line ended, all run in one child process (tests/cli/bad_inputs.py)."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    cases = [[*args, f"hydra.run.dir={root / str(i)}"] for i, (args, _) in enumerate(BAD_INPUTS)]
+    (root / "cases.json").write_text(json.dumps(cases))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.cli.bad_inputs", str(root / "cases.json"), str(root / "ends.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((root / "ends.json").read_text())
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("demos", "task=lift", "episodes=0"), "episodes must be a positive integer, got 0"),
-        (
-            ("rollout", "task=lift", "policy=tiny", "checkpoint=/nonexistent/ckpt", "episodes=1"),
-            "does not exist",
-        ),
-        (("train", "trainer=bc", "trainer.lr=-1"), "trainer.lr must be a finite number > 0, got -1.0"),
-        (("train", "trainer=bc", "policy.pretrained=/nonexistent"), "does not exist"),
-        (("eval", "suite.episodes=0"), "episodes must be > 0"),
-        # Unknown keys are refused (never dropped) with the list of valid ones.
-        (
-            ("train", "trainer=rft", "+trainer.grad_clip=1.0"),
-            "unknown trainer setting(s) grad_clip for RFTSettings; valid: name, lr,",
-        ),
-        (("pretrain", "+policy.hiden_size=3"), "unknown tiny policy key(s) hiden_size; valid: family,"),
-        (("train", "+policy.vision_grid=4"), "vision_grid have no effect on the saved policy"),
-    ],
+    ("case", "message"), [(i, m) for i, (_, m) in enumerate(BAD_INPUTS)], ids=lambda v: str(v)[:40]
 )
-def test_bad_input_is_one_line(tmp_path, args, message) -> None:
-    out = cli(*args, f"hydra.run.dir={tmp_path}")
-    assert out.returncode != 0
-    last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error:") and message in last, out.stderr[-2000:]
+def test_bad_input_is_one_line(bad_input_ends, case, message) -> None:
+    # The SystemExit's code is what Python prints as stderr's last line, exiting with status 1.
+    end = bad_input_ends[case]
+    assert isinstance(end, str), f"{BAD_INPUTS[case][0]} ended with {end!r}, not a one-line error"
+    assert end.startswith("error:") and "\n" not in end and message in end, end
 
 
 @pytest.mark.parametrize("bug", ["TypeError", "ValueError"])
@@ -183,6 +203,7 @@ def test_policy_rollout_uses_the_checkpoint_cameras(tmp_path) -> None:
     assert read_video(video).shape[1:] == (32, 32, 3)  # what the policy sees: agentview at 32x32
 
 
+@pytest.mark.slow  # about 75 s; tests/envs/test_task_config.py checks the same task in worker processes
 def test_config_defined_task_end_to_end(tmp_path) -> None:
     # configs/task/nut_assembly_square.yaml defines a task the library does not ship; nothing else
     # registers it. Its expert (via _target_) solves it and the success check sees it ...

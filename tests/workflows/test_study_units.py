@@ -148,9 +148,11 @@ def assert_same_units(reference: Path, cwd: Path, sweep: str) -> None:
 
 @pytest.mark.parametrize(
     "sweep",
-    # One PPO unit: the default run's representative (a job started the way SLURM starts one, through
-    # submitit). PPO and BC side by side (two jobs at once, SFT demos shared) with the slow tests.
-    ["ppo", pytest.param("ppo+bc", marks=pytest.mark.slow)],
+    # One PPO unit (a job started the way SLURM starts one, through submitit; about 70 s with the
+    # in-process reference), and PPO and BC side by side (two jobs at once, SFT demos shared): both with
+    # the slow tests, beside the Ray ones. The default run's unit tests are tests/cli/test_cli.py's razor
+    # test (units in process) and tests/workflows/test_ray_unit_stop.py (the Ray backend's stop).
+    [pytest.param("ppo", marks=pytest.mark.slow), pytest.param("ppo+bc", marks=pytest.mark.slow)],
 )
 def test_submitit_units_equal_the_in_process_study(in_process, tmp_path, sweep: str) -> None:
     reference = in_process(sweep)
