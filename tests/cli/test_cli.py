@@ -19,11 +19,13 @@ from tests.evaluation.test_study_report import _document
 from vla_razor.config import asset_path
 from vla_razor.errors import BadInputError
 from vla_razor.evaluation.identity import policy_content_hash
+from vla_razor.evaluation.study import calibrate_from_results, load_results
 from vla_razor.evaluation.suite_spec import SuiteSpec
 from vla_razor.video import read_video
 from vla_razor.workflows.sweep import check_entries, run_name, train_overrides
 
 REPO = Path(__file__).resolve().parents[2]
+PI0_TINY = Path(asset_path("pi0_tiny"))
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -46,12 +48,6 @@ def test_usage_and_unknown_verb() -> None:
     assert "unknown verb 'juggle'" in bad.stderr and "valid verbs" in bad.stderr
 
 
-def test_unknown_task_lists_valid_options(tmp_path) -> None:
-    out = cli("demos", "task=juggle", f"hydra.run.dir={tmp_path}")
-    assert out.returncode != 0
-    assert "juggle" in out.stderr and "lift" in out.stderr  # hydra lists the available task configs
-
-
 BAD_INPUTS: list[tuple[tuple[str, ...], str]] = [
     (("demos", "task=lift", "episodes=0"), "episodes must be a positive integer, got 0"),
     (
@@ -68,14 +64,28 @@ BAD_INPUTS: list[tuple[tuple[str, ...], str]] = [
     ),
     (("pretrain", "+policy.hiden_size=3"), "unknown tiny policy key(s) hiden_size; valid: family,"),
     (("train", "+policy.vision_grid=4"), "vision_grid have no effect on the saved policy"),
+    (
+        ("razor", "sweep=[{trainer: dpo, lr: 1.0e-5}]", "out_dir={tmp}/razor"),
+        "names trainer 'dpo'; valid: bc, bc_kl, ppo, rft, dagger",
+    ),
+    # The forecast verb: its input files are written by _forecast_bad_input_files.
+    (("forecast", f"checkpoints=[{PI0_TINY}]"), "a forecast needs a calibration"),
+    (("forecast", "calibration={tmp}/other.json", f"checkpoints=[{PI0_TINY}]"), "with pi0 'ffffffffffff'"),
+    (("forecast", "results={tmp}/one_run"), "needs checkpoints from at least 2 training runs"),
 ]
+UNKNOWN_TASK = ("demos", "task=juggle")  # hydra's own error: it lists the task configs there are
 
 
 @pytest.fixture(scope="module")
-def bad_input_ends(tmp_path_factory) -> list:
+def bad_input_ends(tmp_path_factory) -> list[dict]:
     """How each bad command line ended, all run in one child process (tests/cli/bad_inputs.py)."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    cases = [[*args, f"hydra.run.dir={root / str(i)}"] for i, (args, _) in enumerate(BAD_INPUTS)]
+    _forecast_bad_input_files(root)
+    lines = [args for args, _ in BAD_INPUTS] + [UNKNOWN_TASK]
+    cases = [
+        [a.replace("{tmp}", str(root)) for a in (*args, f"hydra.run.dir={root / str(i)}")]
+        for i, args in enumerate(lines)
+    ]
     (root / "cases.json").write_text(json.dumps(cases))
     proc = subprocess.run(
         [sys.executable, "-m", "tests.cli.bad_inputs", str(root / "cases.json"), str(root / "ends.json")],
@@ -94,9 +104,16 @@ def bad_input_ends(tmp_path_factory) -> list:
 )
 def test_bad_input_is_one_line(bad_input_ends, case, message) -> None:
     # The SystemExit's code is what Python prints as stderr's last line, exiting with status 1.
-    end = bad_input_ends[case]
+    end = bad_input_ends[case]["exit"]
     assert isinstance(end, str), f"{BAD_INPUTS[case][0]} ended with {end!r}, not a one-line error"
     assert end.startswith("error:") and "\n" not in end and message in end, end
+    assert "Traceback" not in bad_input_ends[case]["stderr"]
+
+
+def test_unknown_task_lists_valid_options(bad_input_ends) -> None:
+    end = bad_input_ends[len(BAD_INPUTS)]
+    assert end["exit"] not in (None, 0)
+    assert "juggle" in end["stderr"] and "lift" in end["stderr"], end
 
 
 @pytest.mark.parametrize("bug", ["TypeError", "ValueError"])
@@ -325,23 +342,29 @@ def test_razor_records_each_run_as_a_unit_and_rebuilds_the_report(tmp_path) -> N
     assert re.search(r"\| ppo \| \d+\.\d h \(1 run\) \| \d+\.\d h \(1 run\) \|", report)
 
 
-def test_razor_sweep_entry_with_unknown_trainer_is_one_line(tmp_path) -> None:
-    out = cli(
-        "razor",
-        "sweep=[{trainer: dpo, lr: 1.0e-5}]",
-        f"out_dir={tmp_path}/razor",
-        f"hydra.run.dir={tmp_path}/h",
-    )
-    assert out.returncode != 0
-    assert "names trainer 'dpo'; valid: bc, bc_kl, ppo, rft, dagger" in out.stderr
-    assert "Traceback" not in out.stderr
+def _forecast_results(n_runs_per_method: int, steps: int) -> dict:
+    """A results document on the default suite and the committed pi0: forgetting linear in KL plus noise."""
+    doc = _document(n_runs_per_method, steps)
+    doc["suite"] = {"name": "default", "new_task": "grasp_lift_bread", "prior_tasks": ["lift"]}
+    doc["pi0"] = {"source": "asset:pi0_tiny", "hash": policy_content_hash(Path(asset_path("pi0_tiny")))}
+    return doc
+
+
+def _forecast_bad_input_files(root: Path) -> None:
+    """What the forecast verb's bad inputs below read: the calibration of another pi0, and results of one run."""
+    for name, doc in (("results", _forecast_results(3, 3)), ("one_run", _forecast_results(1, 5))):
+        if name == "one_run":  # 5 checkpoints, but all of one training run
+            doc["policies"] = {k: v for k, v in doc["policies"].items() if not k.startswith("bc_")}
+        (root / name).mkdir()
+        (root / name / "results.json").write_text(json.dumps(doc))
+    calibration, _ = calibrate_from_results(load_results(root / "results"))
+    other = {**calibration.to_dict(), "pi0_hash": "sha256:" + "f" * 64}
+    (root / "other.json").write_text(json.dumps(other))
 
 
 def test_forecast_calibrates_validates_and_forecasts_from_kl_alone(tmp_path) -> None:
-    pi0 = Path(asset_path("pi0_tiny"))
-    doc = _document(3, 3)  # 18 checkpoints of 6 runs, forgetting linear in KL plus noise
-    doc["suite"] = {"name": "default", "new_task": "grasp_lift_bread", "prior_tasks": ["lift"]}
-    doc["pi0"] = {"source": "asset:pi0_tiny", "hash": policy_content_hash(pi0)}
+    """Its bad inputs (no calibration, another pi0's, one run's results) are in BAD_INPUTS above."""
+    doc = _forecast_results(3, 3)  # 18 checkpoints of 6 runs
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "results.json").write_text(json.dumps(doc))
     out = cli("forecast", f"results={tmp_path}/results", f"hydra.run.dir={tmp_path}/h1")
@@ -354,7 +377,7 @@ def test_forecast_calibrates_validates_and_forecasts_from_kl_alone(tmp_path) -> 
         and calibration["new_task"] == "grasp_lift_bread"
     )
     # pi0 itself as the "checkpoint": KL 0, so the forecast is the fit's intercept.
-    shutil.copytree(pi0, tmp_path / "pi0_copy")
+    shutil.copytree(asset_path("pi0_tiny"), tmp_path / "pi0_copy")
     common = ["suite.kl_states=8", "suite.kl_state_seeds=1", "engine.num_workers=1"]
     out = cli(
         "forecast",
@@ -369,24 +392,6 @@ def test_forecast_calibrates_validates_and_forecasts_from_kl_alone(tmp_path) -> 
     assert row["forward_kl"] == 0.0
     assert row["forecast_forgetting"] == pytest.approx(calibration["coefficients"][-1])
     assert row["low"] < row["forecast_forgetting"] < row["high"]
-    # Bad input, one line each: no calibration; a calibration of another pi0.
-    out = cli("forecast", f"checkpoints=[{tmp_path}/pi0_copy]", f"hydra.run.dir={tmp_path}/h3")
-    assert out.returncode != 0 and "a forecast needs a calibration" in out.stderr
-    other = {**calibration, "pi0_hash": "sha256:" + "f" * 64}
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    out = cli(
-        "forecast",
-        f"calibration={tmp_path}/other.json",
-        f"checkpoints=[{tmp_path}/pi0_copy]",
-        f"hydra.run.dir={tmp_path}/h4",
-    )
-    assert out.returncode != 0 and "with pi0 'ffffffffffff'" in out.stderr and "Traceback" not in out.stderr
-    one_run = _document(1, 5)  # 5 checkpoints, but all of one training run
-    one_run["policies"] = {k: v for k, v in one_run["policies"].items() if not k.startswith("bc_")}
-    one_run |= {"suite": doc["suite"], "pi0": doc["pi0"]}
-    (tmp_path / "results" / "results.json").write_text(json.dumps(one_run))
-    out = cli("forecast", f"results={tmp_path}/results", f"hydra.run.dir={tmp_path}/h5")
-    assert out.returncode != 0 and "needs checkpoints from at least 2 training runs" in out.stderr
 
 
 def test_razor_warm_start_entries(tmp_path) -> None:

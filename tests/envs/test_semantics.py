@@ -32,7 +32,12 @@ print(json.dumps(out))
 _CROSS_PROCESS_TASKS = ("lift", "door", "grasp_lift_can")
 
 
-@pytest.mark.parametrize("profile", ["full", "fast"])
+@pytest.mark.parametrize(
+    "profile",
+    # The regression below is in building the model, whichever the profile: fast (pi0 v2's) in the default
+    # run, full with the slow tests.
+    [pytest.param("full", marks=pytest.mark.slow), "fast"],
+)
 def test_seeded_reset_is_identical_across_processes(profile):
     """Two fresh processes and this one (with another history) start a seeded episode bit-identically.
 

@@ -83,6 +83,7 @@ def test_nan_on_one_rank_stops_every_rank_with_a_checkpoint(tmp_path) -> None:
     assert state["nonfinite"] and "non-finite" in state["nonfinite"]
 
 
+@pytest.mark.slow  # about 50 s: two ranks train twice (replicated, then FSDP) and resume
 def test_fsdp_full_finetune_matches_replicated_training_and_resumes(tmp_path) -> None:
     """FSDP2 under gloo: the same run sharded and replicated gives the same weights (FSDP's
     reduce-scatter averages gradients like the explicit all-reduce); the checkpoint holds the full
