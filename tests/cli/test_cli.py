@@ -346,12 +346,12 @@ def _forecast_results(n_runs_per_method: int, steps: int) -> dict:
     """A results document on the default suite and the committed pi0: forgetting linear in KL plus noise."""
     doc = _document(n_runs_per_method, steps)
     doc["suite"] = {"name": "default", "new_task": "grasp_lift_bread", "prior_tasks": ["lift"]}
-    doc["pi0"] = {"source": "asset:pi0_tiny", "hash": policy_content_hash(Path(asset_path("pi0_tiny")))}
+    doc["pi0"] = {"source": "asset:pi0_tiny", "hash": policy_content_hash(PI0_TINY)}
     return doc
 
 
 def _forecast_bad_input_files(root: Path) -> None:
-    """What the forecast verb's bad inputs below read: the calibration of another pi0, and results of one run."""
+    """What the forecast verb's bad inputs in BAD_INPUTS read: another pi0's calibration, one run's results."""
     for name, doc in (("results", _forecast_results(3, 3)), ("one_run", _forecast_results(1, 5))):
         if name == "one_run":  # 5 checkpoints, but all of one training run
             doc["policies"] = {k: v for k, v in doc["policies"].items() if not k.startswith("bc_")}
@@ -377,7 +377,7 @@ def test_forecast_calibrates_validates_and_forecasts_from_kl_alone(tmp_path) -> 
         and calibration["new_task"] == "grasp_lift_bread"
     )
     # pi0 itself as the "checkpoint": KL 0, so the forecast is the fit's intercept.
-    shutil.copytree(asset_path("pi0_tiny"), tmp_path / "pi0_copy")
+    shutil.copytree(PI0_TINY, tmp_path / "pi0_copy")
     common = ["suite.kl_states=8", "suite.kl_state_seeds=1", "engine.num_workers=1"]
     out = cli(
         "forecast",
