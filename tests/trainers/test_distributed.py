@@ -44,8 +44,8 @@ def _torchrun(tmp_path: Path, *args: str, timeout: float = 240) -> None:
 
 @pytest.mark.parametrize(
     "mode",
-    # BC in the default run (the FSDP, KL-stop and NaN tests below train PPO on two ranks too); PPO's and
-    # RFT's own loops (about 17 s each) with the slow tests.
+    # BC in the default run (the KL-stop and NaN tests below train PPO on two ranks too); PPO's and RFT's
+    # weight checks (about 17 s each) with the slow tests.
     ["bc", pytest.param("ppo", marks=pytest.mark.slow), pytest.param("rft", marks=pytest.mark.slow)],
 )
 def test_two_rank_training_keeps_weights_identical(mode, tmp_path, lift_demos) -> None:
