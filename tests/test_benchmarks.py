@@ -65,6 +65,7 @@ COVERED_ELSEWHERE = {"gpu_smoke.py", "sim_bundle.py"}
 def test_every_benchmark_has_a_toy_run():
     scripts = {p.name for p in BENCHMARKS.glob("*.py")}
     assert scripts - COVERED_ELSEWHERE == set(TOY_RUNS), "add the new script to TOY_RUNS"
+    assert set(TOY_RUNS) >= SLOW, f"SLOW names no toy run: {sorted(SLOW - set(TOY_RUNS))}"
 
 
 @pytest.mark.parametrize(
