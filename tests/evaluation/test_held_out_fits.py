@@ -1,11 +1,12 @@
-"""The batched held-out polynomial fits give what one ``numpy.polyfit`` per fold gives."""
+"""The batched held-out fits give what one fit per fold gives: ``numpy.polyfit`` for the polynomials,
+``isotonic_regression`` on the fold's own points for the monotone fit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vla_razor.evaluation.predictor_fits import held_out_predictions
+from vla_razor.evaluation.predictor_fits import held_out_predictions, isotonic_regression
 
 
 def _fold_by_fold(x: np.ndarray, y: np.ndarray, labels: np.ndarray, degree: int) -> np.ndarray:
@@ -38,3 +39,22 @@ def test_a_fold_left_with_too_few_distinct_x_predicts_nan() -> None:
     assert np.isnan(quadratic[:2]).all() and np.isfinite(quadratic[2:]).all()
     np.testing.assert_allclose(quadratic, _fold_by_fold(x, y, labels, 2), rtol=1e-9)
     assert np.isfinite(held_out_predictions(x, y, labels, "linear")).all()
+
+
+def test_monotone_folds_equal_one_isotonic_fit_per_fold_exactly() -> None:
+    # Tied x within and across runs, and a run drawn twice, as a bootstrap resample has them: the shared
+    # pooling must give the very digits a fit on each fold's points alone gives, not merely close ones.
+    rng = np.random.default_rng(5)
+    x = np.round(rng.gamma(2.0, 2.0, 48), 1)
+    y = np.tanh(0.3 * x) + rng.normal(0.0, 0.2, 48)
+    labels = np.array([f"run{i % 8}" for i in range(48)])
+    x, y, labels = (
+        np.concatenate([x, x[:6]]),
+        np.concatenate([y, y[:6]]),
+        np.concatenate([labels, labels[:6]]),
+    )
+    expected = np.empty_like(y)
+    for label in np.unique(labels):
+        held = labels == label
+        expected[held] = isotonic_regression(x[~held], y[~held])(x[held])
+    np.testing.assert_array_equal(held_out_predictions(x, y, labels, "monotone"), expected)

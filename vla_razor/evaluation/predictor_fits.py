@@ -189,10 +189,25 @@ def held_out_predictions(x: FloatArray, y: FloatArray, labels: LabelArray, kind:
 def _held_out(x: FloatArray, y: FloatArray, labels: LabelArray, kind: FitKind) -> FloatArray:
     if kind in _DEGREES:
         return _held_out_polynomial(x, y, labels, _DEGREES[kind])
+    return _held_out_monotone(x, y, labels)
+
+
+def _held_out_monotone(x: FloatArray, y: FloatArray, labels: LabelArray) -> FloatArray:
+    """``held_out_predictions`` for the isotonic fit: fold by fold, the same numbers as ``isotonic_regression``
+    on each fold's points. The distinct x are found once for all folds, and each fold pools its own
+    points into them (``np.bincount`` adds a block's points in the same order as a fit on the fold alone
+    does), so a report's hundred thousand folds skip a sort each."""
+    knots, knot_of = np.unique(x, return_inverse=True)
+    folds, fold_of = np.unique(labels, return_inverse=True)
     out = np.empty_like(y)
-    for label in np.unique(labels):
-        held = labels == label
-        out[held] = fit_curve(x[~held], y[~held], kind)(x[held])
+    for fold in range(folds.size):
+        held = fold_of == fold
+        train_knot = knot_of[~held]
+        block_n = np.bincount(train_knot, minlength=knots.size).astype(np.float64)
+        block_sum = np.bincount(train_knot, weights=y[~held], minlength=knots.size)
+        seen = block_n > 0
+        fitted = scipy_isotonic_regression(block_sum[seen] / block_n[seen], weights=block_n[seen]).x
+        out[held] = np.interp(x[held], knots[seen], fitted)
     return out
 
 
