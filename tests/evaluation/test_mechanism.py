@@ -110,3 +110,29 @@ def test_forward_kl_counts_only_checkpoints_that_beat_pi0_clustered_by_run() -> 
     # Runs' KLs are 1, 2, 3 (three checkpoints each): mean 2, SE of three cluster means sd 1 / sqrt(3).
     bc_line = next(line for line in lines if line.startswith("- bc"))
     assert "2.00 ± 0.58 nats over 9 checkpoints from 3 runs" in bc_line
+
+
+def test_checkpoint_table_gives_each_arm_step_by_step_even_when_the_rule_cannot_be_read() -> None:
+    # DAgger below pi0 on the new task at every checkpoint (it lost the new task): no matched level, so
+    # the rule is not readable, and the table still shows where DAgger went.
+    below = [
+        {**p, "new_task_success": 0.1 * (1 + i % 3), "step": 1 + i % 3, "lr": 1e-4}
+        for i, p in enumerate(_runs("dagger", 0.4))
+    ]
+    bc = [
+        {**p, "step": 10 * (1 + i % 3), "lr": lr}
+        for lr in (1e-5, 1e-4)
+        for i, p in enumerate(_runs("bc", 0.3))
+    ]
+    rft = [{**p, "step": 1 + i % 3, "lr": 3e-5} for i, p in enumerate(_runs("rft", 0.85))]
+    points = [PI0, *bc, *below, *rft]
+    lines = mechanism_lines(points, LEVELS, bootstrap=FAST)
+    assert any(line.startswith("Not readable") for line in lines)
+    assert "| pi0 | 0 | - | 50% | 90% | 0 |" in lines
+    # DAgger's first checkpoint: new-task 10% in each run; prior 0.9 - 0.5 * (0.6 - 0.5) / 0.3 shifted by
+    # -0.005, 0, +0.005 over the runs: 73% (73% to 74%); forward KL 1, 2, 3: 2.00 (1.00 to 3.00).
+    assert "| dagger | 1 | 3 | 10% | 73% (73% to 74%) | 2.00 (1.00 to 3.00) |" in lines
+    rows = [line.split(" | ")[0] for line in lines if line.startswith("| bc") or line.startswith("| rft")]
+    assert rows[0] == "| bc lr 1e-05" and rows[-1] == "| rft"  # BC split by rate, rates ascending
+    assert "| bc lr 1e-05 | 10 | 3 | 60% | 70% | 2.00 (1.00 to 3.00) |" in lines  # equal runs: no range
+    assert sum(row == "| bc lr 0.0001" for row in rows) == 3

@@ -20,7 +20,8 @@ like BC: how far the labels sit from pi0 decides, RL's Razor) when every RFT-min
 above 0 and no DAgger-minus-BC interval does; **both** when both gaps' intervals all lie above 0;
 **unclear** otherwise. The reading is decisive only when the anchored and unanchored frontiers agree.
 Forward KL(pi0||pi) on new-task states of the checkpoints that beat pi0 on the new task is shown beside,
-because RL's Razor explains forgetting by it.
+because RL's Razor explains forgetting by it, and each arm step by step (``checkpoint_lines``), because an
+arm that never beats pi0 on the new task leaves the rule nothing to read.
 
 BC's frontier pools its runs at every learning rate (as the report's matched-success table and RL's
 Razor's SFT frontier do), while DAgger runs at one: the comparison gives BC the best of its sweep, which
@@ -32,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -179,6 +180,64 @@ def forward_kl_lines(points: Points) -> list[str]:
     return lines
 
 
+def _arm(point: dict[str, Any], several_rates: set[str]) -> str:
+    """A checkpoint's arm: its method, with its learning rate where the method ran at several."""
+    method = str(point["method"])
+    return f"{method} lr {point['lr']}" if method in several_rates else method
+
+
+def _mean_range(values: list[float], fmt: str) -> str:
+    """'mean (lowest to highest)' of the finite values, each formatted with ``fmt``; the mean alone where
+    the range prints as one value."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return "n/a"
+    mean, low, high = (format(v, fmt) for v in (float(np.mean(finite)), min(finite), max(finite)))
+    return mean if low == high else f"{mean} ({low} to {high})"
+
+
+def checkpoint_lines(points: Points) -> list[str]:
+    """Where each of the three arms went, step by step: new-task and prior-skill success and forward KL,
+    mean over runs with their range. Descriptive, outside the rule: it shows what happened when the rule
+    cannot be read (an arm that never rises above pi0 on the new task shares no matched level)."""
+    rates: dict[str, set[Any]] = {}
+    for p in points:
+        rates.setdefault(str(p["method"]), set()).add(p.get("lr"))
+    several = {m for m, lrs in rates.items() if len(lrs) > 1}
+    cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for p in points:
+        if p["method"] in SOURCES and p.get("step") is not None:
+            cells.setdefault((_arm(p, several), int(p["step"])), []).append(p)
+    order = {m: i for i, m in enumerate(SOURCES)}
+
+    def rank(key: tuple[str, int]) -> tuple[int, float, int]:
+        first = cells[key][0]  # one arm: one method and learning rate
+        return order[first["method"]], float(first.get("lr") or 0.0), key[1]
+
+    keys = sorted(cells, key=rank)
+    lines = [
+        "Each arm checkpoint by checkpoint (mean over runs, the runs' range in brackets; descriptive, "
+        "outside the rule):",
+        "",
+        "| arm | step | runs | new-task success | prior-skill success | forward KL (nats) |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = pi0_anchor(points)
+    if base is not None:
+        lines.append(f"| pi0 | 0 | - | {base[0]:.0%} | {base[1]:.0%} | 0 |")
+    for arm, step in keys:
+        pts = cells[(arm, step)]
+        lines.append(
+            f"| {arm} | {step} | {len(pts)} | "
+            + " | ".join(
+                _mean_range([float(p[key]) for p in pts], fmt)
+                for key, fmt in (("new_task_success", ".0%"), ("prior_success", ".0%"), ("forward_kl", ".2f"))
+            )
+            + " |"
+        )
+    return lines
+
+
 def mechanism_lines(
     points: Points, levels: Sequence[float], *, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP
 ) -> list[str]:
@@ -201,6 +260,8 @@ def mechanism_lines(
             f"Not yet readable: fewer than 2 runs of {', '.join(missing)}.",
             "",
             *forward_kl_lines(points),
+            "",
+            *checkpoint_lines(points),
         ]
     reading = mechanism_reading(points, levels, bootstrap=bootstrap)
     if reading is None:
@@ -209,6 +270,8 @@ def mechanism_lines(
             "Not readable: no matched level above pi0's new-task success that all three frontiers reach.",
             "",
             *forward_kl_lines(points),
+            "",
+            *checkpoint_lines(points),
         ]
     header = "| gap | frontiers | " + " | ".join(f"new-task {lv:.0%}" for lv in reading.levels) + " |"
     table = [header, "|---|---|" + "---|" * len(reading.levels)]
@@ -224,4 +287,4 @@ def mechanism_lines(
         + (READING_TEXT[reading.reading] if agree else "the anchored and unanchored frontiers disagree")
         + ".",
     ]
-    return [*intro, *table, "", *verdict, "", *forward_kl_lines(points)]
+    return [*intro, *table, "", *verdict, "", *forward_kl_lines(points), "", *checkpoint_lines(points)]
