@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,16 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
     ),
     # Every section of the GPU scale run (robosuite envs, engine, decode modes, PPO, update levers, render).
     "gpu_scale.py": (["--device", "cpu", "--size", "tiny"], "sections: 7 ok"),
+    "label_distance.py": (
+        ["--policy", "vla_razor/assets/pi0_tiny", "--task", "lift", "--episodes", "1", "--demo-episodes", "2"]
+        + [
+            "--demo-steps",
+            "16",
+            "--demos",
+            str(Path(tempfile.gettempdir()) / "vla_razor_toy_lift_demos.hdf5"),
+        ],
+        "pi0's cross-entropy on each arm's labels",
+    ),
     "learning_margins.py": (["--seeds", "1", "--iterations", "2"], "after min"),
     "policy_throughput.py": (["--batches", "1", "--repeats", "1"], "reference overhead with LoRA"),
     "profile_sensitivity.py": (["--episodes", "1", "--tasks", "lift"], "McNemar"),
@@ -52,6 +63,7 @@ TOY_RUNS: dict[str, tuple[list[str], str]] = {
 SLOW = {
     "engine_cpu.py",
     "eval_throughput.py",
+    "label_distance.py",  # the policy's scoring and the env's expert labels have their own tests
     "profile_sensitivity.py",
     "relabel_takeover.py",  # about 17 s; the relabelling expert's own tests are tests/envs/test_relabel.py
     "sampled_success.py",
