@@ -18,7 +18,10 @@ Each figure is a mean over steps with its SE clustered by episode (steps of one 
 independent), split by action dimension, with the share of label tokens that are pi0's most likely one.
 Rollout seeds start at ``--seed-start`` (0: training-side seeds, apart from the held-out 100000 on).
 The rollouts run whole episodes, where DAgger's iterations take 100 steps per env: the same kind of
-states, not the same sample.
+states, not the same sample. ``--dagger-runs`` scores the sample itself: the first-iteration states and
+labels a DAgger run saved (``<run>/dagger/rank0_iter000001.npz``, pi0's own states), one row per run.
+
+    python benchmarks/label_distance.py --dagger-runs runs/razor/study2/train/dagger_lr0.0001_seed*
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from vla_razor.policies import load_policy  # noqa: E402
 from vla_razor.rollouts import EnvPool, policy_env_kwargs  # noqa: E402
 from vla_razor.rollouts.observations import policy_batch, stack_obs  # noqa: E402
 from vla_razor.sampling import seeded_generator  # noqa: E402
+from vla_razor.trainers.dagger import AGGREGATE_DIR, load_shard  # noqa: E402
 
 DIMS = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 DEMO_SEED = 50_000  # the study's SFT demos (vla_razor/workflows/study.py)
@@ -128,6 +132,20 @@ def demo_sample(policy: Any, path: Path, n_steps: int) -> tuple[list[dict[str, A
     return obs, data.actions[index], data.episode_ids[index]
 
 
+def dagger_sample(run_dir: Path) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """A DAgger run's first-iteration states (pi0's own) and the expert labels it trained on; one cluster
+    (the saved file does not mark where its episodes start)."""
+    data = load_shard(run_dir / AGGREGATE_DIR / "rank0_iter000001.npz")
+    obs = [
+        {
+            **{k: v[i] for k, v in data.obs.items()},
+            "instruction": data.instructions[int(data.instruction_ids[i])],
+        }
+        for i in range(len(data.actions))
+    ]
+    return obs, data.actions, np.zeros(len(obs), dtype=np.int64)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,6 +160,7 @@ def main() -> None:
     parser.add_argument("--demo-episodes", type=int, default=300, help="demos in the file (the study's 300)")
     parser.add_argument("--demo-steps", type=int, default=2048, help="demo steps scored, evenly spaced")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--dagger-runs", nargs="*", default=[], help="DAgger run folders to score as well")
     parser.add_argument("--out", default=None, help="write the summary here as JSON")
     args = parser.parse_args()
     for name in ("episodes", "demo_episodes", "demo_steps", "batch_size"):
@@ -172,6 +191,10 @@ def main() -> None:
         rft = (mine[0][won], mine[1][won], roll["episode"][won])
         arms.append(summarise("RFT: pi0's states and tokens, successful episodes", *rft))
     arms.append(summarise("pi0's own tokens, every episode (its entropy)", *mine, roll["episode"]))
+    for run in map(Path, args.dagger_runs):
+        obs, actions, cluster = dagger_sample(run)
+        scored = score_labels(policy, obs, policy.encode_actions(actions), args.batch_size)
+        arms.append(summarise(f"DAgger run {run.name}, its iteration 1", *scored, cluster))
 
     print(f"pi0's cross-entropy on each arm's labels, {args.task} ({Path(args.policy or 'pi0_tiny_v2').name}; "
           f"{sum(roll['success'])}/{len(seeds)} rollouts succeeded; ± SE clustered by episode):")  # fmt: skip
@@ -181,7 +204,7 @@ def main() -> None:
         dims = " | ".join(f"{arm['per_dimension'][d]['mean']:.2f}" for d in DIMS)
         se = arm["nats_per_token_se"]
         print(f"| {arm['arm']} | {arm['steps']} ({arm['episodes']}) | {arm['nats_per_token']:.2f} "
-              f"{f'± {se:.2f}' if np.isfinite(se) else '(one episode: no SE)'} | {arm['argmax_agreement']:.0%} | {dims} |")  # fmt: skip
+              f"{f'± {se:.2f}' if np.isfinite(se) else '(one cluster: no SE)'} | {arm['argmax_agreement']:.0%} | {dims} |")  # fmt: skip
     wall = time.perf_counter() - started
     print(f"wall time {wall:.0f} s")
     if args.out:
