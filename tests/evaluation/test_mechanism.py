@@ -136,3 +136,20 @@ def test_checkpoint_table_gives_each_arm_step_by_step_even_when_the_rule_cannot_
     assert rows[0] == "| bc lr 1e-05" and rows[-1] == "| rft"  # BC split by rate, rates ascending
     assert "| bc lr 1e-05 | 10 | 3 | 60% | 70% | 2.00 (1.00 to 3.00) |" in lines  # equal runs: no range
     assert sum(row == "| bc lr 0.0001" for row in rows) == 3
+
+
+def test_resamples_whose_frontier_stops_short_are_counted_not_hidden() -> None:
+    # DAgger: one run reaches new-task 0.8, the other never beats pi0. A resample that draws the second run
+    # twice has no DAgger frontier at 0.6 or 0.7, so its gap is undefined: the section says how many
+    # resamples the intervals rest on.
+    reaching = _runs("dagger", 0.4, n_runs=1)
+    stuck = [{**p, "run": "dagger_seed9", "new_task_success": 0.1} for p in _runs("dagger", 0.4, n_runs=1)]
+    points = [PI0, *_runs("bc", 0.3), *reaching, *stuck, *_runs("rft", 0.85)]
+    lines = mechanism_lines(points, LEVELS, bootstrap=FAST)
+    note = next(line for line in lines if line.startswith("Resamples of runs in which every frontier"))
+    counts = [
+        int(cell.split(": ")[1].split(" of ")[0]) for cell in note.rstrip(".").split(": ", 1)[1].split(", ")
+    ]
+    assert all(0 < c < FAST.n_boot for c in counts)  # about 3/4 of resamples draw the reaching run
+    full = mechanism_lines(_study(0.3, 0.6, 0.85), LEVELS, bootstrap=FAST)
+    assert not any(line.startswith("Resamples of runs") for line in full)

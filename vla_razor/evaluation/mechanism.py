@@ -140,6 +140,22 @@ def mechanism_reading(
     return MechanismReading(shared, states_gap, labels_gap, readings)
 
 
+def _coverage_lines(reading: MechanismReading) -> list[str]:
+    """Where some resamples of runs have a frontier that stops short of a level, say how many remain: the
+    gap is undefined there, so the interval is over the resamples in which every frontier reaches it (a
+    method with one run that never beats pi0 makes that a conditional interval, narrower than the truth)."""
+    gaps = [*reading.states_gap.values(), *reading.labels_gap.values()]
+    counts = [min(g.intervals[j].n_valid for g in gaps) for j in range(len(reading.levels))]
+    n_boot = gaps[0].intervals[0].n_boot
+    if all(c == n_boot for c in counts):
+        return []
+    cells = ", ".join(f"{lv:.0%}: {c} of {n_boot}" for lv, c in zip(reading.levels, counts, strict=True))
+    return [
+        "Resamples of runs in which every frontier reaches the level (the rest have no gap there, so each "
+        f"interval is over these only, and narrower than the spread between runs): {cells}."
+    ]
+
+
 def _points(value: float) -> str:
     return f"{value * 100:+.0f}" if math.isfinite(value) else "n/a"
 
@@ -280,6 +296,8 @@ def mechanism_lines(
         for name, gaps in (("DAgger − BC", reading.states_gap), ("RFT − DAgger", reading.labels_gap)):
             table.append(f"| {name} | {anchor} | " + " | ".join(_gap_cells(gaps[with_pi0])) + " |")
     agree = reading.readings[True] == reading.readings[False]
+    coverage = _coverage_lines(reading)
+    table += ["", *coverage] if coverage else []
     verdict = [
         f"Reading with pi0 as anchor: **{reading.readings[True]}**; without: **{reading.readings[False]}**.",
         "",
