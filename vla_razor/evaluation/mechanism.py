@@ -143,7 +143,8 @@ def mechanism_reading(
 def _coverage_lines(reading: MechanismReading) -> list[str]:
     """Where some resamples of runs have a frontier that stops short of a level, say how many remain: the
     gap is undefined there, so the interval is over the resamples in which every frontier reaches it (a
-    method with one run that never beats pi0 makes that a conditional interval, narrower than the truth)."""
+    run that never beats pi0 makes it an interval conditional on the other runs, which can understate the
+    spread between runs)."""
     gaps = [*reading.states_gap.values(), *reading.labels_gap.values()]
     counts = [min(g.intervals[j].n_valid for g in gaps) for j in range(len(reading.levels))]
     n_boot = gaps[0].intervals[0].n_boot
@@ -152,7 +153,7 @@ def _coverage_lines(reading: MechanismReading) -> list[str]:
     cells = ", ".join(f"{lv:.0%}: {c} of {n_boot}" for lv, c in zip(reading.levels, counts, strict=True))
     return [
         "Resamples of runs in which every frontier reaches the level (the rest have no gap there, so each "
-        f"interval is over these only, and narrower than the spread between runs): {cells}."
+        f"interval is over these only and can understate the spread between runs): {cells}."
     ]
 
 
