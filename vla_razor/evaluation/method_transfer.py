@@ -31,6 +31,7 @@ from vla_razor.evaluation.stats import (
     BootstrapInterval,
     FloatArray,
     LabelArray,
+    label_codes,
     labelled_points,
 )
 
@@ -68,18 +69,19 @@ def leave_one_group_out(
     undetermined gives NaN.
     """
     xa, ya, labels = _finite_points(x, y, groups)
-    names = [str(g) for g in np.unique(labels)]
+    if labels.dtype.kind == "O":  # mixed Python objects: compare and sort them as text
+        labels = labels.astype(str)
+    values = np.unique(labels)
     sst = float(np.sum((ya - ya.mean()) ** 2)) if ya.size else 0.0
-    if len(names) < 2 or sst == 0.0:
-        return TransferScore(float("nan"), {g: float("nan") for g in names}, clip is not None)
-    text_labels = labels.astype(str)
-    forecast = held_out_predictions(xa, ya, text_labels, kind)
+    if values.size < 2 or sst == 0.0:
+        return TransferScore(float("nan"), {str(g): float("nan") for g in values}, clip is not None)
+    forecast = held_out_predictions(xa, ya, labels, kind)
     if clip is not None:
         forecast = np.clip(forecast, *clip)
     shares: dict[str, float] = {}
-    for name in names:
-        held = text_labels == name
-        shares[name] = float(np.sum((ya[held] - forecast[held]) ** 2)) / sst
+    for value in values:
+        held = labels == value
+        shares[str(value)] = float(np.sum((ya[held] - forecast[held]) ** 2)) / sst
     return TransferScore(1.0 - float(sum(shares.values())), shares, clip is not None)
 
 
@@ -130,14 +132,16 @@ def transfer_interval(
 def _run_resamples(
     x: ArrayLike, y: ArrayLike, groups: ArrayLike, runs: ArrayLike, bootstrap: Bootstrap
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(x, y, groups) of each bootstrap resample of runs within each group (every resample keeps every group)."""
+    """(x, y, group codes) of each bootstrap resample of runs within each group (every resample keeps every
+    group)."""
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y, dtype=np.float64)
     labels, run_labels = np.asarray(groups), np.asarray(runs)
     if run_labels.shape != labels.shape:
         raise ValueError(f"runs must give one run id per point ({labels.size}), got shape {run_labels.shape}")
+    codes = label_codes(labels)  # only R² is kept from a resample, and it needs no group names
     for idx in bootstrap.stratified_indices(run_labels, labels):
-        yield xa[idx], ya[idx], labels[idx]
+        yield xa[idx], ya[idx], codes[idx]
 
 
 def fold_r2(

@@ -39,6 +39,7 @@ from vla_razor.evaluation.stats import (
     BootstrapInterval,
     FloatArray,
     LabelArray,
+    label_codes,
 )
 
 FitKind = Literal["linear", "quadratic", "monotone"]
@@ -179,11 +180,15 @@ def held_out_predictions(x: FloatArray, y: FloatArray, labels: LabelArray, kind:
     repeated fits are what keep ``--from-results`` at seconds, not minutes."""
     xa = np.ascontiguousarray(x, dtype=np.float64)
     ya = np.ascontiguousarray(y, dtype=np.float64)
+    names = np.asarray(labels)
     digest = hashlib.blake2b(xa.tobytes(), digest_size=16)
     digest.update(ya.tobytes())
-    digest.update("\0".join(map(str, labels)).encode())
+    # Fixed-width labels (ints, numpy strings) hash from their buffer; joining them as text cost about
+    # 5% of a report's rebuild. Object arrays have no stable buffer, so they go through str.
+    digest.update(names.dtype.str.encode())
+    digest.update(names.tobytes() if names.dtype.kind != "O" else "\0".join(map(str, names)).encode())
     digest.update(kind.encode())
-    return _HELD_OUT.get(digest.digest(), lambda: _held_out(xa, ya, np.asarray(labels), kind))
+    return _HELD_OUT.get(digest.digest(), lambda: _held_out(xa, ya, names, kind))
 
 
 def _held_out(x: FloatArray, y: FloatArray, labels: LabelArray, kind: FitKind) -> FloatArray:
@@ -305,8 +310,10 @@ def bootstrap_r2(
     with a single distinct run (group).
     """
     xa, ya = _xy(x, y)
-    labels = np.asarray(runs)
+    labels = label_codes(np.asarray(runs))
     group_labels = _groups_of(groups, labels)
+    if group_labels is not None:
+        group_labels = label_codes(group_labels)
     values = [
         _r2(
             xa[idx],
@@ -457,10 +464,11 @@ def compare_predictors(
         _require_runs(labels, n)
     r2_a = _r2(xa, ya, labels, kind, statistic)
     r2_b = _r2(xb, ya, labels, kind, statistic)
+    codes = label_codes(labels)  # as in bootstrap_r2, so the memo finds the fits its intervals made
     diffs = [
-        _r2(xa[idx], ya[idx], labels[idx], kind, statistic)
-        - _r2(xb[idx], ya[idx], labels[idx], kind, statistic)
-        for idx in bootstrap.run_indices(labels)
+        _r2(xa[idx], ya[idx], codes[idx], kind, statistic)
+        - _r2(xb[idx], ya[idx], codes[idx], kind, statistic)
+        for idx in bootstrap.run_indices(codes)
     ]
     interval = bootstrap.interval(diffs)
     verdict: Verdict = "inconclusive"

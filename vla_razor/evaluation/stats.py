@@ -63,6 +63,15 @@ def labelled_points(
     return xa, ya, la
 
 
+def label_codes(labels: ArrayLike) -> NDArray[np.intp]:
+    """Labels (run or group ids) as integers in the labels' own sorted order.
+
+    Folds and resamples come out the same, in the same order, so every number does too; but a
+    bootstrap's hundred thousand ``np.unique`` calls then sort integers instead of strings."""
+    la = np.asarray(labels)
+    return np.unique(la, return_inverse=True)[1].reshape(la.shape)
+
+
 def check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence}")
