@@ -229,9 +229,13 @@ def _held_out_polynomial(x: FloatArray, y: FloatArray, labels: LabelArray, degre
     scale[scale == 0.0] = 1.0  # an all-zero column: the fold is undetermined anyway
     solve = np.linalg.pinv(design / scale[:, None, :], rcond=x.size * np.finfo(np.float64).eps)
     coefficients = (solve @ (y * keep)[..., None])[..., 0] / scale
+    # A fold trains on every distinct x except those that only its own points have.
     values, value_of = np.unique(x, return_inverse=True)
-    distinct = (keep[:, None, :] & (value_of[None, None, :] == np.arange(values.size)[None, :, None])).any(2)
-    determined = distinct.sum(axis=1) > degree
+    pairs = np.unique(value_of * folds.size + fold_of)  # each (x value, fold) that occurs, once
+    folds_per_value = np.bincount(pairs // folds.size, minlength=values.size)
+    only_in = (pairs % folds.size)[folds_per_value[pairs // folds.size] == 1]
+    distinct = values.size - np.bincount(only_in, minlength=folds.size)
+    determined = distinct > degree
     out = (vander * coefficients[fold_of]).sum(axis=1)
     out[~determined[fold_of]] = np.nan
     return out
