@@ -6,6 +6,7 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 from vla_razor import envs
@@ -29,15 +30,16 @@ def test_task_table_has_required_tasks():
         assert spec.instruction and spec.horizon > 0
 
 
-def test_check_env_every_id_in_one_process():
-    """gymnasium's checker, determinism included, over every registered id, one after another here.
+def _check_in_one_process(tasks: list[str]) -> None:
+    """gymnasium's checker, determinism included, over these ids, one after another in this process.
 
     ``gym.make`` gives the env a spec, without which ``check_env`` skips its seeded-reset and step
     determinism assertions. Each env is checked after the previous ones were built, rendered and closed
     (the checker itself builds and closes a second copy): 11 of 12 ids failed this when envs freed their
     GL objects in whichever GL context was current. "Similar but not equal" warnings fail too.
     """
-    for task, spec in envs.TASKS.items():
+    for task in tasks:
+        spec = envs.TASKS[task]
         env = gym.make(spec.gym_id, image_size=16, horizon=5)
         try:
             assert env.unwrapped.spec is not None and env.unwrapped.spec.nondeterministic is False
@@ -53,6 +55,20 @@ def test_check_env_every_id_in_one_process():
             assert obs["instruction"] == spec.instruction, task
         finally:
             env.close()
+
+
+def test_check_env_one_id_per_family_in_one_process():
+    """The default run: one task of each family (a robosuite env and its object), built one after
+    another. The family's other objects differ only in the object; ``-m slow`` checks every id."""
+    first_of_family = {spec.family: name for name, spec in reversed(list(envs.TASKS.items()))}
+    tasks = list(first_of_family.values())
+    assert len(tasks) >= 5, tasks
+    _check_in_one_process(tasks)
+
+
+@pytest.mark.slow  # 13 ids: about 70 s on 2 cores beside the other test worker
+def test_check_env_every_id_in_one_process():
+    _check_in_one_process(list(envs.TASKS))
 
 
 def test_gym_make_by_id():
