@@ -1,6 +1,6 @@
 """Each committed study's report is what its committed units rebuild: no figure in report.md that
 `vla-razor razor --from-results vla_razor/assets/studies/<study>` would not write (study 1: default; study 2:
-pick_place, once its report is committed; the default run checks the newest, `-m slow` the others).
+pick_place; the default run checks the newest, `-m slow` the others).
 
 Numbers are compared to within one unit of their last printed digit, since the bootstrap and the fits sum
 floating point in an order that can differ between CPUs (a value on a rounding boundary may print one
