@@ -314,8 +314,9 @@ def bootstrap_r2(
     with a single distinct run (group).
     """
     xa, ya = _xy(x, y)
-    labels = label_codes(np.asarray(runs))
-    group_labels = _groups_of(groups, labels)
+    labels = np.asarray(runs)
+    group_labels = _groups_of(groups, labels)  # checked on the names, so an error names the run
+    labels = label_codes(labels)
     if group_labels is not None:
         group_labels = label_codes(group_labels)
     values = [
