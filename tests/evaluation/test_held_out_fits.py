@@ -58,3 +58,23 @@ def test_monotone_folds_equal_one_isotonic_fit_per_fold_exactly() -> None:
         held = labels == label
         expected[held] = isotonic_regression(x[~held], y[~held])(x[held])
     np.testing.assert_array_equal(held_out_predictions(x, y, labels, "monotone"), expected)
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_which_folds_are_determined_matches_one_fit_per_fold_on_small_tied_samples(degree: int) -> None:
+    # Few distinct x, ties within and across runs, integer run codes as the bootstraps pass them: a fold is
+    # undetermined exactly when the x it trains on have no more distinct values than the degree.
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n = int(rng.integers(2, 12))
+        x = rng.integers(0, 4, n).astype(np.float64)
+        y = rng.normal(size=n)
+        labels = rng.integers(0, 4, n)
+        if np.unique(labels).size < 2:
+            continue
+        kind = "linear" if degree == 1 else "quadratic"
+        got = held_out_predictions(x, y, labels, kind)
+        expected = _fold_by_fold(x, y, labels, degree)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-6, atol=1e-9)
